@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the workbench's dependencies unattended into the current Python.
+#   tools/install.sh          runtime dependencies
+#   tools/install.sh --dev    runtime + test dependencies (pytest, hypothesis, playwright)
+# pyradiomics 3.0.1 has no wheel for Python 3.11: it builds from source and needs
+# numpy and versioneer present first, outside pip's build isolation.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+req=requirements.txt
+[ "${1:-}" = "--dev" ] && req=requirements-dev.txt
+$PY -m pip install -q --upgrade "pip>=24" wheel setuptools versioneer "numpy>=1.26,<2.5"
+$PY -m pip install -q -r "$req"
+$PY -m pip install -q --no-build-isolation "pyradiomics==3.0.1"
+$PY -c "import radiomics, torch, timm, SimpleITK, streamlit; print('her2 workbench: dependencies ready (torch', torch.__version__, ', cuda', torch.cuda.is_available(), ')')"
