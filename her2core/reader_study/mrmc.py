@@ -1,0 +1,508 @@
+"""Reader-study statistics: per-reader accuracy and multi-reader multi-case ROC analysis.
+
+Plain numpy / scipy, no database and no plotting: functions take arrays or a tidy
+table of ratings and return plain dataclasses (``to_dict()`` gives JSON-ready dicts).
+
+Conventions
+-----------
+* A *rating* is a number where larger means "more likely HER2-positive".
+  Reads in the study are a binary call plus a confidence 0-100 in that call;
+  :func:`confidence_to_rating` maps them onto one 0-100 scale::
+
+      rating = 50 + confidence / 2   if the call is HER2-positive
+      rating = 50 - confidence / 2   if the call is HER2-negative
+
+  so every positive call ranks above every negative call (the empirical ROC
+  passes through the reader's binary operating point) and, within a call, a
+  more confident read moves further from 50. Confidence 0 gives 50 either way.
+* AUC is the empirical (trapezoidal, Mann-Whitney) area: ties count one half.
+* Obuchowski-Rockette (OR) analysis with the Hillis (2007) denominator degrees
+  of freedom, as in OR-DBM MRMC 2.51 (Iowa), MRMCaov and RJafroc; error
+  covariances are estimated by the jackknife over cases or by the DeLong method.
+  Validated on the Van Dyke et al. (1993) data in tests/reference/mrmc/.
+* Treatment differences are reported as ``test - reference`` (for the reader
+  study: aided - unaided). Confidence intervals for proportions are Wilson
+  score intervals.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from scipy import stats
+
+__all__ = [
+    "confidence_to_rating", "empirical_auc", "delong_components", "auc_covariance",
+    "wilson_ci", "binary_metrics", "auc_ci_delong", "ratings_cube",
+    "or_analysis", "ORResult", "ReaderArmStats", "reader_arm_stats", "analyze_reads",
+]
+
+
+# --------------------------------------------------------------------------- basics
+
+def confidence_to_rating(call_positive, confidence) -> np.ndarray:
+    """Map a binary call plus confidence 0-100 to a 0-100 rating of HER2-positive.
+
+    ``50 + c/2`` for a positive call, ``50 - c/2`` for a negative one (see module doc).
+    """
+    call = np.asarray(call_positive, dtype=bool)
+    conf = np.asarray(confidence, dtype=float)
+    if np.any((conf < 0) | (conf > 100)) or np.any(~np.isfinite(conf)):
+        raise ValueError("confidence must lie in 0..100")
+    return np.where(call, 50.0 + conf / 2.0, 50.0 - conf / 2.0)
+
+
+def _split(truth, score):
+    truth = np.asarray(truth).astype(int)
+    score = np.asarray(score, dtype=float)
+    if truth.shape[-1] != score.shape[-1]:
+        raise ValueError("truth and ratings have different numbers of cases")
+    if not set(np.unique(truth)) <= {0, 1}:
+        raise ValueError("truth must be 0/1")
+    pos, neg = truth == 1, truth == 0
+    if pos.sum() == 0 or neg.sum() == 0:
+        raise ValueError("AUC needs at least one positive and one negative case")
+    return truth, score, pos, neg
+
+
+def _psi(x_pos: np.ndarray, y_neg: np.ndarray) -> np.ndarray:
+    """Kernel matrix psi(x_i, y_j) = 1, 1/2, 0 for x > y, x == y, x < y.
+
+    Works on the last axis; shapes (..., m) and (..., n) give (..., m, n)."""
+    d = x_pos[..., :, None] - y_neg[..., None, :]
+    return (d > 0).astype(float) + 0.5 * (d == 0)
+
+
+def empirical_auc(truth, score) -> float:
+    """Trapezoidal (Mann-Whitney) AUC of ``score`` for ``truth`` (1 = positive)."""
+    _, score, pos, neg = _split(truth, score)
+    return float(_psi(score[pos], score[neg]).mean())
+
+
+def delong_components(truth, ratings):
+    """DeLong structural components.
+
+    ``ratings`` has shape (M, K) (M reader x treatment combinations, K cases).
+    Returns (auc (M,), V10 (M, n_pos), V01 (M, n_neg))."""
+    _, ratings, pos, neg = _split(truth, np.atleast_2d(ratings))
+    psi = _psi(ratings[:, pos], ratings[:, neg])  # (M, m, n)
+    v10 = psi.mean(axis=2)
+    v01 = psi.mean(axis=1)
+    return psi.mean(axis=(1, 2)), v10, v01
+
+
+def auc_covariance(truth, ratings, method: str = "jackknife"):
+    """AUCs and their case-sampling covariance matrix.
+
+    method "jackknife": leave-one-case-out over all K cases,
+    cov = (K-1)/K * sum_k (A_(k) - mean)(A_(k) - mean)^T.
+    method "delong": S10/m + S01/n from the structural components (DeLong 1988).
+    Returns (auc (M,), cov (M, M))."""
+    truth = np.asarray(truth).astype(int)
+    ratings = np.atleast_2d(np.asarray(ratings, dtype=float))
+    auc, v10, v01 = delong_components(truth, ratings)
+    if method == "delong":
+        m, n = v10.shape[1], v01.shape[1]
+        s10 = np.atleast_2d(np.cov(v10)) if m > 1 else np.zeros((len(auc),) * 2)
+        s01 = np.atleast_2d(np.cov(v01)) if n > 1 else np.zeros((len(auc),) * 2)
+        return auc, s10 / m + s01 / n
+    if method != "jackknife":
+        raise ValueError(f"unknown covariance method {method!r} (use 'jackknife' or 'delong')")
+    m, n = v10.shape[1], v01.shape[1]
+    # leaving out positive i: sum of psi drops by n * V10_i, denominator m-1
+    tot = auc * m * n
+    jk_pos = (tot[:, None] - n * v10) / ((m - 1) * n) if m > 1 else np.full_like(v10, np.nan)
+    jk_neg = (tot[:, None] - m * v01) / (m * (n - 1)) if n > 1 else np.full_like(v01, np.nan)
+    jk = np.concatenate([jk_pos, jk_neg], axis=1)  # (M, K)
+    k = jk.shape[1]
+    dev = jk - jk.mean(axis=1, keepdims=True)
+    return auc, (k - 1) / k * dev @ dev.T
+
+
+def auc_ci_delong(truth, score, alpha: float = 0.05):
+    """AUC with a DeLong standard error and a normal (Wald) CI clipped to [0, 1]."""
+    auc, cov = auc_covariance(truth, np.atleast_2d(score), "delong")
+    se = float(np.sqrt(max(cov[0, 0], 0.0)))
+    z = stats.norm.ppf(1 - alpha / 2)
+    return float(auc[0]), se, max(0.0, auc[0] - z * se), min(1.0, auc[0] + z * se)
+
+
+def wilson_ci(k: int, n: int, alpha: float = 0.05):
+    """Wilson score interval for k successes out of n (NaNs when n == 0)."""
+    if n == 0:
+        return float("nan"), float("nan")
+    z = stats.norm.ppf(1 - alpha / 2)
+    p = k / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+@dataclass
+class Proportion:
+    estimate: float
+    lower: float
+    upper: float
+    k: int
+    n: int
+
+
+def _prop(k, n, alpha):
+    lo, hi = wilson_ci(int(k), int(n), alpha)
+    return Proportion(k / n if n else float("nan"), lo, hi, int(k), int(n))
+
+
+def binary_metrics(truth, call_positive, alpha: float = 0.05) -> dict[str, Proportion]:
+    """Sensitivity, specificity, accuracy, PPV, NPV with Wilson CIs (paper 002, Table 3)."""
+    t = np.asarray(truth).astype(int)
+    c = np.asarray(call_positive).astype(bool)
+    tp = int(np.sum(c & (t == 1)))
+    fn = int(np.sum(~c & (t == 1)))
+    tn = int(np.sum(~c & (t == 0)))
+    fp = int(np.sum(c & (t == 0)))
+    return {
+        "sensitivity": _prop(tp, tp + fn, alpha),
+        "specificity": _prop(tn, tn + fp, alpha),
+        "accuracy": _prop(tp + tn, len(t), alpha),
+        "ppv": _prop(tp, tp + fp, alpha),
+        "npv": _prop(tn, tn + fn, alpha),
+    }
+
+
+# --------------------------------------------------------------------------- OR analysis
+
+def ratings_cube(table, reader="reader", treatment="treatment", case="case",
+                 truth="truth", rating="rating", treatments: Sequence | None = None):
+    """Tidy table (one row per reader x treatment x case) -> arrays for :func:`or_analysis`.
+
+    Returns (ratings (T, R, K), truth (K,), treatment labels, reader labels, case labels).
+    The design must be fully crossed (every reader rates every case in every treatment)."""
+    import pandas as pd
+
+    df = pd.DataFrame(table)
+    tr_labels = list(treatments) if treatments is not None else sorted(df[treatment].unique(), key=str)
+    rd_labels = sorted(df[reader].unique(), key=str)
+    cs_labels = sorted(df[case].unique(), key=str)
+    truth_by_case = df.groupby(case)[truth].agg(["min", "max"])
+    if (truth_by_case["min"] != truth_by_case["max"]).any():
+        bad = truth_by_case.index[truth_by_case["min"] != truth_by_case["max"]][0]
+        raise ValueError(f"case {bad} has conflicting truth values")
+    if df.duplicated([treatment, reader, case]).any():
+        raise ValueError("more than one rating for a reader x treatment x case")
+    piv = df.pivot_table(index=[treatment, reader], columns=case, values=rating, aggfunc="first")
+    piv = piv.reindex(index=pd.MultiIndex.from_product([tr_labels, rd_labels]), columns=cs_labels)
+    if piv.isna().any().any():
+        raise ValueError("design is not fully crossed: some reader x treatment x case ratings are missing")
+    cube = piv.to_numpy(dtype=float).reshape(len(tr_labels), len(rd_labels), len(cs_labels))
+    t = truth_by_case["min"].reindex(cs_labels).to_numpy().astype(int)
+    return cube, t, tr_labels, rd_labels, cs_labels
+
+
+@dataclass
+class TestResult:
+    """One hypothesis test of equal treatment AUCs plus the CI of the difference."""
+    analysis: str            # "RRRC", "FRRC" or "RRFC"
+    statistic: str           # "F" or "chi2"
+    value: float
+    df1: float
+    df2: float               # inf for chi-square / z
+    p_value: float
+    difference: float        # test - reference, reader-averaged
+    std_err: float
+    ci_lower: float
+    ci_upper: float
+    denominator: float       # error term of the F statistic (or chi2 variance term)
+
+
+@dataclass
+class ORResult:
+    treatments: list
+    readers: list
+    n_cases: int
+    n_positive: int
+    n_negative: int
+    cov_method: str
+    alpha: float
+    auc: list                # [treatment][reader]
+    auc_mean: list           # per treatment (reader-averaged)
+    ms_t: float
+    ms_r: float
+    ms_tr: float
+    var_error: float
+    cov1: float
+    cov2: float
+    cov3: float
+    var_r: float
+    var_tr: float
+    rrrc: TestResult
+    frrc: TestResult
+    rrfc: TestResult
+    single_treatment: list = field(default_factory=list)   # per treatment dicts
+    per_reader: list = field(default_factory=list)         # FRRC per-reader differences
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return None if not np.isfinite(v) else v
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def _mean_offdiag(blocks):
+    vals = [v for v in blocks]
+    return float(np.mean(vals)) if vals else 0.0
+
+
+def or_analysis(ratings, truth, *, cov_method: str = "jackknife", alpha: float = 0.05,
+                treatments: Sequence | None = None, readers: Sequence | None = None,
+                reference: int = 0, test: int = 1) -> ORResult:
+    """Obuchowski-Rockette analysis of reader AUCs with Hillis degrees of freedom.
+
+    ``ratings`` (T, R, K), ``truth`` (K,). The difference tested and reported is
+    treatment ``test`` minus treatment ``reference`` (indices; T may exceed 2, the
+    F tests then cover all treatments while the CI is for that pair).
+
+    Random readers / random cases (RRRC): F = MS(T) / [MS(T*R) + R max(Cov2 - Cov3, 0)],
+    df2 = [MS(T*R) + R max(Cov2 - Cov3, 0)]^2 / [MS(T*R)^2 / ((T-1)(R-1))] (Hillis 2007).
+    Fixed readers / random cases (FRRC): chi2 = (T-1) MS(T) / [Var - Cov1 + (R-1) max(Cov2 - Cov3, 0)].
+    Random readers / fixed cases (RRFC): F = MS(T) / MS(T*R) on (T-1, (T-1)(R-1)) df.
+    """
+    y = np.asarray(ratings, dtype=float)
+    if y.ndim != 3:
+        raise ValueError("ratings must have shape (treatments, readers, cases)")
+    n_t, n_r, n_k = y.shape
+    if n_t < 2:
+        raise ValueError("MRMC comparison needs at least two treatments (arms)")
+    if n_r < 2:
+        raise ValueError("MRMC analysis needs at least two readers")
+    truth = np.asarray(truth).astype(int)
+    auc_flat, cov = auc_covariance(truth, y.reshape(n_t * n_r, n_k), cov_method)
+    auc = auc_flat.reshape(n_t, n_r)
+    idx = [(t, r) for t in range(n_t) for r in range(n_r)]
+
+    same_r_diff_t, diff_r_same_t, diff_r_diff_t = [], [], []
+    for a, (ta, ra) in enumerate(idx):
+        for b, (tb, rb) in enumerate(idx):
+            if a == b:
+                continue
+            if ra == rb:
+                same_r_diff_t.append(cov[a, b])
+            elif ta == tb:
+                diff_r_same_t.append(cov[a, b])
+            else:
+                diff_r_diff_t.append(cov[a, b])
+    var_error = float(np.mean(np.diag(cov)))
+    cov1 = _mean_offdiag(same_r_diff_t)
+    cov2 = _mean_offdiag(diff_r_same_t)
+    cov3 = _mean_offdiag(diff_r_diff_t)
+
+    grand = auc.mean()
+    mt = auc.mean(axis=1)
+    mr = auc.mean(axis=0)
+    ms_t = n_r * np.sum((mt - grand) ** 2) / (n_t - 1)
+    ms_r = n_t * np.sum((mr - grand) ** 2) / (n_r - 1)
+    resid = auc - mt[:, None] - mr[None, :] + grand
+    df_tr = (n_t - 1) * (n_r - 1)
+    ms_tr = np.sum(resid ** 2) / df_tr
+    var_tr = ms_tr - var_error + cov1 + cov2 - cov3
+    var_r = (ms_r - var_error - (n_t - 1) * cov1 + cov2 + (n_t - 1) * cov3 - var_tr) / n_t
+
+    diff = float(mt[test] - mt[reference])
+
+    # RRRC
+    den = ms_tr + n_r * max(cov2 - cov3, 0.0)
+    f = ms_t / den
+    ddf = den ** 2 / (ms_tr ** 2 / df_tr) if ms_tr > 0 else np.inf
+    p = float(stats.f.sf(f, n_t - 1, ddf))
+    se = np.sqrt(2.0 / n_r * den)
+    tq = stats.t.ppf(1 - alpha / 2, ddf)
+    rrrc = TestResult("RRRC", "F", float(f), float(n_t - 1), float(ddf), p, diff, float(se),
+                      float(diff - tq * se), float(diff + tq * se), float(den))
+
+    # FRRC
+    den_f = var_error - cov1 + (n_r - 1) * max(cov2 - cov3, 0.0)
+    x2 = (n_t - 1) * ms_t / den_f
+    se_f = np.sqrt(2.0 / n_r * den_f)
+    z = stats.norm.ppf(1 - alpha / 2)
+    frrc = TestResult("FRRC", "chi2", float(x2), float(n_t - 1), float("inf"),
+                      float(stats.chi2.sf(x2, n_t - 1)), diff, float(se_f),
+                      float(diff - z * se_f), float(diff + z * se_f), float(den_f))
+
+    # RRFC
+    f_c = ms_t / ms_tr
+    se_c = np.sqrt(2.0 / n_r * ms_tr)
+    tq_c = stats.t.ppf(1 - alpha / 2, df_tr)
+    rrfc = TestResult("RRFC", "F", float(f_c), float(n_t - 1), float(df_tr),
+                      float(stats.f.sf(f_c, n_t - 1, df_tr)), diff, float(se_c),
+                      float(diff - tq_c * se_c), float(diff + tq_c * se_c), float(ms_tr))
+
+    # single-treatment CIs (each from that treatment's data only)
+    single = []
+    for t in range(n_t):
+        sub = cov[t * n_r:(t + 1) * n_r, t * n_r:(t + 1) * n_r]
+        var_t = float(np.mean(np.diag(sub)))
+        cov2_t = float((sub.sum() - np.trace(sub)) / (n_r * (n_r - 1)))
+        ms_r_t = float(np.sum((auc[t] - mt[t]) ** 2) / (n_r - 1))
+        d_rr = ms_r_t + n_r * max(cov2_t, 0.0)
+        se_rr = np.sqrt(d_rr / n_r)
+        df_rr = d_rr ** 2 / (ms_r_t ** 2 / (n_r - 1)) if ms_r_t > 0 else np.inf
+        q_rr = stats.t.ppf(1 - alpha / 2, df_rr)
+        se_fr = np.sqrt((var_t + (n_r - 1) * max(cov2_t, 0.0)) / n_r)
+        se_rf = np.sqrt(ms_r_t / n_r)
+        q_rf = stats.t.ppf(1 - alpha / 2, n_r - 1)
+        single.append({
+            "treatment": _label(treatments, t), "auc": float(mt[t]), "ms_r": ms_r_t,
+            "var_error": var_t, "cov2": cov2_t,
+            "rrrc": {"std_err": float(se_rr), "df": float(df_rr),
+                     "ci": [float(mt[t] - q_rr * se_rr), float(mt[t] + q_rr * se_rr)]},
+            "frrc": {"std_err": float(se_fr),
+                     "ci": [float(mt[t] - z * se_fr), float(mt[t] + z * se_fr)]},
+            "rrfc": {"std_err": float(se_rf), "df": float(n_r - 1),
+                     "ci": [float(mt[t] - q_rf * se_rf), float(mt[t] + q_rf * se_rf)]},
+        })
+
+    per_reader = []
+    for r in range(n_r):
+        a, b = reference * n_r + r, test * n_r + r
+        var_r_err = 0.5 * (cov[a, a] + cov[b, b])
+        se_r = np.sqrt(max(cov[a, a] + cov[b, b] - 2 * cov[a, b], 0.0))
+        d = float(auc[test, r] - auc[reference, r])
+        zr = d / se_r if se_r > 0 else float("nan")
+        per_reader.append({
+            "reader": _label(readers, r), "difference": d, "std_err": float(se_r),
+            "var_error": float(var_r_err), "cov1": float(cov[a, b]),
+            "z": float(zr), "p_value": float(2 * stats.norm.sf(abs(zr))) if se_r > 0 else float("nan"),
+            "ci": [float(d - z * se_r), float(d + z * se_r)],
+        })
+
+    return ORResult(
+        treatments=[_label(treatments, t) for t in range(n_t)],
+        readers=[_label(readers, r) for r in range(n_r)],
+        n_cases=int(n_k), n_positive=int(truth.sum()), n_negative=int((truth == 0).sum()),
+        cov_method=cov_method, alpha=alpha, auc=auc.tolist(), auc_mean=mt.tolist(),
+        ms_t=float(ms_t), ms_r=float(ms_r), ms_tr=float(ms_tr), var_error=var_error,
+        cov1=cov1, cov2=cov2, cov3=cov3, var_r=float(var_r), var_tr=float(var_tr),
+        rrrc=rrrc, frrc=frrc, rrfc=rrfc, single_treatment=single, per_reader=per_reader,
+    )
+
+
+def _label(labels, i):
+    if labels is None:
+        return i
+    v = list(labels)[i]
+    return v.item() if isinstance(v, np.generic) else v
+
+
+# --------------------------------------------------------------------------- reader study
+
+@dataclass
+class ReaderArmStats:
+    reader: str
+    arm: str
+    n_cases: int
+    auc: float
+    auc_se: float
+    auc_lower: float
+    auc_upper: float
+    sensitivity: Proportion
+    specificity: Proportion
+    accuracy: Proportion
+    ppv: Proportion
+    npv: Proportion
+
+
+def reader_arm_stats(reader, arm, truth, call_positive, rating, alpha=0.05) -> ReaderArmStats:
+    auc, se, lo, hi = auc_ci_delong(truth, rating, alpha)
+    bm = binary_metrics(truth, call_positive, alpha)
+    return ReaderArmStats(str(reader), str(arm), int(len(truth)), auc, se, lo, hi, **bm)
+
+
+def analyze_reads(reads, *, readers_info: Iterable[dict] | None = None,
+                  arms: Sequence[str] = ("unaided", "aided"), alpha: float = 0.05,
+                  cov_methods: Sequence[str] = ("jackknife", "delong")) -> dict[str, Any]:
+    """Full analysis of a reader study from a tidy table of effective reads.
+
+    ``reads``: table with columns reader, arm, case, truth (0/1), call_positive (bool),
+    confidence (0-100) and optionally rating (computed by :func:`confidence_to_rating`
+    when absent). ``readers_info``: dicts with name and level ("junior"/"senior").
+    Returns a JSON-ready dict: per reader x arm statistics, aided - unaided per reader,
+    junior vs senior summaries and OR MRMC results for each covariance method.
+    """
+    import pandas as pd
+
+    df = pd.DataFrame(reads).copy()
+    if df.empty:
+        raise ValueError("no reads to analyse")
+    if "rating" not in df:
+        df["rating"] = confidence_to_rating(df["call_positive"], df["confidence"])
+    levels = {str(r["name"]): r.get("level") for r in (readers_info or [])}
+    df["reader"] = df["reader"].astype(str)
+
+    per = []
+    for (rd, arm), g in df.groupby(["reader", "arm"], sort=True):
+        s = reader_arm_stats(rd, arm, g["truth"].to_numpy(), g["call_positive"].to_numpy(),
+                             g["rating"].to_numpy(), alpha)
+        d = _jsonable(asdict(s))
+        d["level"] = levels.get(rd)
+        per.append(d)
+
+    deltas = []
+    ref_arm, test_arm = arms[0], arms[1]
+    by = {(p["reader"], p["arm"]): p for p in per}
+    for rd in sorted(df["reader"].unique()):
+        a, b = by.get((rd, ref_arm)), by.get((rd, test_arm))
+        if a and b:
+            deltas.append({
+                "reader": rd, "level": levels.get(rd),
+                **{m: (b[m]["estimate"] if isinstance(b[m], dict) else b[m])
+                   - (a[m]["estimate"] if isinstance(a[m], dict) else a[m])
+                   for m in ("auc", "sensitivity", "specificity", "accuracy", "ppv", "npv")},
+            })
+
+    groups = {}
+    for level in sorted({v for v in levels.values() if v}):
+        names = [n for n, lv in levels.items() if lv == level]
+        sub = df[df["reader"].isin(names)]
+        if sub.empty:
+            continue
+        g_out = {"readers": sorted(names), "arms": {}}
+        for arm in arms:
+            ga = sub[sub["arm"] == arm]
+            if ga.empty:
+                continue
+            bm = binary_metrics(ga["truth"], ga["call_positive"], alpha)
+            g_out["arms"][arm] = {
+                "mean_auc": float(np.mean([p["auc"] for p in per
+                                           if p["reader"] in names and p["arm"] == arm])),
+                **_jsonable({k: asdict(v) for k, v in bm.items()}),
+            }
+        g_out["mrmc"] = _try_or(sub, arms, alpha, "jackknife")
+        groups[level] = g_out
+
+    out = {"alpha": alpha, "arms": list(arms),
+           "rating_rule": "rating = 50 + confidence/2 if read HER2-positive else 50 - confidence/2",
+           "per_reader": per, "aided_minus_unaided": deltas, "groups": groups, "mrmc": {}}
+    for m in cov_methods:
+        out["mrmc"][m] = _try_or(df, arms, alpha, m)
+    return out
+
+
+def _try_or(df, arms, alpha, method):
+    try:
+        cube, truth, trs, rds, _ = ratings_cube(
+            df[df["arm"].isin(arms)], treatment="arm", treatments=list(arms))
+        return or_analysis(cube, truth, cov_method=method, alpha=alpha, treatments=trs,
+                           readers=rds, reference=0, test=1).to_dict()
+    except ValueError as exc:
+        return {"error": str(exc)}
