@@ -1,0 +1,527 @@
+"""Pure numpy / plotly helpers behind the app's image viewer and ROI editor.
+
+No streamlit here: the pages call these functions and place their output.
+
+Orientation
+-----------
+Every volume is shown in one *canonical* orientation derived from its
+direction matrix, so that a flipped (RAS-stored) or in-plane rotated scan looks
+like any other: the canonical array is numpy ``(z, y, x)`` with physical LPS
+axes increasing along it (x towards patient Left, y towards Posterior, z
+towards Superior). Views follow the radiological convention:
+
+* axial: rows anterior (top) -> posterior, columns patient right (screen left)
+  -> left;
+* coronal: rows superior (top) -> inferior, columns right -> left;
+* sagittal: rows superior (top) -> inferior, columns anterior -> posterior.
+
+Oblique directions are snapped to the nearest axis permutation (the display is
+then approximate; geometry written back to disk is exact because masks are
+mapped back to the image's own array order with :meth:`Canonical.from_canonical`).
+
+ROI editing
+-----------
+:class:`MaskEditor` keeps a canonical boolean mask, an undo stack, and applies
+lasso polygons / boxes (add or subtract) on one slice, copies a slice to its
+neighbours, and interpolates between two drawn slices (shape-based, signed
+distance, never linear on labels).
+"""
+from __future__ import annotations
+
+import base64
+import io
+import logging
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+log = logging.getLogger(__name__)
+
+VIEWS = ("axial", "coronal", "sagittal")
+
+__all__ = [
+    "VIEWS", "Canonical", "canonical", "window_presets", "apply_window", "compose_rgb",
+    "polygon_to_mask", "box_to_mask", "interpolate_mask", "MaskEditor", "slice_figure",
+    "rgb_to_png_bytes", "mask_to_nifti_bytes", "heat_colormap", "axis_labels",
+    "crop_for_zoom",
+]
+
+
+# --------------------------------------------------------------------------- orientation
+@dataclass
+class Canonical:
+    """A volume in canonical LPS display orientation and the way back.
+
+    Attributes:
+        array: canonical array, numpy (z, y, x) with L, P, S increasing.
+        spacing: canonical voxel size (x, y, z) in mm.
+        order: numpy-axis permutation applied to the original array.
+        flips: canonical numpy axes that were reversed after the permutation.
+        original_shape: spatial shape of the original array (numpy order).
+        is_2d: the source was a 2-D image (then z has one slice).
+        oblique: the direction was not a pure axis permutation (snapped).
+    """
+    array: np.ndarray
+    spacing: tuple[float, float, float]
+    order: tuple[int, int, int]
+    flips: tuple[int, ...]
+    original_shape: tuple[int, ...]
+    is_2d: bool = False
+    oblique: bool = False
+
+    # -- conversions for arrays on the same grid (masks, heat maps)
+    def to_canonical(self, arr: np.ndarray) -> np.ndarray:
+        """Original-order array (same spatial grid) -> canonical order."""
+        a = np.asarray(arr)
+        if a.shape != tuple(self.original_shape):
+            raise ValueError(f"array shape {a.shape} is not the image grid {self.original_shape}")
+        if self.is_2d:
+            a = a[None]
+        a = np.transpose(a, self.order)
+        for ax in self.flips:
+            a = np.flip(a, axis=ax)
+        return np.ascontiguousarray(a)
+
+    def from_canonical(self, arr: np.ndarray) -> np.ndarray:
+        """Canonical-order array -> the original image's array order."""
+        a = np.asarray(arr)
+        if a.shape != self.array.shape:
+            raise ValueError(f"array shape {a.shape} is not the canonical grid {self.array.shape}")
+        for ax in self.flips:
+            a = np.flip(a, axis=ax)
+        a = np.transpose(a, np.argsort(self.order))
+        if self.is_2d:
+            a = a[0]
+        return np.ascontiguousarray(a)
+
+    # -- slicing
+    def n_slices(self, view: str) -> int:
+        return self.array.shape[_view_axis(view)]
+
+    def get_slice(self, view: str, index: int, arr: np.ndarray | None = None) -> np.ndarray:
+        """2-D display slice (rows top->bottom, columns left->right on screen)."""
+        a = self.array if arr is None else arr
+        return get_slice(a, view, index)
+
+    def pixel_size(self, view: str) -> tuple[float, float]:
+        """(column width, row height) in mm of a displayed slice."""
+        sx, sy, sz = self.spacing
+        return {"axial": (sx, sy), "coronal": (sx, sz), "sagittal": (sy, sz)}[_check_view(view)]
+
+    def slice_position_mm(self, view: str, index: int) -> float:
+        """Distance (mm) of the slice from the first one along its axis."""
+        sx, sy, sz = self.spacing
+        return float(index) * {"axial": sz, "coronal": sy, "sagittal": sx}[_check_view(view)]
+
+
+def _check_view(view: str) -> str:
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {VIEWS}, not {view!r}")
+    return view
+
+
+def _view_axis(view: str) -> int:
+    return {"axial": 0, "coronal": 1, "sagittal": 2}[_check_view(view)]
+
+
+def get_slice(arr: np.ndarray, view: str, index: int) -> np.ndarray:
+    """Display slice of a canonical (z, y, x) array; see module docstring."""
+    ax = _view_axis(view)
+    n = arr.shape[ax]
+    if not 0 <= index < n:
+        raise IndexError(f"{view} slice {index} outside 0..{n - 1}")
+    if view == "axial":
+        return arr[index]
+    if view == "coronal":
+        return arr[::-1, index, :]
+    return arr[::-1, :, index]
+
+
+def put_slice(arr: np.ndarray, view: str, index: int, sl: np.ndarray) -> None:
+    """Write a display slice back into a canonical array (in place)."""
+    ax = _view_axis(view)
+    if view == "axial":
+        target_shape = arr[index].shape
+    elif view == "coronal":
+        target_shape = arr[:, index, :].shape
+    else:
+        target_shape = arr[:, :, index].shape
+    if sl.shape != target_shape:
+        raise ValueError(f"slice shape {sl.shape} does not fit {view} slice {target_shape}")
+    if not 0 <= index < arr.shape[ax]:
+        raise IndexError(f"{view} slice {index} outside 0..{arr.shape[ax] - 1}")
+    if view == "axial":
+        arr[index] = sl
+    elif view == "coronal":
+        arr[:, index, :] = sl[::-1]
+    else:
+        arr[:, :, index] = sl[::-1]
+
+
+def axis_labels(view: str) -> dict[str, str]:
+    """Anatomical letters at the four screen edges of a view."""
+    return {"axial": {"top": "A", "bottom": "P", "left": "R", "right": "L"},
+            "coronal": {"top": "S", "bottom": "I", "left": "R", "right": "L"},
+            "sagittal": {"top": "S", "bottom": "I", "left": "A", "right": "P"}}[_check_view(view)]
+
+
+def canonical(image, phase: int = 0) -> Canonical:
+    """Canonical display volume of a her2core Image (2-D, 3-D, or one phase of 4-D).
+
+    Works on anything with ``array``, ``spacing``, ``direction`` (the Image contract).
+    """
+    arr = np.asarray(image.array)
+    if arr.ndim == 4:
+        if not 0 <= phase < arr.shape[0]:
+            raise IndexError(f"phase {phase} outside 0..{arr.shape[0] - 1}")
+        arr = arr[phase]
+    if arr.ndim == 2:
+        sp = tuple(float(s) for s in image.spacing)[:2]
+        return Canonical(np.ascontiguousarray(arr[None]), (sp[0], sp[1], 1.0), (0, 1, 2), (),
+                         arr.shape, is_2d=True)
+    if arr.ndim != 3:
+        raise ValueError(f"cannot display an array of shape {arr.shape}")
+    d = np.asarray(image.direction, float).reshape(3, 3)
+    spacing = np.asarray(image.spacing, float)
+    # index axis i (x=0, y=1, z=2) -> physical axis and sign
+    phys = np.argmax(np.abs(d), axis=0)
+    oblique = bool(np.abs(d).max(axis=0).min() < 1 - 1e-3)
+    if len(set(phys.tolist())) != 3:  # degenerate (45 deg) - fall back to array order
+        phys = np.array([0, 1, 2])
+        oblique = True
+    signs = np.sign(d[phys, np.arange(3)])
+    signs[signs == 0] = 1
+    inv = {int(q): i for i, q in enumerate(phys)}          # physical axis q -> index axis i
+    # canonical numpy axis for physical q is 2 - q; source numpy axis for index i is 2 - i
+    order = tuple(2 - inv[2 - a] for a in range(3))
+    flips = tuple(2 - q for q in range(3) if signs[inv[q]] < 0)
+    can_spacing = tuple(float(spacing[inv[q]]) for q in range(3))
+    out = np.transpose(arr, order)
+    for ax in flips:
+        out = np.flip(out, axis=ax)
+    if oblique:
+        log.info("direction %s is oblique: display snapped to the nearest axes", image.direction)
+    return Canonical(np.ascontiguousarray(out), can_spacing, order, flips, arr.shape,
+                     is_2d=False, oblique=oblique)
+
+
+# --------------------------------------------------------------------------- window / level
+def window_presets(arr: np.ndarray, mask: np.ndarray | None = None) -> dict[str, tuple[float, float]]:
+    """Named (window, level) presets computed from the data (MRI / US have no fixed units).
+
+    "Auto" is the 1-99 percentile range; "Lesion" centres on the ROI's
+    intensities when a mask is given (else 20-99.5 percentiles).
+    """
+    a = np.asarray(arr, float)
+    finite = a[np.isfinite(a)]
+    if finite.size == 0:
+        return {"Full range": (1.0, 0.5)}
+    lo, hi = float(finite.min()), float(finite.max())
+
+    def wl(a_, b_):
+        w = max(float(b_ - a_), 1e-6)
+        return (w, float(a_ + w / 2))
+
+    p = np.percentile(finite, [0.5, 1, 5, 20, 95, 99, 99.5])
+    presets = {
+        "Auto (1-99 %)": wl(p[1], p[5]),
+        "Full range": wl(lo, hi),
+        "Soft tissue (5-95 %)": wl(p[2], p[4]),
+        "High contrast (20-99.5 %)": wl(p[3], p[6]),
+    }
+    if mask is not None and np.any(mask):
+        roi = a[np.asarray(mask, bool)]
+        q = np.percentile(roi, [1, 99])
+        presets["Lesion (ROI 1-99 %)"] = wl(min(q[0], p[1]), q[1])
+    return presets
+
+
+def apply_window(sl: np.ndarray, window: float, level: float) -> np.ndarray:
+    """Map intensities to uint8 grey: level - window/2 -> 0, level + window/2 -> 255."""
+    w = max(float(window), 1e-6)
+    lo = float(level) - w / 2
+    g = (np.asarray(sl, float) - lo) / w
+    return np.clip(np.rint(g * 255.0), 0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- overlays
+def heat_colormap(values: np.ndarray, name: str = "jet") -> np.ndarray:
+    """(..., 3) uint8 RGB colours of values in 0..1 (matplotlib colormap)."""
+    from matplotlib import colormaps
+    cmap = colormaps[name]
+    rgba = cmap(np.clip(np.asarray(values, float), 0, 1))
+    return np.rint(rgba[..., :3] * 255).astype(np.uint8)
+
+
+def compose_rgb(grey: np.ndarray, *, mask: np.ndarray | None = None,
+                mask_color: Sequence[int] = (0, 255, 120), mask_opacity: float = 0.35,
+                outline: bool = True, heat: np.ndarray | None = None,
+                heat_opacity: float = 0.45, heat_cmap: str = "jet",
+                heat_threshold: float = 0.05) -> np.ndarray:
+    """Grey uint8 slice + optional mask fill/outline + heat map (0..1) -> RGB uint8.
+
+    Heat is blended with alpha = heat_opacity where heat >= heat_threshold; the
+    mask fill is blended with mask_opacity and its outline drawn opaque.
+    """
+    g = np.asarray(grey)
+    if g.dtype != np.uint8:
+        raise ValueError("compose_rgb expects a uint8 grey slice (use apply_window)")
+    rgb = np.repeat(g[..., None].astype(float), 3, axis=-1)
+    if heat is not None:
+        h = np.clip(np.asarray(heat, float), 0, 1)
+        if h.shape != g.shape:
+            raise ValueError(f"heat map {h.shape} does not match slice {g.shape}")
+        alpha = (h >= heat_threshold) * float(heat_opacity)
+        rgb = rgb * (1 - alpha[..., None]) + heat_colormap(h, heat_cmap) * alpha[..., None]
+    if mask is not None:
+        m = np.asarray(mask, bool)
+        if m.shape != g.shape:
+            raise ValueError(f"mask {m.shape} does not match slice {g.shape}")
+        col = np.asarray(mask_color, float)
+        a = float(mask_opacity)
+        rgb[m] = rgb[m] * (1 - a) + col * a
+        if outline:
+            edge = m & ~ndimage.binary_erosion(m, border_value=0)
+            rgb[edge] = col
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+def rgb_to_png_bytes(rgb: np.ndarray) -> bytes:
+    from PIL import Image as PILImage
+    buf = io.BytesIO()
+    mode = "L" if rgb.ndim == 2 else "RGB"
+    PILImage.fromarray(np.ascontiguousarray(rgb), mode=mode).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- drawing
+def polygon_to_mask(cols: Sequence[float], rows: Sequence[float], shape: tuple[int, int]) -> np.ndarray:
+    """Boolean mask of the pixels whose centres lie inside the polygon.
+
+    Vertices are in pixel index units (column, row); pixel (r, c) has its
+    centre at (c, r). Fewer than 3 vertices give an empty mask.
+    """
+    from matplotlib.path import Path as MplPath
+    cols = np.asarray(cols, float)
+    rows = np.asarray(rows, float)
+    out = np.zeros(shape, dtype=bool)
+    if cols.size < 3 or cols.size != rows.size:
+        return out
+    c0, c1 = int(max(np.floor(cols.min()), 0)), int(min(np.ceil(cols.max()), shape[1] - 1))
+    r0, r1 = int(max(np.floor(rows.min()), 0)), int(min(np.ceil(rows.max()), shape[0] - 1))
+    if c1 < c0 or r1 < r0:
+        return out
+    rr, cc = np.mgrid[r0:r1 + 1, c0:c1 + 1]
+    path = MplPath(np.column_stack([cols, rows]))
+    inside = path.contains_points(np.column_stack([cc.ravel(), rr.ravel()]), radius=1e-9)
+    out[r0:r1 + 1, c0:c1 + 1] = inside.reshape(rr.shape)
+    return out
+
+
+def box_to_mask(col_range: Sequence[float], row_range: Sequence[float], shape: tuple[int, int]) -> np.ndarray:
+    """Boolean mask of pixel centres inside an axis-aligned box (pixel units)."""
+    c0, c1 = sorted(float(v) for v in col_range)
+    r0, r1 = sorted(float(v) for v in row_range)
+    rr, cc = np.mgrid[0:shape[0], 0:shape[1]]
+    return (cc >= c0) & (cc <= c1) & (rr >= r0) & (rr <= r1)
+
+
+def _signed_distance(m: np.ndarray) -> np.ndarray:
+    """Negative inside, positive outside (pixel units)."""
+    m = np.asarray(m, bool)
+    if not m.any():
+        return np.full(m.shape, np.inf)
+    inside = ndimage.distance_transform_edt(m)
+    outside = ndimage.distance_transform_edt(~m)
+    return outside - inside
+
+
+def interpolate_mask(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+    """Shape-based interpolation between two 2-D masks at fraction t (0 -> a, 1 -> b)."""
+    da, db = _signed_distance(a), _signed_distance(b)
+    if np.isinf(da).all() or np.isinf(db).all():
+        raise ValueError("interpolation needs an ROI on both slices")
+    d = (1 - t) * da + t * db
+    return d < 0
+
+
+@dataclass
+class MaskEditor:
+    """Canonical boolean ROI with an undo stack (bounded).
+
+    All operations act on display slices (view, index) and are undoable.
+    """
+    mask: np.ndarray
+    max_history: int = 30
+    history: list = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, shape: tuple[int, int, int]) -> "MaskEditor":
+        return cls(np.zeros(shape, dtype=bool))
+
+    def _push(self) -> None:
+        self.history.append(np.packbits(self.mask))
+        if len(self.history) > self.max_history:
+            del self.history[0]
+
+    def undo(self) -> bool:
+        """Restore the state before the last operation; False when nothing to undo."""
+        if not self.history:
+            return False
+        packed = self.history.pop()
+        self.mask = np.unpackbits(packed, count=self.mask.size).astype(bool).reshape(self.mask.shape)
+        return True
+
+    def set_mask(self, mask: np.ndarray) -> None:
+        m = np.asarray(mask, bool)
+        if m.shape != self.mask.shape:
+            raise ValueError(f"mask {m.shape} does not match the editor's grid {self.mask.shape}")
+        self._push()
+        self.mask = m.copy()
+
+    def clear(self) -> None:
+        self._push()
+        self.mask = np.zeros_like(self.mask)
+
+    def apply(self, view: str, index: int, region: np.ndarray, mode: str = "add") -> int:
+        """Add (or subtract) a 2-D region on a display slice; returns voxels changed."""
+        if mode not in ("add", "subtract"):
+            raise ValueError(f"mode must be add or subtract, not {mode!r}")
+        sl = get_slice(self.mask, view, index).copy()
+        region = np.asarray(region, bool)
+        new = (sl | region) if mode == "add" else (sl & ~region)
+        changed = int(np.count_nonzero(new != sl))
+        if changed:
+            self._push()
+            put_slice(self.mask, view, index, new)
+        return changed
+
+    def apply_polygon(self, view: str, index: int, cols, rows, mode: str = "add") -> int:
+        shape = get_slice(self.mask, view, index).shape
+        return self.apply(view, index, polygon_to_mask(cols, rows, shape), mode)
+
+    def copy_to_neighbours(self, view: str, index: int, n: int = 1) -> int:
+        """Copy slice ``index`` onto the ``n`` slices either side (union with what is there)."""
+        src = get_slice(self.mask, view, index).copy()
+        total = self.mask.shape[_view_axis(view)]
+        self._push()
+        changed = 0
+        for k in range(max(index - n, 0), min(index + n, total - 1) + 1):
+            if k == index:
+                continue
+            cur = get_slice(self.mask, view, k)
+            new = cur | src
+            changed += int(np.count_nonzero(new != cur))
+            put_slice(self.mask, view, k, new)
+        if not changed:
+            self.history.pop()
+        return changed
+
+    def interpolate(self, view: str, i0: int, i1: int) -> int:
+        """Fill the slices strictly between i0 and i1 by shape-based interpolation."""
+        lo, hi = sorted((int(i0), int(i1)))
+        a, b = get_slice(self.mask, view, lo), get_slice(self.mask, view, hi)
+        if not a.any() or not b.any():
+            raise ValueError(f"draw an ROI on both slice {lo} and slice {hi} before interpolating")
+        self._push()
+        changed = 0
+        for k in range(lo + 1, hi):
+            t = (k - lo) / (hi - lo)
+            new = interpolate_mask(a, b, t)
+            cur = get_slice(self.mask, view, k)
+            changed += int(np.count_nonzero(new != cur))
+            put_slice(self.mask, view, k, new)
+        return changed
+
+    def drawn_slices(self, view: str) -> list[int]:
+        ax = _view_axis(view)
+        other = tuple(i for i in range(3) if i != ax)
+        return np.flatnonzero(self.mask.any(axis=other)).tolist()
+
+    @property
+    def voxels(self) -> int:
+        return int(np.count_nonzero(self.mask))
+
+
+# --------------------------------------------------------------------------- figures
+def crop_for_zoom(shape: tuple[int, int], zoom: float, center: tuple[float, float] | None = None
+                  ) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Axis ranges (column range, row range) in pixel units showing 1/zoom of the slice."""
+    h, w = shape
+    z = max(float(zoom), 1.0)
+    cr, cc = center if center is not None else ((h - 1) / 2, (w - 1) / 2)
+    hh, hw = h / z / 2, w / z / 2
+    cc = float(np.clip(cc, hw - 0.5, w - 0.5 - hw))
+    cr = float(np.clip(cr, hh - 0.5, h - 0.5 - hh))
+    return (cc - hw, cc + hw), (cr - hh, cr + hh)
+
+
+def slice_figure(rgb: np.ndarray, pixel_size: tuple[float, float] = (1.0, 1.0), *,
+                 title: str | None = None, labels: dict[str, str] | None = None,
+                 selectable: bool = True, max_points: int = 6000, zoom: float = 1.0,
+                 zoom_center: tuple[float, float] | None = None, height: int = 420):
+    """Plotly figure of one composited slice.
+
+    Axes are in pixel index units (column, row) so a lasso path maps directly
+    to pixel coordinates; the physical aspect ratio comes from ``pixel_size``
+    (column width, row height in mm). With ``selectable`` a grid of nearly
+    transparent markers (at most ``max_points``) lies over the image so that
+    plotly's lasso and box tools are active; only the lasso *path* is used.
+    """
+    import plotly.graph_objects as go
+    h, w = rgb.shape[:2]
+    png = base64.b64encode(rgb_to_png_bytes(rgb)).decode("ascii")
+    fig = go.Figure()
+    fig.add_trace(go.Image(source="data:image/png;base64," + png, x0=0, dx=1, y0=0, dy=1,
+                           hoverinfo="skip", name="slice"))
+    if selectable:
+        step = max(1, int(np.ceil(np.sqrt(h * w / max_points))))
+        rr, cc = np.mgrid[0:h:step, 0:w:step]
+        fig.add_trace(go.Scattergl(x=cc.ravel(), y=rr.ravel(), mode="markers",
+                                   marker=dict(size=3, opacity=0.01, color="white"),
+                                   hovertemplate="col %{x}, row %{y}<extra></extra>",
+                                   name="pixels", showlegend=False))
+    xr, yr = crop_for_zoom((h, w), zoom, zoom_center)
+    aspect = pixel_size[1] / pixel_size[0]
+    fig.update_xaxes(range=list(xr), showgrid=False, zeroline=False, showticklabels=False,
+                     constrain="domain")
+    fig.update_yaxes(range=[yr[1], yr[0]], showgrid=False, zeroline=False, showticklabels=False,
+                     scaleanchor="x", scaleratio=aspect, constrain="domain")
+    ann = []
+    if labels:
+        pos = {"top": (0.5, 1.0, "center", "bottom"), "bottom": (0.5, 0.0, "center", "top"),
+               "left": (0.0, 0.5, "right", "middle"), "right": (1.0, 0.5, "left", "middle")}
+        for edge, text in labels.items():
+            x, y, xa, ya = pos[edge]
+            ann.append(dict(x=x, y=y, xref="x domain", yref="y domain", text=f"<b>{text}</b>",
+                            showarrow=False, xanchor=xa, yanchor=ya,
+                            font=dict(color="#ffd166", size=13)))
+    fig.update_layout(title=dict(text=title or "", x=0.5, font=dict(size=13)), annotations=ann,
+                      margin=dict(l=22, r=22, t=34 if title else 8, b=22), height=height,
+                      dragmode="lasso" if selectable else "pan",
+                      paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="#000",
+                      newselection=dict(line=dict(color="#ffd166", width=2)))
+    return fig
+
+
+# --------------------------------------------------------------------------- saving
+def mask_to_nifti_bytes(mask_canonical: np.ndarray, can: Canonical, reference) -> bytes:
+    """Canonical mask -> NIfTI (.nii.gz) bytes on the reference image's own grid (uint8 0/1)."""
+    import tempfile
+    from pathlib import Path
+    arr = can.from_canonical(np.asarray(mask_canonical, bool)).astype(np.uint8)
+    if hasattr(reference, "spatial_template"):
+        img = reference.spatial_template().with_array(arr, sequence="mask", modality="SEG")
+    else:  # pragma: no cover - contract fallback
+        raise TypeError("reference must be a her2core Image")
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Path(tmp) / "mask.nii.gz"
+        try:
+            from her2core.imaging.io import save_image
+            save_image(img, p)
+        except ImportError:
+            import SimpleITK as sitk
+            sitk.WriteImage(img.to_sitk(), str(p), useCompression=True)
+        return p.read_bytes()
