@@ -1,0 +1,599 @@
+"""Synthetic cohorts with a known ground truth, in the layout of cohort-format.md.
+
+Every case is drawn from a latent HER2 status (and, among HER2-negatives, a
+latent HER2-low / HER2-zero status). Clinical columns are drawn with the
+HER2-dependent rates reported in the seed papers; image phenotypes (size, rim
+enhancement, internal heterogeneity, peritumoral T2 halo = oedema, margin
+irregularity, DCE kinetics) follow the clinical draws, so images and table carry
+the same, known signal.
+
+Rates (positive vs negative) and their sources:
+
+- paper 000 Table 2/3: age 54.7 +- 10.9 vs 55.1 +- 11.2; size 27 +- 11 vs
+  25 +- 10 mm; washout 40.4 % vs 27.8 %; peritumoral oedema 77.0 % vs 65.5 %;
+  microcalcification 60.7 % vs 42.2 %; abnormal axillary nodes 63.0 % vs 44.0 %;
+  irregular shape 84.0 % vs 80.8 %.
+- paper 002 Table 1: ER+ 46 % vs 80 %; PR+ 39 % vs 74 %; Ki-67 >= 20 % 89 % vs
+  66 %; multifocal 54 % vs 30 %; grade I/II/III 2.3/57.0/40.6 % vs 6.4/63.9/29.7 %;
+  intratumoral oedema 40.6 % vs 28.2 %; NME 28.9 % vs 12.8 %; ADCmin 1.00 vs 0.96;
+  EER 0.62 vs 0.64; rim enhancement 4.9 % in negatives (positives not legible:
+  12 % assumed here).
+- paper 002 Table 2 (HER2-low vs HER2-zero): ER+ 82.9 % vs 70.4 %; PR+ 76.7 % vs
+  66.4 %; Ki-67 high 63.4 % vs 75.2 %; multifocal 35.5 % vs 22.4 %; grade
+  7.3/64.8/27.9 vs 2.4/61.6/36.0 %; irregular shape 76.4 % vs 56.8 %;
+  EER 0.65 vs 0.60; ADCmin 0.94 vs 1.00. HER2-low is 75 % of HER2-negatives.
+
+``signal`` scales every positive/negative (and low/zero) difference around its
+midpoint: 1 reproduces the papers, 0 removes all signal, 2 doubles it.
+``random_labels=True`` writes labels drawn independently of everything else
+(the null test: no model should beat AUC 0.5 on such a cohort).
+
+Images are written with SimpleITK directly (int16 MRI, uint8 PNG ultrasound).
+Geometry differs per centre (spacing, direction, scanner gain/offset) so that
+multi-centre handling is exercised; anatomy (chest wall posterior, i.e. +y in
+LPS) is placed in physical space, so a flipped direction flips the array.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "Centre", "DEFAULT_CENTRES", "SynthCase", "make_cohort", "synth_case",
+    "clinical_rates", "draw_clinical",
+]
+
+
+# ---------------------------------------------------------------- centres
+@dataclass(frozen=True)
+class Centre:
+    """Acquisition centre: grid and scanner differences."""
+    name: str
+    spacing: tuple[float, float, float]          # (x, y, z) mm of the DCE/T1 grid
+    direction: tuple[float, ...]                 # row-major 3x3, SimpleITK convention
+    gain: float = 1.0                            # MRI intensity scale
+    offset: float = 0.0                          # MRI intensity offset
+    t2_inplane_factor: float = 1.0               # T2 spacing / DCE spacing in-plane (own grid if != 1)
+    us_gain: float = 1.0
+    us_fov_mm: float = 60.0                      # field of view of the US image (PNG stores no spacing)
+
+
+DEFAULT_CENTRES: tuple[Centre, ...] = (
+    Centre("A", (1.6, 1.6, 3.0), (1, 0, 0, 0, 1, 0, 0, 0, 1), gain=1.0, offset=0.0),      # LPS axial
+    Centre("B", (1.9, 1.9, 3.5), (-1, 0, 0, 0, -1, 0, 0, 0, 1), gain=1.45, offset=120.0,  # RAS (flipped)
+           t2_inplane_factor=1.25, us_gain=0.8),
+    Centre("C", (1.75, 1.75, 2.5), (0, -1, 0, 1, 0, 0, 0, 0, 1), gain=0.7, offset=-40.0,    # rotated in-plane (PRS)
+           us_gain=1.15),
+)
+
+
+# ---------------------------------------------------------------- clinical rates
+#: (negative, positive) probabilities; *_low/_zero refine the negatives.
+_BINARY = {
+    "er": (0.80, 0.46), "pr": (0.74, 0.39), "ki67_high": (0.66, 0.89),
+    "multifocal": (0.30, 0.54), "aln_abnormal": (0.44, 0.63),
+    "washout": (0.278, 0.404), "peritumoral_edema": (0.655, 0.77),
+    "intratumoral_edema": (0.282, 0.406), "microcalcification": (0.422, 0.607),
+    "nme": (0.128, 0.289), "irregular": (0.808, 0.84), "rim_enhancement": (0.049, 0.12),
+}
+#: HER2-negatives: (zero, low) probabilities; the mixture (25 % zero) matches the negatives above.
+_LOW_ZERO = {
+    "er": (0.704, 0.829), "pr": (0.664, 0.767), "ki67_high": (0.752, 0.634),
+    "multifocal": (0.224, 0.355), "irregular": (0.70, 0.844),
+}
+_GRADE = {"pos": (0.023, 0.570, 0.406), "low": (0.073, 0.648, 0.279),
+          "zero": (0.024, 0.616, 0.360)}
+_CONT = {  # (negative mean, positive mean, sd)
+    "age": (55.1, 54.7, 11.0), "size": (25.0, 27.0, 10.0), "adc": (0.96, 1.00, 0.16),
+    "eer": (0.64, 0.62, 0.14),
+}
+_CONT_LOW_ZERO = {"adc": (1.00, 0.94), "eer": (0.60, 0.65)}  # (zero, low)
+LOW_FRACTION = 0.75   # HER2-low among HER2-negatives (002: 369 / 494)
+POS_3PLUS = 0.75      # IHC 3+ among positives, the rest 2+ amplified
+LOW_1PLUS = 0.6       # IHC 1+ among HER2-low, the rest 2+ not amplified
+
+
+def _shift(p_neg: float, p_pos: float, signal: float) -> tuple[float, float]:
+    mid = 0.5 * (p_neg + p_pos)
+    lo, hi = mid + signal * (p_neg - mid), mid + signal * (p_pos - mid)
+    return float(np.clip(lo, 0.005, 0.995)), float(np.clip(hi, 0.005, 0.995))
+
+
+def clinical_rates(group: str, signal: float = 1.0) -> dict[str, float]:
+    """Probability of each binary finding for group "pos", "low" or "zero"."""
+    out = {}
+    for k, (pn, pp) in _BINARY.items():
+        neg, pos = _shift(pn, pp, signal)
+        if group == "pos":
+            out[k] = pos
+        else:
+            if k in _LOW_ZERO:
+                pz, pl = _LOW_ZERO[k]
+                # low/zero pair shifted so that its mixture equals the negative rate
+                z, l_ = _shift(pz, pl, signal)
+                base = neg - ((1 - LOW_FRACTION) * z + LOW_FRACTION * l_)
+                out[k] = float(np.clip((l_ if group == "low" else z) + base, 0.005, 0.995))
+            else:
+                out[k] = neg
+    return out
+
+
+def _group_mean(key: str, group: str, signal: float) -> float:
+    neg, pos, _ = _CONT[key]
+    neg_s, pos_s = 0.5 * (neg + pos) + signal * (neg - 0.5 * (neg + pos)), \
+        0.5 * (neg + pos) + signal * (pos - 0.5 * (neg + pos))
+    if group == "pos":
+        return pos_s
+    if key in _CONT_LOW_ZERO:
+        z, l_ = _CONT_LOW_ZERO[key]
+        mid = 0.5 * (z + l_)
+        z_s, l_s = mid + signal * (z - mid), mid + signal * (l_ - mid)
+        mix = (1 - LOW_FRACTION) * z_s + LOW_FRACTION * l_s
+        return neg_s - mix + (l_s if group == "low" else z_s)
+    return neg_s
+
+
+def draw_clinical(rng: np.random.Generator, group: str, signal: float = 1.0) -> dict[str, Any]:
+    """One clinical row (without case_id / labels / centre) for latent group pos|low|zero."""
+    r = clinical_rates(group, signal)
+    b = {k: int(rng.random() < p) for k, p in r.items()}
+    age = float(np.clip(rng.normal(_group_mean("age", group, signal), _CONT["age"][2]), 25, 90))
+    g = np.asarray(_GRADE[group])
+    gmid = np.asarray(_GRADE["low"]) * LOW_FRACTION + np.asarray(_GRADE["zero"]) * (1 - LOW_FRACTION)
+    g = np.clip(gmid + signal * (g - gmid), 1e-3, None)
+    grade = int(rng.choice([1, 2, 3], p=g / g.sum()))
+    size = float(np.clip(rng.normal(_group_mean("size", group, signal), _CONT["size"][2]), 6, 70))
+    ki67 = float(rng.uniform(20, 90) if b["ki67_high"] else rng.uniform(1, 19.5))
+    if b["washout"]:
+        curve = "washout"
+    else:
+        curve = "plateau" if rng.random() < 0.55 else "persistent"
+    aln_d = float(rng.normal(16, 4) if b["aln_abnormal"] else rng.normal(8, 2))
+    return {
+        "age": round(age), "menopausal": int(rng.random() < 1 / (1 + np.exp(-(age - 50) / 3))),
+        "er": b["er"], "pr": b["pr"], "ki67": round(ki67, 1), "grade": grade,
+        "tumor_size_mm": round(size, 1), "multifocal": b["multifocal"],
+        "aln_abnormal": b["aln_abnormal"], "aln_diameter_mm": round(max(aln_d, 3.0), 1),
+        "enhancement_curve": curve, "peritumoral_edema": b["peritumoral_edema"],
+        "intratumoral_edema": b["intratumoral_edema"], "rim_enhancement": b["rim_enhancement"],
+        "microcalcification": b["microcalcification"], "nme": b["nme"],
+        "mass_shape": "irregular" if b["irregular"] else "round_oval",
+        "adc_min": round(float(np.clip(rng.normal(_group_mean("adc", group, signal), _CONT["adc"][2]), 0.4, 2.5)), 3),
+        "eer": round(float(np.clip(rng.normal(_group_mean("eer", group, signal), _CONT["eer"][2]), 0.1, 1.5)), 3),
+    }
+
+
+# ---------------------------------------------------------------- phenotypes
+@dataclass
+class Phenotype:
+    """True image phenotype of one tumour (0..1 scales unless stated)."""
+    size_mm: float = 25.0
+    rim: float = 0.1             # rim enhancement strength
+    edema: float = 0.1           # peritumoral T2 halo
+    heterogeneity: float = 0.4   # internal enhancement heterogeneity
+    irregularity: float = 0.3    # margin irregularity
+    kinetics: str = "plateau"    # persistent | plateau | washout
+    eer: float = 0.6             # early enhancement rate
+    calcification: int = 0
+
+    def clipped(self) -> "Phenotype":
+        c = lambda v: float(np.clip(v, 0.0, 1.0))  # noqa: E731
+        kin = self.kinetics if self.kinetics in _KINETICS else "plateau"
+        return Phenotype(float(np.clip(self.size_mm, 3.0, 80.0)), c(self.rim), c(self.edema),
+                         c(self.heterogeneity), c(self.irregularity), kin,
+                         float(np.clip(self.eer, 0.05, 2.0)), int(bool(self.calcification)))
+
+
+_KINETICS = {  # relative enhancement at (pre, 1.5 min, 3 min, 6 min)
+    "persistent": (0.0, 0.60, 0.85, 1.00),
+    "plateau": (0.0, 0.92, 1.00, 0.97),
+    "washout": (0.0, 1.00, 0.82, 0.65),
+}
+
+
+def phenotype_from_row(row: dict, group: str, rng: np.random.Generator, signal: float) -> Phenotype:
+    """Continuous phenotype consistent with the clinical row (plus a weak direct group effect)."""
+    s = signal
+    het_mean = {"pos": 0.40, "low": 0.52, "zero": 0.48}[group]
+    het_mean = 0.48 + s * (het_mean - 0.48)
+    return Phenotype(
+        size_mm=row["tumor_size_mm"],
+        rim=rng.normal(0.75 if row["rim_enhancement"] else 0.12, 0.08),
+        edema=rng.normal(0.75 if row["peritumoral_edema"] else 0.12, 0.08),
+        heterogeneity=rng.normal(het_mean, 0.1),
+        irregularity=rng.normal(0.65 if row["mass_shape"] == "irregular" else 0.15, 0.08),
+        kinetics=row["enhancement_curve"], eer=row["eer"],
+        calcification=row["microcalcification"],
+    ).clipped()
+
+
+# ---------------------------------------------------------------- drawing helpers
+def _smooth_noise(rng, shape, sigma) -> np.ndarray:
+    n = ndimage.gaussian_filter(rng.standard_normal(shape), sigma, mode="wrap")
+    sd = n.std()
+    return n / sd if sd > 0 else n
+
+
+def _harmonics(rng, k: int = 5) -> list[tuple[float, float, float, float]]:
+    return [(rng.normal(0, 1) / (i + 1) ** 0.5, rng.uniform(0, 2 * np.pi), i + 2,
+             rng.uniform(0, 2 * np.pi)) for i in range(k)]
+
+
+def _radius_field(theta, phi, harm, irregularity) -> np.ndarray:
+    r = np.ones_like(theta)
+    for amp, ph, freq, ph2 in harm:
+        r = r + 0.30 * irregularity * amp * np.sin(freq * theta + ph) * np.cos((freq - 1) * phi + ph2)
+    # spiculation: sharp high-frequency bumps grow with irregularity
+    r = r + 0.35 * irregularity ** 2 * np.abs(np.sin(7 * theta + harm[0][1])) ** 8
+    return np.clip(r, 0.45, 1.8)
+
+
+def _geometry(centre: Centre, shape_xyz: tuple[int, int, int], spacing=None):
+    sx, sy, sz = spacing or centre.spacing
+    nx, ny, nz = shape_xyz
+    d = np.asarray(centre.direction, float).reshape(3, 3)
+    # origin so that the FOV centre sits at physical (0, 0, 0)
+    half = np.array([(nx - 1) * sx, (ny - 1) * sy, (nz - 1) * sz]) / 2
+    origin = -d @ half
+    return (sx, sy, sz), tuple(float(v) for v in origin), d
+
+
+def _physical_grid(shape_xyz, spacing, origin, d) -> np.ndarray:
+    nx, ny, nz = shape_xyz
+    k, j, i = np.meshgrid(np.arange(nz), np.arange(ny), np.arange(nx), indexing="ij")
+    idx = np.stack([i * spacing[0], j * spacing[1], k * spacing[2]], axis=-1)  # (z,y,x,3)
+    return idx @ d.T + np.asarray(origin)  # physical LPS, (z, y, x, 3)
+
+
+def _tumour_field(pts, centre_mm, radius_mm, harm, irregularity, squash=(1.0, 0.85, 0.75)):
+    """Signed normalised distance: <1 inside the tumour, 1 at the border."""
+    rel = (pts - np.asarray(centre_mm)) / np.asarray(squash)
+    rho = np.linalg.norm(rel, axis=-1) + 1e-9
+    theta = np.arctan2(rel[..., 1], rel[..., 0])
+    phi = np.arccos(np.clip(rel[..., 2] / rho, -1, 1))
+    return rho / (radius_mm * _radius_field(theta, phi, harm, irregularity))
+
+
+def _sitk(arr: np.ndarray, spacing, origin, d: np.ndarray, *, dtype=None):
+    import SimpleITK as sitk
+    img = sitk.GetImageFromArray(arr.astype(dtype) if dtype is not None else arr)
+    img.SetSpacing(tuple(float(s) for s in spacing))
+    img.SetOrigin(tuple(float(o) for o in origin))
+    img.SetDirection(tuple(float(v) for v in d.ravel()))
+    return img
+
+
+def _sitk_4d(arr_tzyx: np.ndarray, spacing, origin, d: np.ndarray, dt_s: float = 90.0):
+    import SimpleITK as sitk
+    img = sitk.GetImageFromArray(arr_tzyx.astype(np.int16), isVector=False)
+    img.SetSpacing(tuple(float(s) for s in spacing) + (dt_s,))
+    img.SetOrigin(tuple(float(o) for o in origin) + (0.0,))
+    d4 = np.eye(4)
+    d4[:3, :3] = d
+    img.SetDirection(tuple(float(v) for v in d4.ravel()))
+    return img
+
+
+# ---------------------------------------------------------------- MRI
+def _mri_images(rng, ph: Phenotype, centre: Centre, shape_xyz, reader2: bool):
+    """Return dict name -> SimpleITK image for T1, T2, DCE, DCE_phases, mask(, mask_reader2)."""
+    spacing, origin, d = _geometry(centre, shape_xyz)
+    pts = _physical_grid(shape_xyz, spacing, origin, d)
+    nx, ny, nz = shape_xyz
+    fov = np.array([nx * spacing[0], ny * spacing[1], nz * spacing[2]])
+    # the drawn tumour fits the field of view; the table keeps the true size
+    radius = float(min(ph.size_mm / 2, 0.22 * fov[:2].min(), 0.30 * fov[2] / 0.75))
+    radius = max(radius, 1.6 * max(spacing[0], spacing[1]))
+    c_mm = (rng.uniform(-0.06, 0.06) * fov[0], rng.uniform(-0.12, 0.0) * fov[1], rng.uniform(-0.04, 0.04) * fov[2])
+    harm = _harmonics(rng)
+    zyx = (nz, ny, nx)
+
+    def draw(pts_, with_r2=False):
+        f = _tumour_field(pts_, c_mm, radius, harm, ph.irregularity)
+        out = {"f": f}
+        if with_r2:
+            h2 = [(a + rng.normal(0, 0.25), p, q, p2) for a, p, q, p2 in harm]
+            out["f2"] = _tumour_field(pts_, c_mm, radius * rng.normal(1.0, 0.05), h2,
+                                      ph.irregularity)
+        return out
+
+    fields = draw(pts, reader2)
+    f = fields["f"]
+    inside = f < 1.0
+    # anatomy in physical space: chest wall posterior (+y in LPS), skin anterior
+    y = pts[..., 1]
+    ymax = 0.5 * fov[1]
+    chest = y > 0.32 * ymax
+    tissue = _smooth_noise(rng, zyx, (0.6, 2.5, 2.5))
+    fg = 1.0 / (1.0 + np.exp(-4.0 * (tissue - 0.3)))  # fibroglandular islands
+    het = _smooth_noise(rng, zyx, 1.0)
+
+    # --- T1 (pre-contrast, fat bright, tumour intermediate)
+    t1 = 700 - 300 * fg - 350 * inside + 40 * tissue
+    t1 = np.where(chest, 380 + 30 * tissue, t1)
+    # --- DCE phases: background parenchymal enhancement + tumour kinetics
+    curve = np.asarray(_KINETICS[ph.kinetics])
+    shell = np.clip(1.0 - np.abs(f - 0.88) / 0.14, 0, 1)  # rim band just inside the border
+    core = inside * (1.0 - ph.rim * 0.7 * (1 - shell))     # rim: weaker centre
+    core = core * (1.0 + 0.45 * ph.heterogeneity * het)
+    amp = 900.0 * ph.eer / 0.6
+    phases = []
+    for k, c in enumerate(curve):
+        bpe = 60 * fg * min(1.0, 0.3 * k)
+        ph_arr = t1 + amp * c * np.clip(core, 0, None) + bpe
+        if ph.calcification:
+            pass  # calcifications are not visible on MRI
+        phases.append(ph_arr)
+    phases = np.stack(phases)  # (t, z, y, x)
+    # --- T2: tumour intermediate, oedema halo bright outside the border
+    halo = np.clip(1.0 - (f - 1.0) / 0.45, 0, 1) * (f >= 1.0)
+    t2 = 450 + 250 * fg + 60 * tissue - 120 * inside + 900 * ph.edema * halo
+    t2 = t2 + 200 * inside * (0.5 * het * ph.heterogeneity)
+    t2 = np.where(chest, 300 + 30 * tissue, t2)
+
+    def scanner(a, sigma):
+        a = a * centre.gain * rng.normal(1.0, 0.03) + centre.offset
+        a = a + rng.normal(0, sigma, a.shape)
+        return np.clip(np.rint(a), -32000, 32000)
+
+    out_arrays = {
+        "T1": scanner(t1, 18),
+        "DCE_phases": scanner(phases, 18),
+    }
+    out_arrays["DCE"] = out_arrays["DCE_phases"][1]
+    imgs = {
+        "T1": _sitk(out_arrays["T1"], spacing, origin, d, dtype=np.int16),
+        "DCE": _sitk(out_arrays["DCE"], spacing, origin, d, dtype=np.int16),
+        "DCE_phases": _sitk_4d(out_arrays["DCE_phases"], spacing, origin, d),
+        "mask": _sitk(inside.astype(np.uint8), spacing, origin, d),
+    }
+    if reader2:
+        imgs["mask_reader2"] = _sitk((fields["f2"] < 1.0).astype(np.uint8), spacing, origin, d)
+    # T2 on its own grid when the centre says so (same FOV, coarser in-plane)
+    if centre.t2_inplane_factor != 1.0:
+        fct = centre.t2_inplane_factor
+        shape2 = (max(8, int(round(nx / fct))), max(8, int(round(ny / fct))), nz)
+        sp2 = (spacing[0] * nx / shape2[0], spacing[1] * ny / shape2[1], spacing[2])
+        _, origin2, _ = _geometry(centre, shape2, sp2)
+        pts2 = _physical_grid(shape2, sp2, origin2, d)
+        t2 = _resample_nn(t2, pts2, spacing, origin, d)
+        imgs["T2"] = _sitk(scanner(t2, 15), sp2, origin2, d, dtype=np.int16)
+    else:
+        imgs["T2"] = _sitk(scanner(t2, 15), spacing, origin, d, dtype=np.int16)
+    return imgs, {"tumour_centre_mm": [round(float(v), 3) for v in c_mm],
+                  "drawn_radius_mm": round(radius, 3),
+                  "mask_voxels": int(inside.sum())}
+
+
+def _resample_nn(arr_zyx, pts, spacing, origin, d):
+    """Sample arr (on the grid spacing/origin/d) at physical points pts, linear interpolation."""
+    rel = (pts - np.asarray(origin)) @ d  # into index * spacing (d orthonormal)
+    idx = rel / np.asarray(spacing)
+    coords = np.stack([idx[..., 2], idx[..., 1], idx[..., 0]])
+    return ndimage.map_coordinates(arr_zyx, coords, order=1, mode="nearest")
+
+
+# ---------------------------------------------------------------- ultrasound
+def _us_images(rng, ph: Phenotype, centre: Centre, size_px: int):
+    """Return (US uint8 array, mask uint8 0/255 array) of shape (size_px, size_px)."""
+    n = size_px
+    sp = centre.us_fov_mm / n
+    yy, xx = np.mgrid[0:n, 0:n].astype(float)
+    cy, cx = n * rng.uniform(0.38, 0.5), n * rng.uniform(0.4, 0.6)
+    radius_px = float(np.clip(ph.size_mm / 2 / sp, 4, 0.2 * n))
+    harm = _harmonics(rng)
+    theta = np.arctan2(yy - cy, xx - cx)
+    rho = np.hypot((yy - cy) / 0.75, xx - cx)  # wider than tall (parallel to skin)
+    f = rho / (radius_px * _radius_field(theta, np.full_like(theta, np.pi / 2), harm, ph.irregularity))
+    inside = f < 1.0
+    depth = yy / n
+    tissue = 0.55 + 0.2 * _smooth_noise(rng, (n, n), (1.5, 6.0))  # layered parenchyma
+    tissue = tissue * (1.0 - 0.35 * depth)                          # depth attenuation
+    img = np.where(inside, 0.12 + 0.10 * ph.heterogeneity * _smooth_noise(rng, (n, n), 1.5), tissue)
+    # echogenic halo (oedema / desmoplasia) just outside the margin
+    img = img + 0.25 * ph.edema * np.clip(1 - np.abs(f - 1.08) / 0.1, 0, 1)
+    # posterior features below the lesion: enhancement (round) or shadowing (irregular)
+    below = (yy > cy) & (np.abs(xx - cx) < radius_px * 0.8) & ~inside
+    post = 0.25 * (0.5 - ph.irregularity)
+    img = img + post * below * np.exp(-(yy - cy) / (n * 0.5))
+    if ph.calcification:
+        for _ in range(int(rng.integers(3, 7))):
+            r = rng.uniform(0, 0.7) * radius_px
+            a = rng.uniform(0, 2 * np.pi)
+            py, px = int(cy + r * np.sin(a) * 0.75), int(cx + r * np.cos(a))
+            img[max(py - 1, 0):py + 1, max(px - 1, 0):px + 1] = 0.95
+    speckle = rng.rayleigh(1.0, (n, n)) / np.sqrt(np.pi / 2)
+    img = img * speckle * centre.us_gain
+    us = np.clip(np.rint(img * 200), 0, 255).astype(np.uint8)
+    return us, (inside * 255).astype(np.uint8), {"us_centre_px": [round(cx, 2), round(cy, 2)],
+                                                  "us_radius_px": round(radius_px, 2)}
+
+
+# ---------------------------------------------------------------- public API
+@dataclass
+class SynthCase:
+    """One generated case: SimpleITK images, clinical row and ground truth."""
+    case_id: str
+    row: dict[str, Any]
+    truth: dict[str, Any]
+    sitk_images: dict[str, Any] = field(default_factory=dict)  # MRI: SimpleITK images
+    us: np.ndarray | None = None
+    us_mask: np.ndarray | None = None
+
+    @property
+    def images(self) -> dict[str, Any]:
+        """Images as her2core.imaging.Image (needs her2core.imaging)."""
+        from her2core.imaging import Image  # imported lazily: the generator does not need it
+        out = {}
+        for name, img in self.sitk_images.items():
+            modality = "SEG" if name.startswith("mask") else "MR"
+            out[name] = Image.from_sitk(img, sequence=name, modality=modality, source=None)
+        if self.us is not None:
+            out["US"] = Image.from_sitk(self._us_sitk(self.us), sequence="US", modality="US", source=None)
+            out["US_mask"] = Image.from_sitk(self._us_sitk(self.us_mask), sequence="mask",
+                                             modality="SEG", source=None)
+        return out
+
+    @staticmethod
+    def _us_sitk(arr):
+        import SimpleITK as sitk
+        return sitk.GetImageFromArray(arr)
+
+    def write(self, case_dir: str | Path) -> list[Path]:
+        import SimpleITK as sitk
+        case_dir = Path(case_dir)
+        case_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, img in self.sitk_images.items():
+            p = case_dir / f"{name}.nii.gz"
+            sitk.WriteImage(img, str(p), useCompression=True)
+            written.append(p)
+        if self.us is not None:
+            from PIL import Image as PILImage
+            for name, arr in (("US", self.us), ("US_mask", self.us_mask)):
+                p = case_dir / f"{name}.png"
+                PILImage.fromarray(arr, mode="L").save(p, optimize=False)
+                written.append(p)
+        return written
+
+
+_GROUPS = ("pos", "low", "zero")
+
+
+def _draw_group(rng, prevalence: float) -> str:
+    if rng.random() < prevalence:
+        return "pos"
+    return "low" if rng.random() < LOW_FRACTION else "zero"
+
+
+def _ihc(rng, group: str) -> str:
+    if group == "pos":
+        return "3+" if rng.random() < POS_3PLUS else "2+"
+    if group == "low":
+        return "1+" if rng.random() < LOW_1PLUS else "2+"
+    return "0"
+
+
+def synth_case(*, seed: int = 0, index: int = 0, group: str | None = None,
+               prevalence: float = 0.35, centre: Centre | str = "A",
+               modalities: str = "mri", shape: tuple[int, int, int] = (48, 48, 12),
+               us_size: int = 128, signal: float = 1.0, random_labels: bool = False,
+               reader2: bool = False, case_id: str | None = None,
+               size_mm: float | None = None, rim: float | None = None,
+               edema: float | None = None, heterogeneity: float | None = None,
+               irregularity: float | None = None, kinetics: str | None = None) -> SynthCase:
+    """Generate one case, deterministically for (seed, index).
+
+    group: latent status "pos" | "low" | "zero" (drawn with ``prevalence`` if None).
+    size_mm, rim, edema, heterogeneity, irregularity, kinetics override the
+    phenotype (the clinical row is updated to match: tumor_size_mm,
+    rim_enhancement = rim >= 0.5, peritumoral_edema = edema >= 0.5, mass_shape,
+    enhancement_curve); every other draw stays the same for the same seed.
+    """
+    if modalities not in ("mri", "us", "both", "none"):
+        raise ValueError(f"modalities must be mri, us, both or none, not {modalities!r}")
+    if isinstance(centre, str):
+        by_name = {c.name: c for c in DEFAULT_CENTRES}
+        if centre not in by_name:
+            raise ValueError(f"unknown centre {centre!r}; known: {sorted(by_name)}")
+        centre = by_name[centre]
+    if group is not None and group not in _GROUPS:
+        raise ValueError(f"group must be one of {_GROUPS}, not {group!r}")
+    root = np.random.SeedSequence([int(seed), int(index)])
+    r_lab, r_clin, r_ph, r_img, r_us, r_rand = (np.random.default_rng(s) for s in root.spawn(6))
+    g = group or _draw_group(r_lab, prevalence)
+    ihc = _ihc(r_lab, g)
+    row = draw_clinical(r_clin, g, signal)
+    ph = phenotype_from_row(row, g, r_ph, signal)
+    if size_mm is not None:
+        ph.size_mm = float(size_mm)
+        row["tumor_size_mm"] = round(float(size_mm), 1)
+    if rim is not None:
+        ph.rim = float(rim)
+        row["rim_enhancement"] = int(rim >= 0.5)
+    if edema is not None:
+        ph.edema = float(edema)
+        row["peritumoral_edema"] = int(edema >= 0.5)
+    if heterogeneity is not None:
+        ph.heterogeneity = float(heterogeneity)
+    if irregularity is not None:
+        ph.irregularity = float(irregularity)
+        row["mass_shape"] = "irregular" if irregularity >= 0.4 else "round_oval"
+    if kinetics is not None:
+        ph.kinetics = kinetics
+        row["enhancement_curve"] = kinetics
+    ph = ph.clipped()
+    if random_labels:  # labels independent of everything drawn above
+        g_label = _draw_group(r_rand, prevalence)
+        ihc = _ihc(r_rand, g_label)
+    else:
+        g_label = g
+    cid = case_id or f"syn-{index:04d}"
+    out_row = {"case_id": cid, "her2": int(g_label == "pos"), "her2_ihc": ihc,
+               "center": centre.name, **row,
+               "synthetic_size_mm": round(ph.size_mm, 2), "synthetic_rim": round(ph.rim, 4),
+               "synthetic_edema": round(ph.edema, 4),
+               "synthetic_heterogeneity": round(ph.heterogeneity, 4),
+               "synthetic_irregularity": round(ph.irregularity, 4)}
+    truth = {"case_id": cid, "latent_group": g, "label_group": g_label,
+             "phenotype": asdict(ph), "centre": centre.name}
+    case = SynthCase(cid, out_row, truth)
+    if modalities in ("mri", "both"):
+        case.sitk_images, info = _mri_images(r_img, ph, centre, tuple(shape), reader2)
+        truth["mri"] = info
+    if modalities in ("us", "both"):
+        case.us, case.us_mask, info = _us_images(r_us, ph, centre, us_size)
+        truth["us"] = info
+    return case
+
+
+def make_cohort(out: str | Path, *, n: int = 40, seed: int = 0, centres: int | list[Centre] = 2,
+                prevalence: float = 0.35, modalities: str = "mri",
+                shape: tuple[int, int, int] = (48, 48, 12), us_size: int = 128,
+                signal: float = 1.0, random_labels: bool = False, reader2_fraction: float = 0.25,
+                overwrite: bool = False) -> Path:
+    """Write a synthetic cohort (cohort.csv, cases/<id>/..., truth.json) under ``out``.
+
+    Cases are assigned to centres in turn (case i -> centre i mod k). The same
+    arguments give byte-identical files.
+    """
+    import pandas as pd
+    out = Path(out)
+    if n < 1:
+        raise ValueError("n must be at least 1")
+    cen = list(DEFAULT_CENTRES[:centres]) if isinstance(centres, int) else list(centres)
+    if not cen or (isinstance(centres, int) and not 1 <= centres <= len(DEFAULT_CENTRES)):
+        raise ValueError(f"centres must be 1..{len(DEFAULT_CENTRES)}")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty (pass overwrite=True)")
+    out.mkdir(parents=True, exist_ok=True)
+    pick = np.random.default_rng(np.random.SeedSequence([int(seed), 10**6]))
+    r2 = pick.random(n) < reader2_fraction
+    rows, truths = [], []
+    for i in range(n):
+        case = synth_case(seed=seed, index=i, prevalence=prevalence, centre=cen[i % len(cen)],
+                          modalities=modalities, shape=shape, us_size=us_size, signal=signal,
+                          random_labels=random_labels, reader2=bool(r2[i]))
+        if modalities != "none":
+            case.write(out / "cases" / case.case_id)
+        rows.append(case.row)
+        truths.append(case.truth)
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "cohort.csv", index=False, lineterminator="\n")
+    meta = {"generator": "her2core.synthetic", "n": n, "seed": seed,
+            "centres": [asdict(c) for c in cen], "prevalence": prevalence,
+            "modalities": modalities, "shape_xyz": list(shape), "us_size": us_size,
+            "signal": signal, "random_labels": random_labels,
+            "note": "synthetic data: no patient, labels are a known ground truth",
+            "cases": truths}
+    (out / "truth.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    log.info("wrote synthetic cohort of %d cases to %s", n, out)
+    return out
