@@ -1,0 +1,22 @@
+"""Feature extraction: frozen deep backbones (timm, 3-D ResNet18) and pyradiomics.
+
+Public entry points (docs/architecture.md, "Features"):
+
+* :func:`extract_cohort_features` (cohort, config, cache_dir=None, progress=None)
+  -> (DataFrame indexed by case_id, list[Her2Error])
+* :func:`extract_case_features` (case_images, masks, config) -> pandas Series
+* :class:`FeatureConfig`, :func:`create_backbone`, :data:`REGISTRY`
+
+Column names: ``"{sequence}__{backbone}__f{i:04d}"`` (deep) and
+``"{sequence}__radiomics__{pyradiomics name}"`` (radiomics).
+"""
+from .backbones import (REGISTRY, Backbone, BackboneSpec, create_backbone, get_spec,
+                        known_backbones, random_init_warning, resolve_device)
+from .config import FeatureConfig
+from .weights import RANDOM_INIT, WeightsSource, file_sha256, save_state_dict
+
+__all__ = [
+    "REGISTRY", "Backbone", "BackboneSpec", "create_backbone", "get_spec", "known_backbones",
+    "random_init_warning", "resolve_device", "FeatureConfig", "RANDOM_INIT", "WeightsSource",
+    "file_sha256", "save_state_dict",
+]
