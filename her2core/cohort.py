@@ -508,7 +508,7 @@ def read_cohort(root: str | Path, *, on_problem: str = "drop") -> Cohort:
         more = f" and {len(errors) - 5} more" if len(errors) > 5 else ""
         raise CohortError(f"{len(errors)} problem(s): {shown}{more}", file=CSV_NAME)
     for e in errors:
-        log.warning("%s", e)
+        log.log(logging.WARNING if on_problem == "drop" else logging.DEBUG, "%s", e)
     if on_problem == "drop" and errors:
         bad = {p.case_id for p in tprobs if p.case_id} | {"" for p in tprobs if p.case_id is None}
         keep = ~table.index.isin(bad)
@@ -614,7 +614,7 @@ class FileReport:
 
     def describe(self) -> str:
         if self.size is None:
-            return f"{self.path}: not readable"
+            return f"{self.path} (not readable)"
         size = "x".join(str(s) for s in self.size)
         parts = [f"{self.dimension}-D {size}"]
         if self.n_phases:
@@ -758,8 +758,12 @@ def _read_sitk(path: Path, name: str, case_id: str):
     """Read one image as a SimpleITK image (via her2core.imaging when available)."""
     import SimpleITK as sitk
     rel = _rel(path)
-    # header first: refuse absurd declared sizes before allocating
-    if path.is_file() and not path.name.endswith(".png") and path.suffix != ".dcm":
+    try:
+        from her2core.imaging import load_image  # type: ignore
+    except ImportError:
+        load_image = None
+    # header first: refuse absurd declared sizes before allocating (imaging does its own)
+    if load_image is None and path.is_file() and path.suffix not in (".png", ".dcm"):
         r = sitk.ImageFileReader()
         r.SetFileName(str(path))
         try:
@@ -771,19 +775,15 @@ def _read_sitk(path: Path, name: str, case_id: str):
         if nvox > MAX_VOXELS:
             raise InputLimitError(f"declares {nvox} voxels, more than the limit {MAX_VOXELS}",
                                   case_id=case_id, file=rel)
-    try:
-        from her2core.imaging import load_image  # type: ignore
-    except ImportError:
-        load_image = None
     spacing_known = True
     if load_image is not None:
         try:
             img = load_image(path, sequence=name)
         except Her2Error as err:
-            err.with_context(case_id=case_id, file=rel)
-            if err.case_id != case_id:
-                err.case_id = case_id
-            err.file = rel
+            # name the file relative to the cohort; drop absolute paths and ITK object ids
+            err.case_id, err.file = case_id, rel
+            err.message = re.sub(r"\w+ImageIO\(0x[0-9a-fA-F]+\):\s*", "",
+                                 err.message.replace(str(path), rel))
             err.args = (str(err),)
             raise
         except Exception as exc:  # noqa: BLE001 - report, never crash the batch
@@ -975,11 +975,16 @@ def _validate_case(root: Path, case_id: str, cr: CaseReport) -> None:
     for mname, refs in MASK_REFERENCE.items():
         if mname not in loaded:
             continue
-        ref_name = next((r for r in refs if r in loaded), None)
-        ref_missing = next((r for r in refs if r in present), None)
+        # the reference is the first of refs the case has (DCE, else T1); when that
+        # one is unreadable the geometry cannot be checked (its own problem is listed)
+        ref_name = next((r for r in refs if r in present), None)
         mask = loaded[mname]
         rel = cr.files[mname].path
-        if ref_name is None and ref_missing is None:
+        if ref_name is not None and ref_name not in loaded:
+            _check_mask(case_id, mname, mask, rel, None, "", "", cr.files[mname])
+            cr.notes.append(f"{mname}: geometry not checked because {ref_name} is unreadable")
+            continue
+        if ref_name is None:
             cr.problems.append(CohortError(
                 f"{mname} present but the case has no {' or '.join(refs)} image to hold it",
                 case_id=case_id, file=rel))
@@ -994,11 +999,20 @@ def _validate_case(root: Path, case_id: str, cr: CaseReport) -> None:
                 cr.notes.append(f"{mname}: the ROI touches the edge of the image "
                                 "(the tumour may be cut off)")
             _imaging_check(case_id, mname, mask, ref, rel, cr)
-    # masks whose reference exists but not the other way round
-    if ("DCE" in present or "T1" in present) and "mask" not in present:
-        cr.notes.append("no mask: MRI features need a tumour ROI (mask.nii.gz)")
+    # images without the ROI that every image feature needs
+    mri = [n for n in ("DCE", "T1", "T2", "DCE_phases") if n in present]
+    if mri and "mask" not in present:
+        cr.problems.append(MaskError(
+            f"missing: the case has {', '.join(mri)} but no tumour ROI", case_id=case_id,
+            file=f"{CASES_DIR}/{case_id}/mask.nii.gz",
+            hint="add mask.nii.gz on the DCE grid (or draw it in the app)"))
     if "US" in present and "US_mask" not in present:
-        cr.notes.append("no US_mask: ultrasound features need a tumour ROI")
+        cr.problems.append(MaskError(
+            "missing: the case has an ultrasound image but no tumour ROI", case_id=case_id,
+            file=f"{CASES_DIR}/{case_id}/US_mask.png",
+            hint="add US_mask.png (or .nii.gz) of the same size as the image"))
+    if "mask_reader2" in present and "mask" not in present:
+        cr.notes.append("mask_reader2 without mask: no reader agreement can be computed")
 
 
 def _imaging_check(case_id, mname, mask, ref, rel, cr: CaseReport) -> None:

@@ -586,8 +586,8 @@ def make_cohort(out: str | Path, *, n: int = 40, seed: int = 0, centres: int | l
             case.write(out / "cases" / case.case_id)
         rows.append(case.row)
         truths.append(case.truth)
-    table = pd.DataFrame(rows)
-    table.to_csv(out / "cohort.csv", index=False, lineterminator="\n")
+    from her2core.cohort import write_cohort
+    write_cohort(out, pd.DataFrame(rows), overwrite=True)
     meta = {"generator": "her2core.synthetic", "n": n, "seed": seed,
             "centres": [asdict(c) for c in cen], "prevalence": prevalence,
             "modalities": modalities, "shape_xyz": list(shape), "us_size": us_size,
