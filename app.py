@@ -1,0 +1,30 @@
+"""HER2 second-opinion workbench: Streamlit entry point (navigation only).
+
+Run with ``python3 -m streamlit run app.py``. Pages live in pages/; everything
+they compute comes from her2core; session state is declared in webapp/state.py.
+"""
+import logging
+
+import streamlit as st
+
+from webapp.state import init_state
+
+st.set_page_config(page_title="HER2 workbench", page_icon=":material/biotech:", layout="wide")
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+init_state()
+
+PAGES = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/case.py", title="Case", icon=":material/radiology:"),
+    st.Page("pages/prediction.py", title="Prediction", icon=":material/analytics:"),
+    st.Page("pages/cohort.py", title="Cohort", icon=":material/groups:"),
+    st.Page("pages/teaching.py", title="Teaching", icon=":material/school:"),
+    st.Page("pages/export.py", title="Export", icon=":material/picture_as_pdf:"),
+]
+nav = st.navigation(PAGES)
+with st.sidebar:
+    st.caption("Research and teaching tool - not a medical device.")
+    case = st.session_state.get("case")
+    if case is not None:
+        st.caption(f"Case: **{case.case_id}** ({case.source})")
+nav.run()

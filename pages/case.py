@@ -1,0 +1,94 @@
+"""Case: pick a demo case or upload one, assign sequences, clinical values, viewer and ROI."""
+import streamlit as st
+
+from webapp.state import init_state
+
+from webapp import clinical as clin
+from webapp import services as S
+from webapp import widgets as W
+from webapp.state import reset_case
+
+init_state()
+st.title("Case")
+W.disclaimer()
+
+tab_demo, tab_up = st.tabs(["Demo case", "Upload a case"])
+with tab_demo:
+    with W.user_errors():
+        root = S.demo_cohort_root()
+        table = S.cohort_table(str(root))
+        ids = list(table.index)
+        c1, c2 = st.columns([3, 1])
+        pick = c1.selectbox("Demo case (synthetic, no patient)", ids, key="demo_pick")
+        c2.write("")
+        if c2.button("Open demo case", type="primary", key="open_demo"):
+            reset_case()
+            case = S.demo_case(pick)
+            st.session_state["case"] = case
+            st.session_state["clinical"] = dict(case.clinical)
+            st.rerun()
+
+with tab_up:
+    st.caption("Files are written to a temporary folder of this session and read with her2core's "
+               "image readers (nothing is unpickled). One file per sequence: NIfTI / NRRD / MHA, a "
+               "zip of one DICOM series, or an ultrasound PNG / JPG.")
+    ups = {}
+    cols = st.columns(4)
+    for col, seq in zip(cols, S.SEQUENCES):
+        ups[seq] = col.file_uploader(seq, key=f"up_{seq}",
+                                     type=["nii", "gz", "nrrd", "mha", "zip", "png", "jpg", "jpeg",
+                                           "bmp", "dcm"])
+    up_mask = st.file_uploader("ROI mask (optional, on the DCE grid, or T1 without DCE; US_mask for US)",
+                               key="up_mask", type=["nii", "gz", "nrrd", "mha", "png"])
+    case_id = st.text_input("Case id", value="upload-1", key="up_case_id")
+    if st.button("Load uploaded case", key="load_upload", type="primary"):
+        chosen = {s: f for s, f in ups.items() if f is not None}
+        if not chosen:
+            st.error("Choose at least one image file first.")
+        else:
+            ok = True
+            files, hashes = {}, {}
+            for seq, f in chosen.items():
+                try:
+                    path, sha = S.save_upload(f, seq)
+                    S.load_image(path, sha, seq)   # read now: a bad file is reported here
+                    files[seq], hashes[seq] = path, sha
+                except Exception as err:  # noqa: BLE001 - shown in the page
+                    ok = False
+                    W.show_error(err)
+            if ok:
+                reset_case()
+                case = S.CaseData(case_id=case_id or "upload", source="upload", files=files,
+                                  hashes=hashes, clinical=clin.normalise({}))
+                if up_mask is not None:
+                    try:
+                        mpath, msha = S.save_upload(up_mask, "mask")
+                        mk = "US_mask" if case.reference == "US" else "mask"
+                        case.files[mk], case.hashes[mk] = mpath, msha
+                    except Exception as err:  # noqa: BLE001
+                        W.show_error(err)
+                st.session_state["case"] = case
+                st.session_state["clinical"] = dict(case.clinical)
+                st.rerun()
+
+case = st.session_state.get("case")
+if case is None:
+    st.info("Open a demo case or upload one to start.")
+    st.stop()
+
+st.subheader(f"Case {case.case_id}")
+st.caption(f"{case.note or case.source} - sequences: {', '.join(case.sequences) or 'none'}"
+           + (f" - ROI file: {', '.join(k for k in S.MASK_KEYS if k in case.files)}"
+              if any(k in case.files for k in S.MASK_KEYS) else ""))
+W.viewer(case, key="case", draw=True)
+
+st.subheader("Clinical values")
+st.caption("Leave a value missing when it is unknown (it is never treated as zero).")
+new = W.clinical_inputs(st.session_state["clinical"], key=f"clin_{case.key}_{case.case_id}", columns=4)
+problems = clin.validate(new)
+for p in problems:
+    st.error(p)
+if new != st.session_state["clinical"] and not problems:
+    st.session_state["clinical"] = new
+
+st.page_link("pages/prediction.py", label="Run the prediction", icon=":material/analytics:")

@@ -1,0 +1,108 @@
+"""Helpers for the real-browser test and the app benchmark: start the app, drive Chromium."""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("HER2_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def chromium_path() -> str | None:
+    if Path(CHROMIUM).exists():
+        return CHROMIUM
+    return shutil.which("chromium")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_app(port: int | None = None, timeout: float = 120.0, log_path: Path | None = None):
+    """Start ``streamlit run app.py`` on a free local port; yield its URL; stop it."""
+    port = port or free_port()
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.headless", "true", "--server.address", "127.0.0.1",
+         "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        t0 = time.time()
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited with {proc.returncode}")
+            try:
+                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.time() - t0 > timeout:
+                raise TimeoutError(f"streamlit did not answer on {url} within {timeout:.0f} s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if log_path:
+            log.close()
+
+
+@contextlib.contextmanager
+def browser_page(width: int = 1600, height: int = 1100):
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS,
+                                    headless=True)
+        try:
+            ctx = browser.new_context(viewport={"width": width, "height": height})
+            page = ctx.new_page()
+            yield page
+        finally:
+            browser.close()
+
+
+def wait_idle(page, timeout: float = 60_000) -> None:
+    """Wait until the app is not running a script (the status widget is gone)."""
+    page.wait_for_timeout(300)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
+    page.wait_for_timeout(200)
+
+
+def goto_page(page, url: str, name: str) -> None:
+    page.goto(f"{url}/{name}")
+    page.wait_for_selector('[data-testid="stApp"]')
+    wait_idle(page)
+
+
+def lasso(page, chart, points) -> None:
+    """Drag the mouse along points (fractions of the chart's plot area) with the lasso tool."""
+    area = chart.locator(".nsewdrag").first
+    box = area.bounding_box()
+    xs = [box["x"] + fx * box["width"] for fx, _ in points]
+    ys = [box["y"] + fy * box["height"] for _, fy in points]
+    page.mouse.move(xs[0], ys[0])
+    page.mouse.down()
+    for x, y in zip(xs[1:], ys[1:]):
+        page.mouse.move(x, y, steps=6)
+    page.mouse.move(xs[0], ys[0], steps=6)
+    page.mouse.up()

@@ -1,0 +1,367 @@
+"""Everything the pages need from her2core, behind streamlit caches.
+
+* ``st.cache_resource`` (shared, read-only, bounded): loaded images keyed by
+  file hash, the model bundle, the demo cohort.
+* ``st.cache_data`` (bounded): pure steps keyed by file hashes (case image
+  scores, cohort tables).
+
+Modules of her2core that are not part of this build are reported by
+``availability()`` and the pages say so instead of showing made-up output.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from her2core.errors import Her2Error, ImageLoadError
+
+from . import clinical as clin
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSETS = ROOT / "assets"
+SEQUENCES = ("DCE", "T1", "T2", "US")
+MASK_KEYS = ("mask", "US_mask")
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".zip", ".png", ".jpg", ".jpeg",
+                  ".bmp", ".dcm")
+
+
+# ----------------------------------------------------------------------------- case data
+@dataclass
+class CaseData:
+    """What the app knows about the current case (paths, hashes, clinical row)."""
+    case_id: str
+    source: str                                   # "demo" | "upload" | "teaching"
+    files: dict[str, str] = field(default_factory=dict)     # sequence -> path
+    hashes: dict[str, str] = field(default_factory=dict)    # sequence -> sha256
+    clinical: dict[str, Any] = field(default_factory=dict)
+    label: dict[str, Any] = field(default_factory=dict)     # her2 / her2_ihc when known
+    note: str = ""
+
+    @property
+    def key(self) -> str:
+        """Identity of the image content (changes when any file changes)."""
+        h = hashlib.sha256()
+        for k in sorted(self.hashes):
+            h.update(f"{k}={self.hashes[k]};".encode())
+        return h.hexdigest()[:16]
+
+    @property
+    def sequences(self) -> list[str]:
+        return [s for s in SEQUENCES if s in self.files]
+
+    @property
+    def reference(self) -> str | None:
+        """Sequence the MRI mask lies on (DCE, else T1, else first) or US."""
+        for s in ("DCE", "T1", "T2", "US"):
+            if s in self.files:
+                return s
+        return None
+
+    def mask_key_for(self, sequence: str) -> str:
+        return "US_mask" if sequence == "US" else "mask"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- availability
+_MODULES = {
+    "imaging": "her2core.imaging",
+    "cohort": "her2core.cohort",
+    "synthetic": "her2core.synthetic",
+    "features": "her2core.features",
+    "bundle": "her2core.bundle",
+    "nomogram": "her2core.nomogram",
+    "plots": "her2core.plots",
+    "metrics": "her2core.metrics",
+    "explain": "her2core.explain",
+    "gradcam": "her2core.explain.gradcam",
+    "shap": "her2core.explain.shap_explain",
+    "report": "her2core.report",
+    "models": "her2core.models",
+}
+
+
+@st.cache_resource(show_spinner=False)
+def availability() -> dict[str, str | None]:
+    """Module name -> None when importable, else the reason (one line)."""
+    out: dict[str, str | None] = {}
+    for name, mod in _MODULES.items():
+        try:
+            importlib.import_module(mod)
+            out[name] = None
+        except Exception as err:  # noqa: BLE001 - reported, not swallowed
+            out[name] = f"{type(err).__name__}: {err}".splitlines()[0][:200]
+    return out
+
+
+def missing(*names: str) -> list[str]:
+    av = availability()
+    return [n for n in names if av.get(n) is not None]
+
+
+@st.cache_resource(show_spinner=False)
+def environment() -> dict[str, Any]:
+    """Versions and whether CUDA is in use (torch imported lazily, errors reported)."""
+    import platform
+    import plotly
+    info: dict[str, Any] = {"python": platform.python_version(), "streamlit": st.__version__,
+                            "numpy": np.__version__, "plotly": plotly.__version__}
+    try:
+        import her2core
+        info["her2core"] = her2core.__version__
+    except Exception:  # noqa: BLE001
+        info["her2core"] = "?"
+    try:
+        import torch
+        info["torch"] = torch.__version__
+        info["cuda"] = bool(torch.cuda.is_available())
+        info["device"] = torch.cuda.get_device_name(0) if info["cuda"] else "CPU"
+    except Exception as err:  # noqa: BLE001
+        info["torch"] = f"not importable ({type(err).__name__}: {str(err)[:120]})"
+        info["cuda"] = False
+        info["device"] = "CPU"
+    for mod in ("SimpleITK", "sklearn", "timm", "shap", "reportlab"):
+        try:
+            m = importlib.import_module(mod)
+            info[mod] = getattr(m, "__version__", getattr(m, "Version", lambda: "?")()
+                                if mod == "SimpleITK" else "?")
+        except Exception:  # noqa: BLE001
+            info[mod] = "not installed"
+    return info
+
+
+# ----------------------------------------------------------------------------- demo cohort
+@st.cache_resource(show_spinner="Preparing the demo cohort ...")
+def demo_cohort_root() -> Path:
+    """assets/demo_cohort, or (until it ships) a small synthetic cohort in a cache folder."""
+    root = ASSETS / "demo_cohort"
+    if (root / "cohort.csv").exists():
+        return root
+    from her2core import synthetic
+    cache = Path(os.environ.get("HER2_CACHE", Path.home() / ".cache" / "her2")) / "demo_cohort_app"
+    if not (cache / "cohort.csv").exists():
+        synthetic.make_cohort(cache, n=8, seed=7, centres=2, modalities="both", overwrite=True)
+    return cache
+
+
+_FILE_NAMES = {"T1": "T1", "T2": "T2", "DCE": "DCE", "US": "US", "mask": "mask",
+               "US_mask": "US_mask"}
+
+
+def _find_file(case_dir: Path, stem: str) -> Path | None:
+    for suf in (".nii.gz", ".nii", ".nrrd", ".mha", ".png", ".dcm", ".jpg"):
+        p = case_dir / f"{stem}{suf}"
+        if p.exists():
+            return p
+    d = case_dir / stem
+    return d if d.is_dir() else None
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def cohort_table(root: str):
+    """The cohort's table (pandas, indexed by case_id); her2core.cohort when present."""
+    if not missing("cohort"):
+        from her2core.cohort import read_cohort
+        return read_cohort(root).table.copy()
+    import pandas as pd
+    t = pd.read_csv(Path(root) / "cohort.csv", dtype={"case_id": str})
+    return t.set_index("case_id")
+
+
+def case_files(root: str, case_id: str) -> dict[str, str]:
+    if not missing("cohort"):
+        try:
+            from her2core.cohort import read_cohort
+            cf = read_cohort(root).files(case_id)
+            out = {}
+            for k in ("T1", "T2", "DCE", "US", "mask", "US_mask"):
+                v = getattr(cf, k, None) if not isinstance(cf, dict) else cf.get(k)
+                if v is not None:
+                    out[k] = str(v)
+            return out
+        except Her2Error:
+            raise
+        except Exception as err:  # noqa: BLE001 - contract drift: fall back to the layout
+            log.warning("cohort.files fallback: %s", err)
+    case_dir = Path(root) / "cases" / case_id
+    out = {}
+    for k, stem in _FILE_NAMES.items():
+        p = _find_file(case_dir, stem)
+        if p is not None:
+            out[k] = str(p)
+    return out
+
+
+def demo_case(case_id: str) -> CaseData:
+    root = demo_cohort_root()
+    table = cohort_table(str(root))
+    if case_id not in table.index:
+        raise Her2Error(f"case {case_id} is not in the demo cohort", file=root / "cohort.csv")
+    row = table.loc[case_id].to_dict()
+    files = case_files(str(root), case_id)
+    clinical = clin.normalise({k: row.get(k) for k in clin.BY_NAME})
+    label = {k: row.get(k) for k in ("her2", "her2_ihc") if k in row}
+    return CaseData(case_id=case_id, source="demo", files=files,
+                    hashes={k: file_sha256(v) for k, v in files.items() if Path(v).is_file()},
+                    clinical=clinical, label=label,
+                    note="synthetic demo case (no patient)")
+
+
+# ----------------------------------------------------------------------------- uploads
+def session_upload_dir() -> Path:
+    d = st.session_state.get("upload_dir")
+    if not d or not Path(d).exists():
+        d = tempfile.mkdtemp(prefix="her2_upload_")
+        st.session_state["upload_dir"] = d
+    return Path(d)
+
+
+def _safe_name(name: str) -> str:
+    base = Path(name).name
+    return re.sub(r"[^A-Za-z0-9._-]", "_", base)[-120:] or "upload"
+
+
+def save_upload(uploaded, role: str) -> tuple[str, str]:
+    """Write an st.file_uploader file into the session's temp folder; (path, sha256)."""
+    data = uploaded.getvalue()
+    if not data:
+        raise ImageLoadError("the uploaded file is empty", file=uploaded.name,
+                             hint="choose the file again")
+    sha = hashlib.sha256(data).hexdigest()
+    name = _safe_name(uploaded.name)
+    if not name.lower().endswith(IMAGE_SUFFIXES):
+        raise ImageLoadError(f"{name!r} is not a supported image file", file=uploaded.name,
+                             hint="use NIfTI (.nii/.nii.gz), NRRD, MHA, a DICOM .zip, PNG or JPG")
+    d = session_upload_dir() / sha[:16]
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / f"{role}__{name}"
+    p.write_bytes(data)
+    return str(p), sha
+
+
+# ----------------------------------------------------------------------------- images
+@st.cache_resource(show_spinner=False, max_entries=24)
+def _load_image(path: str, sha: str, sequence: str):
+    from her2core.imaging import load_image
+    return load_image(path, sequence=sequence)
+
+
+def load_image(path: str, sha: str, sequence: str):
+    """Image loaded once per (file hash, sequence); shared read-only. Raises Her2Error."""
+    return _load_image(path, sha, sequence)
+
+
+@st.cache_resource(show_spinner=False, max_entries=24)
+def _canonical(path: str, sha: str, sequence: str):
+    from her2core.viewer import canonical
+    return canonical(_load_image(path, sha, sequence))
+
+
+def canonical_for(case: CaseData, sequence: str):
+    """(Image, Canonical) of one sequence of the case."""
+    p, h = case.files[sequence], case.hashes[sequence]
+    return _load_image(p, h, sequence), _canonical(p, h, sequence)
+
+
+def load_mask_array(case: CaseData, sequence: str, path: str, sha: str) -> np.ndarray:
+    """Mask file checked against the sequence's grid, as a canonical bool array."""
+    ref, can = canonical_for(case, sequence)
+    try:
+        from her2core.imaging.mask import load_mask
+        m = load_mask(path, ref)
+        arr = np.asarray(m.array)
+    except ImportError:
+        from her2core.imaging import load_image as li
+        m = li(path, sequence="mask")
+        diffs = ref.grid_differences(m) if m.ndim == ref.ndim else ["dimension"]
+        if diffs:
+            from her2core.errors import GeometryError
+            raise GeometryError("mask is not on the image's grid: " + "; ".join(diffs),
+                                case_id=case.case_id, file=path,
+                                hint="save the mask on the grid of " + sequence)
+        arr = np.asarray(m.array)
+    arr = arr > 0
+    if not arr.any():
+        from her2core.errors import MaskError
+        raise MaskError("the mask is empty", case_id=case.case_id, file=path)
+    return can.to_canonical(arr)
+
+
+# ----------------------------------------------------------------------------- model bundle
+@dataclass
+class BundleInfo:
+    available: bool
+    name: str = ""
+    path: str = ""
+    checksum: str = ""
+    weights: dict[str, str] = field(default_factory=dict)
+    random_init: bool = False
+    tasks: list[str] = field(default_factory=list)
+    card: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+    bundle: Any = None
+
+
+def _bundle_dirs() -> list[Path]:
+    env = os.environ.get("HER2_BUNDLE")
+    cands = [Path(env)] if env else []
+    cands.append(ASSETS / "demo_bundle")
+    return cands
+
+
+@st.cache_resource(show_spinner="Loading the model bundle ...")
+def bundle_info() -> BundleInfo:
+    """The model bundle, loaded once for all sessions (read-only)."""
+    gone = missing("bundle")
+    if gone:
+        return BundleInfo(False, message="model bundles (her2core.bundle) are not available in this "
+                          f"build: {availability()['bundle']}")
+    from her2core import bundle as B
+    for d in _bundle_dirs():
+        if not d.exists():
+            continue
+        try:
+            b = B.load_bundle(d)
+        except Her2Error as err:
+            return BundleInfo(False, path=str(d), message=str(err))
+        card = dict(getattr(b, "card", None) or getattr(b, "model_card", None) or {})
+        weights = dict(card.get("weights", {}) or {})
+        rnd = bool(getattr(b, "random_init", False)) or any(
+            str(v).startswith("random") for v in weights.values())
+        return BundleInfo(True, name=str(card.get("name", d.name)), path=str(d),
+                          checksum=str(getattr(b, "checksum", card.get("checksum", ""))),
+                          weights={str(k): str(v) for k, v in weights.items()}, random_init=rnd,
+                          tasks=list(card.get("tasks", ["her2"])), card=card, bundle=b)
+    return BundleInfo(False, message="no model bundle found (assets/demo_bundle is missing; set "
+                      "HER2_BUNDLE to a bundle folder or train one on the Cohort page)")
+
+
+def reset_for_tests() -> None:
+    """Clear caches (tests)."""
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+def timed(fn, *args, **kwargs):
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0

@@ -1,0 +1,58 @@
+"""Session state of the app, declared in one place.
+
+Every key the pages read or write is listed in DEFAULTS with its meaning;
+``init_state()`` runs at the top of app.py on every rerun; ``require()`` is
+the guard a page uses when a prerequisite is missing (it says what to do
+first and stops the page).
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import streamlit as st
+
+#: key -> (default, meaning)
+DEFAULTS: dict[str, tuple[Any, str]] = {
+    "case": (None, "webapp.services.CaseData of the case being looked at, or None"),
+    "clinical": ({}, "clinical values entered for the case (column -> value or None)"),
+    "editor": (None, "her2core.viewer.MaskEditor: the ROI being drawn (canonical orientation)"),
+    "editor_ref": (None, "(case key, sequence) the editor belongs to"),
+    "roi_nonce": (0, "bumped after each applied lasso/box so the chart's selection resets"),
+    "roi_last": (None, "signature of the last selection applied (never applied twice)"),
+    "roi_source": (None, "where the ROI came from: 'drawn', 'file', 'case'"),
+    "prediction": (None, "webapp.services.PredictionResult for the case, or None"),
+    "threshold": (0.35, "decision threshold (probability) shown on the decision curve"),
+    "upload_dir": (None, "per-session temporary folder for uploaded files"),
+    "cohort_eval": (None, "result of the last cohort evaluation"),
+    "train_result": (None, "result of the last training run"),
+    "teach": ({"size_mm": 25.0, "rim": 0.2, "edema": 0.2, "irregularity": 0.3, "seed": 3},
+              "phenotype sliders of the teaching case"),
+    "last_error": (None, "last user-facing error message (shown once)"),
+}
+
+
+def init_state() -> None:
+    """Create missing keys with their defaults (copies, never shared objects)."""
+    for key, (default, _) in DEFAULTS.items():
+        if key not in st.session_state:
+            st.session_state[key] = copy.deepcopy(default)
+
+
+def reset_case() -> None:
+    """Forget everything that belongs to the current case."""
+    for key in ("case", "clinical", "editor", "editor_ref", "roi_last", "roi_source", "prediction"):
+        st.session_state[key] = copy.deepcopy(DEFAULTS[key][0])
+    st.session_state["roi_nonce"] = st.session_state.get("roi_nonce", 0) + 1
+
+
+def require(key: str, message: str, page: str | None = None, label: str | None = None) -> Any:
+    """Return st.session_state[key]; if it is empty, say what to do first and stop."""
+    value = st.session_state.get(key)
+    if value is None or (hasattr(value, "__len__") and not isinstance(value, str) and len(value) == 0
+                         and not hasattr(value, "case_id")):
+        st.info(message)
+        if page:
+            st.page_link(page, label=label or "Go there", icon=":material/arrow_forward:")
+        st.stop()
+    return value
