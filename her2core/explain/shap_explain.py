@@ -222,7 +222,7 @@ def _split(model):
     """(preprocessing or None, final estimator) of a fitted model.
 
     Understands Pipelines, fitted searches (``best_estimator_``) and the project's
-    ClinicalModel (``prep_`` -> ``columns_`` -> logistic ``model_``).
+    ClinicalModel (``prep_`` -> ``columns_`` -> ``coef_`` / ``intercept_``).
     """
     from sklearn.pipeline import Pipeline
     if hasattr(model, "best_estimator_"):
@@ -235,9 +235,10 @@ def _split(model):
         if inner_pre is None:
             return head, est
         return _FnTransform(lambda X, h=head, p=inner_pre: p.transform(h.transform(X))), est
-    if all(hasattr(model, a) for a in ("prep_", "columns_", "model_")):
+    if all(hasattr(model, a) for a in ("prep_", "columns_", "coef_", "intercept_")):
+        # ClinicalModel: encoded design = prep_.transform(X)[columns_], then coef_ / intercept_
         cols = list(model.columns_)
-        return _FnTransform(lambda X, m=model, c=cols: m.prep_.transform(X)[c]), model.model_
+        return _FnTransform(lambda X, m=model, c=cols: m.prep_.transform(X)[c]), model
     return None, model
 
 
