@@ -423,7 +423,13 @@ class ReaderArmStats:
 
 
 def reader_arm_stats(reader, arm, truth, call_positive, rating, alpha=0.05) -> ReaderArmStats:
-    auc, se, lo, hi = auc_ci_delong(truth, rating, alpha)
+    """AUC (DeLong SE, Wald CI) and binary metrics of one reader in one arm.
+
+    AUC fields are NaN when the reads cover only one truth class."""
+    try:
+        auc, se, lo, hi = auc_ci_delong(truth, rating, alpha)
+    except ValueError:
+        auc = se = lo = hi = float("nan")
     bm = binary_metrics(truth, call_positive, alpha)
     return ReaderArmStats(str(reader), str(arm), int(len(truth)), auc, se, lo, hi, **bm)
 
@@ -465,8 +471,7 @@ def analyze_reads(reads, *, readers_info: Iterable[dict] | None = None,
         if a and b:
             deltas.append({
                 "reader": rd, "level": levels.get(rd),
-                **{m: (b[m]["estimate"] if isinstance(b[m], dict) else b[m])
-                   - (a[m]["estimate"] if isinstance(a[m], dict) else a[m])
+                **{m: _minus(_est(b[m]), _est(a[m]))
                    for m in ("auc", "sensitivity", "specificity", "accuracy", "ppv", "npv")},
             })
 
@@ -483,8 +488,8 @@ def analyze_reads(reads, *, readers_info: Iterable[dict] | None = None,
                 continue
             bm = binary_metrics(ga["truth"], ga["call_positive"], alpha)
             g_out["arms"][arm] = {
-                "mean_auc": float(np.mean([p["auc"] for p in per
-                                           if p["reader"] in names and p["arm"] == arm])),
+                "mean_auc": _nanmean([p["auc"] for p in per
+                                      if p["reader"] in names and p["arm"] == arm]),
                 **_jsonable({k: asdict(v) for k, v in bm.items()}),
             }
         g_out["mrmc"] = _try_or(sub, arms, alpha, "jackknife")
@@ -496,6 +501,19 @@ def analyze_reads(reads, *, readers_info: Iterable[dict] | None = None,
     for m in cov_methods:
         out["mrmc"][m] = _try_or(df, arms, alpha, m)
     return out
+
+
+def _nanmean(vals):
+    v = np.array([np.nan if x is None else x for x in vals], dtype=float)
+    return None if np.all(np.isnan(v)) else float(np.nanmean(v))
+
+
+def _est(v):
+    return v["estimate"] if isinstance(v, dict) else v
+
+
+def _minus(b, a):
+    return None if a is None or b is None else b - a
 
 
 def _try_or(df, arms, alpha, method):
