@@ -291,7 +291,8 @@ def _mri_images(rng, ph: Phenotype, centre: Centre, shape_xyz, reader2: bool):
     fov = np.array([nx * spacing[0], ny * spacing[1], nz * spacing[2]])
     # the drawn tumour fits the field of view; the table keeps the true size
     radius = float(min(ph.size_mm / 2, 0.22 * fov[:2].min(), 0.30 * fov[2] / 0.75))
-    radius = max(radius, 1.6 * max(spacing[0], spacing[1]))
+    # never below ~20 voxels, so every mask passes a min-voxels check
+    radius = max(radius, 2.5 * max(spacing[0], spacing[1]), 1.2 * spacing[2] / 0.75)
     c_mm = (rng.uniform(-0.06, 0.06) * fov[0], rng.uniform(-0.12, 0.0) * fov[1], rng.uniform(-0.04, 0.04) * fov[2])
     harm = _harmonics(rng)
     zyx = (nz, ny, nx)
@@ -308,6 +309,13 @@ def _mri_images(rng, ph: Phenotype, centre: Centre, shape_xyz, reader2: bool):
     fields = draw(pts, reader2)
     f = fields["f"]
     inside = f < 1.0
+    for _ in range(6):  # spiky shapes at the minimum radius can still be tiny
+        if inside.sum() >= 20:
+            break
+        radius *= 1.2
+        fields = draw(pts, reader2)
+        f = fields["f"]
+        inside = f < 1.0
     # anatomy in physical space: chest wall posterior (+y in LPS), skin anterior
     y = pts[..., 1]
     ymax = 0.5 * fov[1]

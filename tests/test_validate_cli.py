@@ -201,3 +201,21 @@ def test_gz_truncated_is_not_silently_read(tmp_path):
     msgs = " ".join(str(e) for e in rep.case("C1").problems)
     assert "case C1, file cases/C1/T1.nii.gz" in msgs
     assert not rep.case("C1").usable
+
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+
+@pytest.mark.skipif(not (ASSETS / "demo_cohort" / "cohort.csv").exists(),
+                    reason="assets not generated (python tools/make_assets.py)")
+def test_shipped_assets_validate():
+    demo = validate_cohort(ASSETS / "demo_cohort")
+    assert demo.ok and len(demo.usable) == 60, demo.to_text(verbose=False)
+    centres = {c.files["DCE"].orientation for c in demo.cases}
+    assert centres == {"LPS", "RAS"}
+    busi = validate_cohort(ASSETS / "busi")
+    assert busi.ok and busi.usable == ["BUSI_10483", "BUSI_10523", "BUSI_10509", "BUSI_10535"]
+    assert busi.case("BUSI_10483").files["US"].size == (273, 398)
+    assert busi.case("BUSI_10483").files["US"].spacing_known is False
+    total = sum(p.stat().st_size for p in (ASSETS / "demo_cohort").rglob("*") if p.is_file())
+    assert total < 15e6
