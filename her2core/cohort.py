@@ -197,11 +197,15 @@ def _parse_table(text: str) -> tuple[pd.DataFrame, list[TableProblem], list[str]
     """Parse cohort.csv text into a typed table (all rows kept, bad cells NaN)."""
     problems: list[TableProblem] = []
     reader = csv.reader(io.StringIO(text, newline=""))
+    rows, row_lines = [], []
     try:
-        rows = list(reader)
+        for r in reader:
+            if any(c.strip() for c in r):       # blank lines are skipped
+                rows.append(r)
+                row_lines.append(reader.line_num)
     except csv.Error as exc:
-        raise CohortError(f"not a readable CSV file: {exc}", file=CSV_NAME) from None
-    rows = [r for r in rows if any(c.strip() for c in r)] if rows else rows
+        raise CohortError(f"not a readable CSV file (line {reader.line_num}): {exc}",
+                          file=CSV_NAME) from None
     if not rows:
         raise CohortError("the file is empty", file=CSV_NAME,
                           hint="it needs a header row with at least case_id")
@@ -220,9 +224,7 @@ def _parse_table(text: str) -> tuple[pd.DataFrame, list[TableProblem], list[str]
     ncol = len(header)
     records: list[list[str]] = []
     lines: list[int] = []
-    line_no = 1
-    for r in rows[1:]:
-        line_no += 1
+    for r, line_no in zip(rows[1:], row_lines[1:]):
         if len(r) > ncol and any(c.strip() for c in r[ncol:]):
             problems.append(TableProblem(r[header.index("case_id")].strip() or None, None,
                                          line_no, f"row has {len(r)} cells but the header "
@@ -330,6 +332,12 @@ def _parse_table(text: str) -> tuple[pd.DataFrame, list[TableProblem], list[str]
     table = pd.DataFrame(typed, index=pd.Index(ids, name="case_id", dtype=object))
     table = table[[c for c in header if c != "case_id"]]
     notes = []
+    known = {c.lower(): c for c in (*BINARY_COLUMNS, *CATEGORICAL_COLUMNS, *NUMERIC_RANGES,
+                                    "grade", *TEXT_COLUMNS)}
+    for col in header:
+        if col not in known.values() and col.lower() in known and known[col.lower()] not in header:
+            notes.append(f"column {col!r} is carried as an extra column: the format's column "
+                         f"is {known[col.lower()]!r} (names are case-sensitive)")
     # --- label consistency
     if "her2" in table and "her2_ihc" in table:
         her2 = table["her2"].to_numpy()
@@ -358,6 +366,7 @@ class Cohort:
         self.root = Path(root)
         self.table = table
         self.problems: list[Her2Error] = list(problems or [])
+        self.notes: list[str] = []
 
     def __repr__(self) -> str:
         return f"Cohort({str(self.root)!r}, {len(self.table)} cases)"
@@ -501,7 +510,9 @@ def read_cohort(root: str | Path, *, on_problem: str = "drop") -> Cohort:
         raise CohortError("missing", file=str(path),
                           hint="a cohort folder needs cohort.csv with a case_id column")
     text = _decode(path.read_bytes(), path)
-    table, tprobs, _ = _parse_table(text)
+    table, tprobs, notes = _parse_table(text)
+    for n in notes:
+        log.warning("%s: %s", CSV_NAME, n)
     errors = [p.as_error() for p in tprobs]
     if errors and on_problem == "raise":
         shown = "; ".join(str(e) for e in errors[:5])
@@ -515,7 +526,9 @@ def read_cohort(root: str | Path, *, on_problem: str = "drop") -> Cohort:
         if any(p.case_id is None for p in tprobs):
             keep &= table.index != ""
         table = table[keep].copy()
-    return Cohort(root, table, errors)
+    cohort = Cohort(root, table, errors)
+    cohort.notes = notes
+    return cohort
 
 
 # ====================================================================== write
@@ -668,6 +681,7 @@ class ValidationReport:
     cases: list[CaseReport] = field(default_factory=list)
     problems: list[Her2Error] = field(default_factory=list)   # cohort-level (not one case)
     images_present: bool = False
+    notes: list[str] = field(default_factory=list)            # cohort-level, not blocking
 
     @property
     def usable(self) -> list[str]:
@@ -693,7 +707,7 @@ class ValidationReport:
     def to_dict(self) -> dict:
         return {"root": self.root, "ok": self.ok, "images_present": self.images_present,
                 "n_cases": len(self.cases), "usable": self.usable, "unusable": self.unusable,
-                "problems": [_err_dict(p) for p in self.problems],
+                "problems": [_err_dict(p) for p in self.problems], "notes": list(self.notes),
                 "cases": [c.to_dict() for c in self.cases]}
 
     def to_text(self, *, verbose: bool = True) -> str:
@@ -703,6 +717,8 @@ class ValidationReport:
         out.append(f"  {len(self.cases)} case(s); {kind}")
         for p in self.problems:
             out.append(f"  PROBLEM {p}")
+        for n in self.notes:
+            out.append(f"  note: {n}")
         for c in self.cases:
             status = "usable" if c.usable else "NOT USABLE"
             if not verbose and c.usable and not c.notes:
@@ -1050,6 +1066,7 @@ def validate_cohort(root: str | Path) -> ValidationReport:
             rep.problems.append(err)
             return rep
         table = cohort.table
+        rep.notes.extend(cohort.notes)
         cases_dir = root / CASES_DIR
         folders = sorted(p.name for p in cases_dir.iterdir() if p.is_dir()) \
             if cases_dir.is_dir() else []
@@ -1057,16 +1074,16 @@ def validate_cohort(root: str | Path) -> ValidationReport:
             if cases_dir.is_dir() else []
         rep.images_present = bool(folders)
         by_id: dict[str, CaseReport] = {}
-        for i, cid in enumerate(table.index):
-            key = cid if cid else f"(row {i + 2})"
-            if key in by_id:
-                continue
-            by_id[key] = CaseReport(key)
+        for cid in table.index:
+            if cid and cid not in by_id:
+                by_id[cid] = CaseReport(cid)
         for p in cohort.problems:
-            key = p.case_id if p.case_id else None
-            if key is None:
+            key = p.case_id
+            if not key:  # a row without case_id: reported under its line number
                 m = re.search(r"\(line (\d+)\)", p.message)
-                key = f"(row {m.group(1)})" if m else None
+                key = f"(line {m.group(1)})" if m else None
+                if key and key not in by_id:
+                    by_id[key] = CaseReport(key)
             if key in by_id:
                 by_id[key].problems.append(p)
             else:
@@ -1080,7 +1097,14 @@ def validate_cohort(root: str | Path) -> ValidationReport:
                 continue  # never touch the file system with an unsafe id
             cr.has_folder = key in folders
             if cr.has_folder:
-                _validate_case(root, key, cr)
+                try:
+                    _validate_case(root, key, cr)
+                except Exception as exc:  # noqa: BLE001 - one odd case must not stop the rest
+                    log.debug("checking case %s failed", key, exc_info=True)
+                    cr.problems.append(CohortError(
+                        f"could not be checked: {type(exc).__name__}: {_short(exc)}",
+                        case_id=key, file=f"{CASES_DIR}/{key}/",
+                        hint="run with -v for details and report it if the files look right"))
             elif rep.images_present:
                 cr.problems.append(CohortError(
                     "row in cohort.csv but no case folder", case_id=key,

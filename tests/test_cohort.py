@@ -226,3 +226,74 @@ def test_clinical_only_cohort_is_valid(clinical_cohort):
     assert len(c.labels("her2")) == 200
     n_neg = int((c.labels("her2") == 0).sum())
     assert len(c.labels("her2_low")) == n_neg
+
+
+def test_crlf_quotes_blank_lines_and_line_numbers(tmp_path):
+    text = ('case_id,center,age,note\r\n'
+            'A1,"Centre, North",50,"said ""hi"""\r\n'
+            '\r\n'
+            ',B,40,\r\n'
+            'A2,B,,\r\n')
+    root = _write(tmp_path, text)
+    c = read_cohort(root, on_problem="keep")
+    assert c.table.loc["A1", "center"] == "Centre, North"
+    assert c.table.loc["A1", "note"] == 'said "hi"'
+    msgs = [str(p) for p in c.problems]
+    assert msgs == ["file cohort.csv: column case_id: empty case_id (line 4)"]
+    assert read_cohort(root).case_ids == ["A1", "A2"]
+    rep = validate_cohort(root)
+    assert rep.case("(line 4)").problems and not rep.case("(line 4)").usable
+    assert rep.usable == ["A1", "A2"]
+
+
+def test_wrong_case_column_is_flagged(tmp_path):
+    root = _write(tmp_path, "case_id,HER2,Age\nA1,1,50\n")
+    c = read_cohort(root)
+    assert "her2" not in c.table and c.labels("her2").empty
+    assert any("'HER2'" in n and "'her2'" in n for n in c.notes)
+    rep = validate_cohort(root)
+    assert any("case-sensitive" in n for n in rep.notes)
+    assert "note: column 'Age'" in rep.to_text()
+
+
+def _write_dicom_series(img, folder):
+    import time
+    folder.mkdir(parents=True)
+    w = sitk.ImageFileWriter()
+    w.KeepOriginalImageUIDOn()
+    uid = "1.2.826.0.1.3680043.2.1125." + str(int(time.time()))
+    direction = img.GetDirection()
+    for i in range(img.GetDepth()):
+        sl = img[:, :, i]
+        pos = img.TransformIndexToPhysicalPoint((0, 0, i))
+        for tag, value in (("0008|0060", "MR"), ("0020|000e", uid + ".1"),
+                           ("0020|000d", uid), ("0020|0013", str(i + 1)),
+                           ("0020|0032", "\\".join(map(str, pos))),
+                           ("0020|0037", "\\".join(map(str, direction[0:3] + direction[3:6]))),
+                           ("0018|0050", str(img.GetSpacing()[2])),
+                           ("0028|0030", f"{img.GetSpacing()[1]}\\{img.GetSpacing()[0]}")):
+            sl.SetMetaData(tag, value)
+        w.SetFileName(str(folder / f"{i:03d}.dcm"))
+        w.Execute(sl)
+
+
+def test_dicom_folder_is_found_and_read(tmp_path):
+    pytest.importorskip("her2core.imaging")
+    root = _write(tmp_path, "case_id\nD1\n")
+    d = root / "cases" / "D1"
+    arr = (np.arange(5 * 16 * 16).reshape(5, 16, 16) % 200).astype(np.int16)
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing((0.7, 0.7, 2.5))
+    img.SetOrigin((-5.0, 3.0, 12.0))
+    _write_dicom_series(img, d / "DCE")
+    m = np.zeros_like(arr, dtype=np.uint8)
+    m[1:4, 5:10, 5:10] = 1
+    mask = sitk.GetImageFromArray(m)
+    mask.CopyInformation(img)
+    sitk.WriteImage(mask, str(d / "mask.nii.gz"))
+    assert read_cohort(root).files("D1").DCE == d / "DCE"
+    rep = validate_cohort(root)
+    fr = rep.case("D1").files["DCE"]
+    assert rep.case("D1").usable, rep.to_text()
+    assert fr.size == (16, 16, 5) and fr.orientation == "LPS"
+    assert_allclose(fr.spacing, (0.7, 0.7, 2.5), rtol=1e-4)
