@@ -13,8 +13,8 @@
   tied fitted values merge breaks, and then G - 2 is the honest count).
 * ``binned_calibration``: observed fraction per bin (quantile or uniform bins)
   with Wilson CIs; ``loess_calibration``: statsmodels ``lowess`` of y on p
-  (frac 2/3, no robustness iterations, as R ``lowess(p, y, iter=0)`` used by
-  rms ``val.prob``).
+  (frac 2/3, no robustness iterations, delta = 1% of the range: R
+  ``lowess(p, y, iter=0)`` as used by rms ``val.prob``).
 
 Probabilities of exactly 0 or 1 have an infinite logit; they are clipped to
 [1e-12, 1 - 1e-12] for the logistic fits (and the clipping is reported).
@@ -252,7 +252,7 @@ class SmoothCalibration:
     predicted: list[float]
     observed: list[float]
     frac: float
-    method: str = "statsmodels lowess, it=0"
+    method: str = "statsmodels lowess, it=0, delta=0.01*range (R lowess)"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -265,7 +265,7 @@ def loess_calibration(y, p, frac: float = 2 / 3, n_points: int | None = 200) -> 
 
     y = as_binary(y).astype(float)
     p = check_probabilities(p, y.size)
-    fit = lowess(y, p, frac=frac, it=0, return_sorted=True)
+    fit = lowess(y, p, frac=frac, it=0, delta=0.01 * float(np.ptp(p)), return_sorted=True)
     xs, ys = fit[:, 0], fit[:, 1]
     if n_points is not None and xs.size > n_points:
         idx = np.unique(np.linspace(0, xs.size - 1, n_points).round().astype(int))

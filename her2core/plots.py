@@ -1,0 +1,203 @@
+"""Plotly figures built from the plain results of her2core.metrics and her2core.nomogram.
+
+Compute, then render: every function takes result objects (dataclasses, or
+their ``to_dict()`` form read back from JSON) and returns a
+``plotly.graph_objects.Figure``; nothing here computes a statistic.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, is_dataclass
+from typing import Any, Mapping
+
+import plotly.graph_objects as go
+
+from her2core import DISCLAIMER
+
+_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
+           "#17becf"]
+
+
+def _d(obj: Any) -> dict:
+    if obj is None:
+        return {}
+    if is_dataclass(obj):
+        return asdict(obj)
+    return dict(obj)
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _layout(fig: go.Figure, title: str, x: str, y: str, square: bool = False) -> go.Figure:
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, template="plotly_white",
+                      legend=dict(x=0.99, y=0.01, xanchor="right", yanchor="bottom"),
+                      margin=dict(l=60, r=20, t=60, b=80))
+    fig.add_annotation(text=DISCLAIMER, xref="paper", yref="paper", x=0, y=-0.22,
+                       showarrow=False, font=dict(size=9, color="grey"), align="left")
+    if square:
+        fig.update_yaxes(scaleanchor="x", scaleratio=1)
+    return fig
+
+
+def roc_figure(curves: Mapping[str, Any], bands: Mapping[str, Any] | None = None,
+               cis: Mapping[str, Any] | None = None, youden: Mapping[str, Any] | None = None,
+               max_points: int = 2000) -> go.Figure:
+    """ROC curves ({label: RocCurve}) with optional bootstrap bands ({label:
+    RocBand}), AUC CIs in the legend ({label: AucCI}) and Youden points
+    ({label: YoudenPoint or ThresholdMetrics.flat()})."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance",
+                             line=dict(color="lightgrey", dash="dash"), hoverinfo="skip"))
+    for i, (label, curve) in enumerate(curves.items()):
+        c = _d(curve.thinned(max_points) if hasattr(curve, "thinned") else curve)
+        col = _COLORS[i % len(_COLORS)]
+        band = _d((bands or {}).get(label))
+        if band:
+            fpr = [1 - s for s in band["specificity"]]
+            fig.add_trace(go.Scatter(x=fpr + fpr[::-1],
+                                     y=band["sensitivity_upper"] + band["sensitivity_lower"][::-1],
+                                     fill="toself", fillcolor=_rgba(col, 0.15),
+                                     line=dict(width=0), hoverinfo="skip", showlegend=False,
+                                     name=f"{label} {int(band['level'] * 100)}% band"))
+        ci = _d((cis or {}).get(label))
+        name = f"{label}: AUC {c['auc']:.3f}"
+        if ci:
+            name += f" ({ci['lower']:.3f}-{ci['upper']:.3f})"
+        fpr = [1 - s for s in c["specificity"]]
+        thr = ["" if t is None else f"{t:.4g}" for t in c["thresholds"]]
+        fig.add_trace(go.Scatter(x=fpr, y=c["sensitivity"], mode="lines", name=name,
+                                 line=dict(color=col, shape="hv"), customdata=thr,
+                                 hovertemplate="1-spec %{x:.3f}<br>sens %{y:.3f}"
+                                               "<br>threshold %{customdata}<extra></extra>"))
+        yp = _d((youden or {}).get(label))
+        if yp:
+            fig.add_trace(go.Scatter(x=[1 - yp["specificity"]], y=[yp["sensitivity"]],
+                                     mode="markers", marker=dict(color=col, size=9,
+                                                                 symbol="diamond"),
+                                     name=f"{label} Youden t={yp['threshold']:.4g}"))
+    fig.update_xaxes(range=[0, 1])
+    fig.update_yaxes(range=[0, 1.01])
+    return _layout(fig, "ROC curve", "1 - specificity", "sensitivity", square=True)
+
+
+def calibration_figure(binned: Mapping[str, Any] | None = None,
+                       smooth: Mapping[str, Any] | None = None,
+                       fits: Mapping[str, Any] | None = None) -> go.Figure:
+    """Calibration plot: binned observed fractions with Wilson CIs ({label:
+    BinnedCalibration}), LOWESS curves ({label: SmoothCalibration}) and the
+    intercept / slope in the legend ({label: CalibrationFit})."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="ideal",
+                             line=dict(color="lightgrey", dash="dash"), hoverinfo="skip"))
+    labels = list(dict.fromkeys(list((binned or {}).keys()) + list((smooth or {}).keys())))
+    for i, label in enumerate(labels):
+        col = _COLORS[i % len(_COLORS)]
+        fit = _d((fits or {}).get(label))
+        suffix = (f" (intercept {fit['intercept']:.2f}, slope {fit['slope']:.2f})"
+                  if fit else "")
+        b = _d((binned or {}).get(label))
+        if b:
+            err_hi = [u - o for u, o in zip(b["upper"], b["observed"])]
+            err_lo = [o - lo for o, lo in zip(b["observed"], b["lower"])]
+            fig.add_trace(go.Scatter(
+                x=b["mean_predicted"], y=b["observed"], mode="markers",
+                name=f"{label} bins{suffix}", marker=dict(color=col, size=8),
+                error_y=dict(type="data", array=err_hi, arrayminus=err_lo, visible=True),
+                customdata=b["count"],
+                hovertemplate="predicted %{x:.3f}<br>observed %{y:.3f}<br>n %{customdata}"
+                              "<extra></extra>"))
+        s = _d((smooth or {}).get(label))
+        if s:
+            fig.add_trace(go.Scatter(x=s["predicted"], y=s["observed"], mode="lines",
+                                     name=f"{label} LOWESS", line=dict(color=col)))
+    fig.update_xaxes(range=[0, 1])
+    fig.update_yaxes(range=[0, 1])
+    return _layout(fig, "Calibration", "predicted probability", "observed fraction",
+                   square=True)
+
+
+def decision_curve_figure(result: Any, standardized: bool = False,
+                          y_min: float | None = None) -> go.Figure:
+    """Decision curves of a DCAResult: each model, treat all, treat none."""
+    r = _d(result)
+    key = "standardized_net_benefit" if standardized else "net_benefit"
+    fig = go.Figure()
+    models = r["models"]
+    top = max([max(m[key]) for m in models.values()] + [max(r["treat_all"][key])] + [0.0])
+    lo = y_min if y_min is not None else -0.05 * max(top, 1e-9) - (0.1 if standardized else 0.01)
+    fig.add_trace(go.Scatter(x=r["thresholds"], y=r["treat_all"][key], mode="lines",
+                             name="treat all", line=dict(color="grey")))
+    fig.add_trace(go.Scatter(x=r["thresholds"], y=[0.0] * len(r["thresholds"]), mode="lines",
+                             name="treat none", line=dict(color="black", dash="dot")))
+    for i, (label, m) in enumerate(models.items()):
+        fig.add_trace(go.Scatter(x=m["thresholds"], y=m[key], mode="lines", name=label,
+                                 line=dict(color=_COLORS[i % len(_COLORS)])))
+    fig.update_yaxes(range=[lo, top * 1.05 + 1e-9])
+    ylab = "standardised net benefit" if standardized else "net benefit"
+    title = "Decision curves" + (" (prevalence given: %.3g)" % r["prevalence"]
+                                 if r.get("prevalence_given") else "")
+    return _layout(fig, title, "threshold probability", ylab)
+
+
+def nomogram_figure(nomogram: Any, patient: Mapping[str, Any] | None = None,
+                    probabilities=(0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)) -> go.Figure:
+    """Nomogram: a points ruler, one axis per predictor, total points and the
+    probability axis; ``patient`` (the dict from ``Nomogram.patient_points``)
+    is marked on every axis."""
+    from her2core.nomogram import Nomogram
+
+    nom = nomogram if isinstance(nomogram, Nomogram) else Nomogram.from_dict(_d(nomogram))
+    fig = go.Figure()
+    rows = ["Points"] + [v.name for v in nom.variables] + ["Total points", "Probability"]
+    ypos = {name: len(rows) - 1 - i for i, name in enumerate(rows)}
+    tmax = nom.max_total_points()
+    scale = nom.max_points / tmax  # total points are drawn on the 0..max_points width
+
+    def axis(name, xs, labels):
+        y = ypos[name]
+        fig.add_trace(go.Scatter(x=[min(xs), max(xs)], y=[y, y], mode="lines",
+                                 line=dict(color="black"), showlegend=False, hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=xs, y=[y] * len(xs), mode="markers+text", text=labels,
+                                 textposition="top center", marker=dict(symbol="line-ns-open",
+                                                                        size=10, color="black"),
+                                 showlegend=False, hoverinfo="skip"))
+
+    ticks = [i * nom.max_points / 10 for i in range(11)]
+    axis("Points", ticks, [f"{t:g}" for t in ticks])
+    for v in nom.variables:
+        ax = nom.axis(v.name)
+        axis(v.name, [a["points"] for a in ax],
+             [a["value"] if isinstance(a["value"], str) else f"{a['value']:.4g}" for a in ax])
+    tt = [i * tmax / 10 for i in range(11)]
+    axis("Total points", [t * scale for t in tt], [f"{t:.0f}" for t in tt])
+    pa = nom.probability_axis(probabilities)
+    if pa:
+        axis("Probability", [a["total_points"] * scale for a in pa],
+             [f"{a['probability']:g}" for a in pa])
+    if patient:
+        xs, ys, txt = [], [], []
+        for name, pts in patient["points"].items():
+            xs.append(pts)
+            ys.append(ypos[name])
+            txt.append(f"{name}: {pts:.1f} points"
+                       + (" (outside training range)" if name in patient.get("out_of_range", [])
+                          else ""))
+        xs += [patient["total_points"] * scale, patient["total_points"] * scale]
+        ys += [ypos["Total points"], ypos["Probability"]]
+        txt += [f"total {patient['total_points']:.1f} points",
+                f"probability {patient['probability']:.3f}"]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name="patient",
+                                 marker=dict(color="#d62728", size=12, symbol="circle"),
+                                 text=txt, hovertemplate="%{text}<extra></extra>"))
+        if patient.get("out_of_range"):
+            fig.add_annotation(text="outside the training range: "
+                                    + ", ".join(patient["out_of_range"]),
+                               xref="paper", yref="paper", x=1, y=1.06, showarrow=False,
+                               font=dict(color="#d62728"))
+    fig.update_yaxes(tickvals=list(ypos.values()), ticktext=list(ypos.keys()),
+                     range=[-0.7, len(rows) - 0.3], showgrid=False, zeroline=False)
+    fig.update_xaxes(visible=False, range=[-5, nom.max_points + 5])
+    return _layout(fig, f"Nomogram ({nom.outcome})", "", "")
