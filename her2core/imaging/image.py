@@ -182,7 +182,8 @@ class Image:
         array = np.asarray(array)
         if array.shape[-self.ndim:] != self.shape:
             raise ValueError(f"with_array: shape {array.shape} does not match grid {self.shape}")
-        return dataclasses.replace(self, array=array, meta=dict(self.meta), **changes)
+        changes.setdefault("meta", dict(self.meta))
+        return dataclasses.replace(self, array=array, **changes)
 
     def phase(self, t: int) -> "Image":
         """One phase of a 4-D image as a 3-D Image (the 3-D image itself when t == 0)."""
