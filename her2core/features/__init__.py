@@ -13,10 +13,14 @@ Column names: ``"{sequence}__{backbone}__f{i:04d}"`` (deep) and
 from .backbones import (REGISTRY, Backbone, BackboneSpec, create_backbone, get_spec,
                         known_backbones, random_init_warning, resolve_device)
 from .config import FeatureConfig
+from .extract import (FeatureExtractor, extract_case_features, extract_cohort_features,
+                      load_backbones)
+from .radiomics import extract_radiomics
 from .weights import RANDOM_INIT, WeightsSource, file_sha256, save_state_dict
 
 __all__ = [
     "REGISTRY", "Backbone", "BackboneSpec", "create_backbone", "get_spec", "known_backbones",
     "random_init_warning", "resolve_device", "FeatureConfig", "RANDOM_INIT", "WeightsSource",
-    "file_sha256", "save_state_dict",
+    "file_sha256", "save_state_dict", "FeatureExtractor", "extract_case_features",
+    "extract_cohort_features", "load_backbones", "extract_radiomics",
 ]

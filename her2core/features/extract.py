@@ -1,0 +1,350 @@
+"""Cohort and single-case feature extraction (the public entry points).
+
+``extract_cohort_features(cohort, config, cache_dir=None, progress=None)``
+returns ``(DataFrame indexed by case_id, list[Her2Error])``. A torch DataLoader
+with ``config.workers`` processes reads files, checks masks, crops, resizes
+(and computes radiomics) while the main process runs the networks; a case
+whose files are missing or broken is reported in the error list and skipped,
+the others finish. ``progress(done, total, message)`` is called after every
+batch.
+
+The DataFrame's ``attrs["provenance"]`` holds the settings, the weights
+identity of every backbone ("sha256:<hex>" or "random-init"), library versions,
+device and precision, radiomics settings; ``attrs["weights"]`` the identities
+alone and ``attrs["warning"]`` the random-init sentence (or None) for callers
+to show on every output.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from ..errors import Her2Error, MaskError
+from . import deep
+from .backbones import Backbone, amp_dtype, create_backbone, random_init_warning, resolve_device
+from .cache import FeatureCache, cache_key, feature_versions, file_digest
+from .config import FeatureConfig
+from .radiomics import extract_radiomics, params_for, radiomics_columns, radiomics_provenance
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int, str], Any]
+MRI_SEQUENCES = ("T1", "T2", "DCE")
+
+
+# ----------------------------------------------------------------- backbones
+def load_backbones(config: FeatureConfig, device: str | None = None) -> dict[str, Backbone]:
+    """Every backbone the config names, with its weights, on ``device`` (config's by default).
+
+    Raises Her2Error when weights are missing (unless "random-init" is chosen).
+    Callers that extract repeatedly (the app) keep the result and pass it back in.
+    """
+    dev = resolve_device(device or config.device)
+    out: dict[str, Backbone] = {}
+    for name in config.all_backbones():
+        out[name] = create_backbone(name, config.weights_for(name), weights_dir=config.weights_dir,
+                                    seed=config.seed, device=dev, amp=config.amp,
+                                    volume_size=config.volume_size)
+    return out
+
+
+# ----------------------------------------------------------------- case loading
+def _image_and_mask_paths(files, seq: str) -> tuple[Path | None, Path | None]:
+    if seq == "US":
+        return files.US, files.US_mask
+    return getattr(files, seq), files.mask
+
+
+def used_files(files, config: FeatureConfig) -> dict[str, Path]:
+    """The files a case's features depend on (missing ones raise Her2Error)."""
+    out: dict[str, Path] = {}
+    cid = files.case_id
+    for seq in config.sequences:
+        img, msk = _image_and_mask_paths(files, seq)
+        if img is None:
+            raise Her2Error(f"no {seq} image", case_id=cid,
+                            hint=f"add cases/{cid}/{seq}.* or leave {seq} out of the sequences")
+        if msk is None:
+            mname = "US_mask" if seq == "US" else "mask"
+            raise MaskError(f"no {mname} for the {seq} image", case_id=cid,
+                            hint=f"add cases/{cid}/{mname}.*")
+        out[seq] = Path(img)
+        out["US_mask" if seq == "US" else "mask"] = Path(msk)
+    return out
+
+
+def load_case(files, config: FeatureConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Images and masks (each mask on its image's grid) of one case."""
+    from ..imaging import load_image
+    from ..imaging.mask import check_mask, load_mask
+    cid = files.case_id
+    paths = used_files(files, config)
+    images: dict[str, Any] = {}
+    masks: dict[str, Any] = {}
+    mri_mask = None
+    for seq in config.sequences:
+        images[seq] = load_image(paths[seq], sequence=seq, case_id=cid)
+        if seq == "US":
+            masks[seq] = load_mask(paths["US_mask"], images[seq], case_id=cid)
+        else:
+            if mri_mask is None:
+                mri_mask = load_image(paths["mask"], sequence="mask", modality="SEG",
+                                      expected_ndim=3, case_id=cid)
+            # the MRI mask is drawn on DCE (or T1); other sequences get it
+            # resampled nearest-neighbour by physical coordinates (warned)
+            masks[seq] = check_mask(mri_mask, images[seq], resample=True, case_id=cid)
+    return images, masks
+
+
+def case_radiomics(case_id: str, images, masks, config: FeatureConfig) -> dict[str, dict[str, float]]:
+    out = {}
+    for seq in config.radiomics_for():
+        params = params_for(seq, images[seq].modality, config.radiomics_params)
+        out[seq] = extract_radiomics(images[seq], masks[seq], params, case_id=case_id)
+    return out
+
+
+def inputs_from_images(case_id: str, images, masks, config: FeatureConfig,
+                       plan) -> deep.CaseInputs:
+    ci = deep.build_inputs(case_id, images, masks, config, plan)
+    ci.radiomics = case_radiomics(case_id, images, masks, config)
+    return ci
+
+
+def _as_her2(exc: Exception, case_id: str) -> Her2Error:
+    if isinstance(exc, Her2Error):
+        return exc.with_context(case_id=case_id)
+    log.error("case %s: unexpected %s during feature extraction", case_id, type(exc).__name__,
+              exc_info=exc)
+    return Her2Error(f"feature extraction failed: {type(exc).__name__}: {str(exc)[:300]}",
+                     case_id=case_id, hint="the case was skipped; see the log for details")
+
+
+class CohortDataset:
+    """torch Dataset: item i = CaseInputs of case i (error captured, never raised)."""
+
+    def __init__(self, items: list[tuple[str, Any]], config: FeatureConfig, plan):
+        self.items = items
+        self.config = config
+        self.plan = plan
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> deep.CaseInputs:
+        cid, files = self.items[i]
+        try:
+            images, masks = load_case(files, self.config)
+            return inputs_from_images(cid, images, masks, self.config, self.plan)
+        except Exception as exc:  # reported per case, the batch goes on
+            return deep.CaseInputs(cid, error=_as_her2(exc, cid))
+
+
+def _worker_init(_: int) -> None:
+    import SimpleITK as sitk
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    logging.getLogger("radiomics").setLevel(logging.WARNING)
+
+
+# ----------------------------------------------------------------- extractor
+class FeatureExtractor:
+    """Backbones loaded once; extract for cohorts or single cases.
+
+    ``FeatureExtractor(config)`` loads the weights (Her2Error when missing);
+    pass ``backbones=`` to reuse already-loaded ones (e.g. from an app cache).
+    """
+
+    def __init__(self, config: FeatureConfig, backbones: Mapping[str, Backbone] | None = None):
+        self.config = config
+        self.device = resolve_device(config.device)
+        if backbones is None:
+            backbones = load_backbones(config, self.device)
+        missing = [n for n in config.all_backbones() if n not in backbones]
+        if missing:
+            raise Her2Error(f"backbones not loaded: {missing}")
+        self.backbones = dict(backbones)
+        if self.backbones:
+            self.device = next(iter(self.backbones.values())).device
+        self.plan = deep.input_plan(config, self.backbones)
+        self.stats: dict[str, float] = {}
+
+    # -------------------------------------------------------- provenance
+    @property
+    def weights(self) -> dict[str, str]:
+        return {n: self.backbones[n].weights_identity for n in self.config.all_backbones()}
+
+    def versions(self) -> dict[str, str]:
+        return feature_versions(bool(self.config.radiomics_for()))
+
+    def provenance(self) -> dict[str, Any]:
+        dt = amp_dtype(self.device) if self.config.amp else None
+        prov: dict[str, Any] = {
+            "config": self.config.to_dict(),
+            "weights": self.weights,
+            "backbones": {n: self.backbones[n].describe() for n in self.config.all_backbones()},
+            "warning": random_init_warning(self.weights),
+            "versions": self.versions(),
+            "device": self.device,
+            "precision": str(dt).replace("torch.", "") if dt is not None else "float32",
+            "slice_mode": self.config.slice_mode,
+        }
+        if self.config.radiomics_for():
+            prov["radiomics"] = {
+                seq: radiomics_provenance(params_for(seq, "US" if seq == "US" else "MR",
+                                                     self.config.radiomics_params))
+                for seq in self.config.radiomics_for()}
+        return prov
+
+    def _key(self, files: dict[str, Path]) -> str:
+        return cache_key({k: file_digest(p) for k, p in files.items()},
+                         self.config.feature_settings(), self.weights, self._versions)
+
+    # -------------------------------------------------------- rows
+    def _rows(self, batch: deep.Batch) -> dict[str, dict[str, float]]:
+        feats = deep.run_batch(batch, self.config, self.backbones)
+        rows: dict[str, dict[str, float]] = {}
+        for j, cid in enumerate(batch.case_ids):
+            row: dict[str, float] = {}
+            for seq in self.config.sequences:
+                for name in self.config.backbones.get(seq, []):
+                    arr = feats[f"{seq}__{name}"][j]
+                    row.update(zip(deep.deep_columns(seq, name, arr.shape[0]), arr.tolist()))
+                if seq in batch.radiomics[j]:
+                    row.update(radiomics_columns(seq, batch.radiomics[j][seq]))
+            rows[cid] = row
+        return rows
+
+    def _frame(self, rows: dict[str, dict[str, float]], order: list[str]):
+        import pandas as pd
+        ids = [c for c in order if c in rows]
+        if ids:
+            cols = list(rows[ids[0]])
+            data = np.array([[rows[c].get(k, np.nan) for k in cols] for c in ids], dtype=np.float64)
+            df = pd.DataFrame(data, index=pd.Index(ids, name="case_id"), columns=cols)
+        else:
+            df = pd.DataFrame(index=pd.Index([], name="case_id"))
+        prov = self.provenance()
+        df.attrs["provenance"] = prov
+        df.attrs["weights"] = prov["weights"]
+        df.attrs["warning"] = prov["warning"]
+        return df
+
+    # -------------------------------------------------------- single case
+    def extract_case(self, case_images: Mapping[str, Any], masks: Any, *, case_id: str = "case"):
+        """Features of one case from loaded Images (the app's uploaded case).
+
+        ``masks``: one mask Image used for every MRI sequence (resampled
+        nearest-neighbour onto a sequence with another grid) or a dict by
+        sequence; the "US" sequence needs its own mask (key "US" or "US_mask").
+        Returns a pandas Series named ``case_id`` with ``attrs`` as the cohort table.
+        Raises Her2Error (naming the case) for a missing image or a bad mask.
+        """
+        from ..imaging.mask import check_mask
+        images, mk = {}, {}
+        for seq in self.config.sequences:
+            if seq not in case_images or case_images[seq] is None:
+                raise Her2Error(f"no {seq} image", case_id=case_id,
+                                hint=f"upload {seq} or leave it out of the sequences")
+            images[seq] = case_images[seq]
+            if isinstance(masks, Mapping):
+                m = masks.get(seq)
+                if m is None:
+                    m = masks.get("US_mask") if seq == "US" else masks.get("mask")
+            else:
+                m = None if seq == "US" else masks
+            if m is None:
+                raise MaskError(f"no mask for the {seq} image", case_id=case_id)
+            mk[seq] = check_mask(m, images[seq], resample=(seq != "US"), case_id=case_id)
+        ci = inputs_from_images(case_id, images, mk, self.config, self.plan)
+        batch = deep.collate([ci])
+        rows = self._rows(batch)
+        df = self._frame(rows, [case_id])
+        s = df.loc[case_id]
+        s.attrs = dict(df.attrs)
+        return s
+
+    # -------------------------------------------------------- cohort
+    def extract_cohort(self, cohort, cache_dir: str | Path | None = None,
+                       progress: ProgressFn | None = None, case_ids: list[str] | None = None):
+        """(DataFrame indexed by case_id, list[Her2Error]); see the module docstring."""
+        import torch
+        from torch.utils.data import DataLoader
+        if isinstance(cohort, (str, Path)):
+            from ..cohort import read_cohort
+            cohort = read_cohort(cohort)
+        t0 = time.perf_counter()
+        order = list(case_ids if case_ids is not None else cohort.case_ids)
+        total = len(order)
+        errors: list[Her2Error] = []
+        rows: dict[str, dict[str, float]] = {}
+        cache = FeatureCache(cache_dir) if cache_dir is not None else None
+        self._versions = self.versions()
+        keys: dict[str, str] = {}
+        todo: list[tuple[str, Any]] = []
+        for cid in order:
+            try:
+                files = cohort.files(cid)
+                if cache is not None:
+                    keys[cid] = self._key(used_files(files, self.config))
+                    hit = cache.get(cid, keys[cid])
+                    if hit is not None:
+                        rows[cid] = hit
+                        continue
+                todo.append((cid, files))
+            except Exception as exc:
+                errors.append(_as_her2(exc, cid))
+        done = total - len(todo)
+        if progress is not None and done:
+            progress(done, total, f"{done} cases from the feature cache")
+        if todo:
+            workers = min(self.config.workers, len(todo))
+            ds = CohortDataset(todo, self.config, self.plan)
+            loader = DataLoader(
+                ds, batch_size=self.config.batch_size, shuffle=False, num_workers=workers,
+                collate_fn=deep.collate, pin_memory=False,
+                prefetch_factor=2 if workers > 0 else None, worker_init_fn=_worker_init if workers else None)
+            t_net = 0.0
+            for batch in loader:
+                if self.device == "cuda":
+                    batch = deep.pin_batch(batch)
+                t1 = time.perf_counter()
+                new = self._rows(batch)
+                t_net += time.perf_counter() - t1
+                for cid, row in new.items():
+                    rows[cid] = row
+                    if cache is not None:
+                        cache.put(cid, keys[cid], row)
+                errors.extend(batch.errors)
+                for err in batch.errors:
+                    log.warning("feature extraction skipped a case: %s", err)
+                done += len(batch.case_ids) + len(batch.errors)
+                if progress is not None:
+                    progress(done, total, f"features: {done}/{total} cases")
+            self.stats["network_s"] = t_net
+        self.stats.update(total_s=time.perf_counter() - t0, computed=len(todo),
+                          cached=cache.hits if cache is not None else 0)
+        df = self._frame(rows, order)
+        df.attrs["provenance"]["n_errors"] = len(errors)
+        return df, errors
+
+
+# ----------------------------------------------------------------- functions
+def extract_cohort_features(cohort, config: FeatureConfig, cache_dir: str | Path | None = None,
+                            progress: ProgressFn | None = None, *,
+                            backbones: Mapping[str, Backbone] | None = None):
+    """Features of every case of ``cohort`` (a Cohort or its folder).
+
+    Returns ``(DataFrame indexed by case_id, list[Her2Error])``. Weights that
+    cannot be found raise Her2Error before any case is read.
+    """
+    return FeatureExtractor(config, backbones).extract_cohort(cohort, cache_dir, progress)
+
+
+def extract_case_features(case_images: Mapping[str, Any], masks: Any, config: FeatureConfig, *,
+                          backbones: Mapping[str, Backbone] | None = None, case_id: str = "case"):
+    """Features of one case from loaded Images -> pandas Series (see FeatureExtractor.extract_case)."""
+    return FeatureExtractor(config, backbones).extract_case(case_images, masks, case_id=case_id)
