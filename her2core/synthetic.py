@@ -336,10 +336,7 @@ def _mri_images(rng, ph: Phenotype, centre: Centre, shape_xyz, reader2: bool):
     phases = []
     for k, c in enumerate(curve):
         bpe = 60 * fg * min(1.0, 0.3 * k)
-        ph_arr = t1 + amp * c * np.clip(core, 0, None) + bpe
-        if ph.calcification:
-            pass  # calcifications are not visible on MRI
-        phases.append(ph_arr)
+        phases.append(t1 + amp * c * np.clip(core, 0, None) + bpe)
     phases = np.stack(phases)  # (t, z, y, x)
     # --- T2: tumour intermediate, oedema halo bright outside the border
     halo = np.clip(1.0 - (f - 1.0) / 0.45, 0, 1) * (f >= 1.0)
@@ -372,7 +369,7 @@ def _mri_images(rng, ph: Phenotype, centre: Centre, shape_xyz, reader2: bool):
         sp2 = (spacing[0] * nx / shape2[0], spacing[1] * ny / shape2[1], spacing[2])
         _, origin2, _ = _geometry(centre, shape2, sp2)
         pts2 = _physical_grid(shape2, sp2, origin2, d)
-        t2 = _resample_nn(t2, pts2, spacing, origin, d)
+        t2 = _sample_at(t2, pts2, spacing, origin, d)
         imgs["T2"] = _sitk(scanner(t2, 15), sp2, origin2, d, dtype=np.int16)
     else:
         imgs["T2"] = _sitk(scanner(t2, 15), spacing, origin, d, dtype=np.int16)
@@ -381,7 +378,7 @@ def _mri_images(rng, ph: Phenotype, centre: Centre, shape_xyz, reader2: bool):
                   "mask_voxels": int(inside.sum())}
 
 
-def _resample_nn(arr_zyx, pts, spacing, origin, d):
+def _sample_at(arr_zyx, pts, spacing, origin, d):
     """Sample arr (on the grid spacing/origin/d) at physical points pts, linear interpolation."""
     rel = (pts - np.asarray(origin)) @ d  # into index * spacing (d orthonormal)
     idx = rel / np.asarray(spacing)

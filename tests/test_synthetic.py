@@ -98,7 +98,7 @@ def _arr(img):
 
 
 def test_phenotype_overrides_show_in_the_images():
-    base = dict(seed=2, index=0, group="neg" if False else "zero", shape=(48, 48, 12),
+    base = dict(seed=2, index=0, group="zero", shape=(48, 48, 12),
                 irregularity=0.1, heterogeneity=0.1, kinetics="plateau")
     hi = synth_case(rim=0.95, edema=0.95, size_mm=30, **base)
     lo = synth_case(rim=0.0, edema=0.0, size_mm=30, **base)
