@@ -365,3 +365,93 @@ def timed(fn, *args, **kwargs):
     t0 = time.perf_counter()
     out = fn(*args, **kwargs)
     return out, time.perf_counter() - t0
+
+
+# ----------------------------------------------------------------------------- teaching case
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _teaching_dir(seed: int, size_mm: float, rim: float, edema: float, irregularity: float) -> str:
+    from her2core import synthetic
+    case = synthetic.synth_case(seed=int(seed), index=0, centre="A", modalities="mri",
+                                shape=(64, 64, 16), size_mm=size_mm, rim=rim, edema=edema,
+                                irregularity=irregularity, case_id="teaching")
+    d = Path(tempfile.mkdtemp(prefix="her2_teach_"))
+    case.write(d)
+    import json
+    (d / "row.json").write_text(json.dumps({"row": case.row, "truth": case.truth}, default=str))
+    return str(d)
+
+
+def teaching_case(seed: int, size_mm: float, rim: float, edema: float, irregularity: float) -> CaseData:
+    """Synthetic teaching case for the phenotype sliders (regenerated per setting, cached)."""
+    import json
+    d = Path(_teaching_dir(int(seed), round(float(size_mm), 1), round(float(rim), 2),
+                           round(float(edema), 2), round(float(irregularity), 2)))
+    meta = json.loads((d / "row.json").read_text())
+    files = {k: str(d / f"{k}.nii.gz") for k in ("DCE", "T1", "T2", "mask") if (d / f"{k}.nii.gz").exists()}
+    row = meta["row"]
+    return CaseData(case_id=f"teaching-s{seed}", source="teaching", files=files,
+                    hashes={k: file_sha256(v) for k, v in files.items()},
+                    clinical=clin.normalise({k: row.get(k) for k in clin.BY_NAME}),
+                    label={"her2": row.get("her2"), "her2_ihc": row.get("her2_ihc")},
+                    note="synthetic teaching case: phenotype " + ", ".join(
+                        f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in meta["truth"]["phenotype"].items()))
+
+
+# ----------------------------------------------------------------------------- cohort uploads
+MAX_COHORT_ZIP_BYTES = 4 * 1024 ** 3
+
+
+def extract_cohort_zip(uploaded) -> str:
+    """Unpack an uploaded cohort zip safely into the session folder; the folder with cohort.csv."""
+    import zipfile
+    from pathlib import PurePosixPath
+    from her2core.errors import CohortError, InputLimitError
+    path, sha = save_upload_any(uploaded, "cohort", (".zip",))
+    dest = session_upload_dir() / f"cohort_{sha[:12]}"
+    if not (dest / ".done").exists():
+        try:
+            zf = zipfile.ZipFile(path)
+        except zipfile.BadZipFile as err:
+            raise CohortError(f"not a readable zip archive ({err})", file=uploaded.name) from None
+        with zf:
+            total = sum(i.file_size for i in zf.infolist())
+            if total > MAX_COHORT_ZIP_BYTES:
+                raise InputLimitError(f"the zip expands to {total / 1e9:.1f} GB (limit "
+                                      f"{MAX_COHORT_ZIP_BYTES / 1e9:.0f} GB)", file=uploaded.name)
+            for info in zf.infolist():
+                parts = PurePosixPath(info.filename.replace("\\", "/")).parts
+                if (info.filename.startswith(("/", "\\")) or ".." in parts
+                        or (parts and ":" in parts[0]) or (info.external_attr >> 16) & 0o170000 == 0o120000):
+                    raise CohortError(f"unsafe member {info.filename!r} in the zip", file=uploaded.name,
+                                      hint="zip the cohort folder itself, without links or absolute paths")
+            zf.extractall(dest)
+        (dest / ".done").write_text("ok")
+    hits = sorted(dest.rglob("cohort.csv"), key=lambda p: len(p.parts))
+    if not hits:
+        raise CohortError("the zip has no cohort.csv", file=uploaded.name,
+                          hint="zip a folder laid out as in docs/cohort-format.md")
+    return str(hits[0].parent)
+
+
+def save_upload_any(uploaded, role: str, suffixes: tuple[str, ...]) -> tuple[str, str]:
+    data = uploaded.getvalue()
+    if not data:
+        raise ImageLoadError("the uploaded file is empty", file=uploaded.name)
+    name = _safe_name(uploaded.name)
+    if not name.lower().endswith(suffixes):
+        raise ImageLoadError(f"{name!r} is not a {'/'.join(suffixes)} file", file=uploaded.name)
+    sha = hashlib.sha256(data).hexdigest()
+    d = session_upload_dir() / sha[:16]
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / f"{role}__{name}"
+    p.write_bytes(data)
+    return str(p), sha
+
+
+@st.cache_data(show_spinner="Validating the cohort ...", max_entries=4)
+def validate_cohort_cached(root: str, stamp: float):
+    """(usable ids, problems as text, notes) of her2core.cohort.validate_cohort."""
+    from her2core.cohort import validate_cohort
+    rep = validate_cohort(root)
+    return rep.usable, [str(p) for p in rep.all_problems()], list(rep.notes)

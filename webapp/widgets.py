@@ -107,10 +107,12 @@ def _heat_canonical(heat_image, can: V.Canonical, reference) -> np.ndarray | Non
 
 
 def viewer(case: "S.CaseData", *, key: str = "case", draw: bool = True,
-           heat: dict[str, Any] | None = None, default_sequences: list[str] | None = None) -> None:
+           heat: dict[str, Any] | None = None, default_sequences: list[str] | None = None,
+           mask: tuple[str, np.ndarray] | None = None) -> None:
     """Slice viewer: sequences side by side, views, window/level, zoom, overlays, ROI drawing.
 
     heat: sequence -> heat map Image (Grad-CAM) shown with the heat opacity.
+    mask: (sequence, canonical mask) shown when ``draw`` is False (read-only ROI).
     """
     seqs = case.sequences
     if not seqs:
@@ -137,19 +139,22 @@ def viewer(case: "S.CaseData", *, key: str = "case", draw: bool = True,
         return
     if ref_can.is_2d:
         view = "axial"
-    editor = _editor_for(case, draw_seq) if draw else st.session_state.get("editor")
+    if draw:
+        editor = _editor_for(case, draw_seq)
+        mask_can = editor.mask if editor.voxels else None
+    else:
+        editor = None
+        mask_can = mask[1] if (mask is not None and mask[0] == draw_seq) else None
     n = ref_can.n_slices(view)
     default_slice = n // 2
-    if editor is not None and editor.voxels and st.session_state.get("editor_ref", (None,))[1] == draw_seq:
-        drawn = editor.drawn_slices(view)
+    if mask_can is not None:
+        drawn = V.MaskEditor(mask_can).drawn_slices(view)
         if drawn:
             default_slice = drawn[len(drawn) // 2]
     k1, k2, k3, k4 = st.columns(4)
     with k1:
         idx = st.slider("Slice", 0, max(n - 1, 0), min(default_slice, n - 1), key=f"{key}_slice_{view}",
                         disabled=n <= 1)
-    mask_can = editor.mask if (editor is not None and editor.voxels and
-                               st.session_state.get("editor_ref", (None,))[1] == draw_seq) else None
     presets = V.window_presets(ref_can.array, mask_can)
     with k2:
         preset = st.selectbox("Window / level preset", list(presets) + ["Manual"], key=f"{key}_preset")
