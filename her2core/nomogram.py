@@ -77,8 +77,8 @@ class Nomogram:
         continuous predictor and needs ``ranges[column] = (low, high)``."""
         ranges = dict(ranges or {})
         categorical = dict(categorical or {})
-        used: set[str] = set()
-        variables: list[NomogramVariable] = []
+        cat_vars: dict[str, NomogramVariable] = {}
+        col_to_var: dict[str, str] = {}
         for var, levels in categorical.items():
             if not levels:
                 raise ValueError(f"categorical variable {var} has no levels")
@@ -88,14 +88,19 @@ class Nomogram:
                 cols.append(col)
                 cfs.append(float(coefs.get(col, 0.0)) if col is not None else 0.0)
                 if col is not None:
-                    used.add(col)
-            if all(c is not None for c in cols):
-                # full one-hot: no explicit reference level; fine, min is subtracted
-                pass
-            variables.append(NomogramVariable(name=var, kind="categorical", levels=names,
-                                              level_coefs=cfs, level_columns=cols))
+                    col_to_var[col] = var
+            cat_vars[var] = NomogramVariable(name=var, kind="categorical", levels=names,
+                                             level_coefs=cfs, level_columns=cols)
+        # predictors in the order of ``coefs``; a categorical variable where its
+        # first dummy column appears
+        variables: list[NomogramVariable] = []
+        placed: set[str] = set()
         for col, b in coefs.items():
-            if col in used:
+            if col in col_to_var:
+                var = col_to_var[col]
+                if var not in placed:
+                    variables.append(cat_vars[var])
+                    placed.add(var)
                 continue
             if col not in ranges:
                 raise ValueError(f"continuous predictor {col} needs a range (low, high)")
@@ -104,6 +109,7 @@ class Nomogram:
                 raise ValueError(f"range of {col} must be finite with low <= high, got {lo}, {hi}")
             variables.append(NomogramVariable(name=col, kind="continuous", coef=float(b),
                                               low=lo, high=hi, column=col))
+        variables += [v for k, v in cat_vars.items() if k not in placed]
         if not variables:
             raise ValueError("a nomogram needs at least one predictor")
         return cls(intercept=float(intercept), variables=variables,

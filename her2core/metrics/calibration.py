@@ -8,9 +8,11 @@
 * ``hosmer_lemeshow``: ResourceSelection ``hoslem.test`` grouping: type-7
   quantile breaks of the fitted values at 0, 1/g, ..., 1, duplicates removed,
   right-closed intervals with the lowest included; X^2 = sum over groups and
-  both outcomes of (O - E)^2 / E; df = G - 2 with G the number of groups
-  actually formed (hoslem.test uses the requested g; they differ only when
-  tied fitted values merge breaks, and then G - 2 is the honest count).
+  both outcomes of (O - E)^2 / E; df = G - 2 with G the number of non-empty
+  groups actually formed. hoslem.test uses the requested g for df, and gives
+  NaN when an interval between unique breaks is empty; the two differ only
+  when tied fitted values merge or empty intervals, and then G - 2 is the
+  honest count (``groups_requested`` keeps g).
 * ``binned_calibration``: observed fraction per bin (quantile or uniform bins)
   with Wilson CIs; ``loess_calibration``: statsmodels ``lowess`` of y on p
   (frac 2/3, no robustness iterations, delta = 1% of the range: R
