@@ -381,7 +381,8 @@ class Cohort:
     @property
     def has_images(self) -> bool:
         d = self.root / CASES_DIR
-        return d.is_dir() and any(p.is_dir() for p in d.iterdir())
+        return d.is_dir() and any(p.is_dir() and not p.name.startswith((".", "__"))
+                                  for p in d.iterdir())
 
     def files(self, case_id: str) -> CaseFiles:
         """Image paths of a case (None for each absent image)."""
@@ -1068,10 +1069,12 @@ def validate_cohort(root: str | Path) -> ValidationReport:
         table = cohort.table
         rep.notes.extend(cohort.notes)
         cases_dir = root / CASES_DIR
-        folders = sorted(p.name for p in cases_dir.iterdir() if p.is_dir()) \
-            if cases_dir.is_dir() else []
-        stray = sorted(p.name for p in cases_dir.iterdir() if not p.is_dir()) \
-            if cases_dir.is_dir() else []
+        entries = sorted(cases_dir.iterdir()) if cases_dir.is_dir() else []
+        hidden = [p.name for p in entries if p.name.startswith((".", "__"))]
+        folders = [p.name for p in entries if p.is_dir() and p.name not in hidden]
+        stray = [p.name for p in entries if not p.is_dir() and p.name not in hidden]
+        if hidden:
+            rep.notes.append(f"ignored hidden entries under cases/: {', '.join(hidden[:5])}")
         rep.images_present = bool(folders)
         by_id: dict[str, CaseReport] = {}
         for cid in table.index:
@@ -1089,9 +1092,8 @@ def validate_cohort(root: str | Path) -> ValidationReport:
             else:
                 rep.problems.append(p)
         for name in stray:
-            rep.problems.append(CohortError("file directly under cases/ is ignored",
-                                            file=f"{CASES_DIR}/{name}",
-                                            hint="each case needs its own folder cases/<case_id>/"))
+            rep.notes.append(f"ignored file {CASES_DIR}/{name}: each case needs its own "
+                             f"folder {CASES_DIR}/<case_id>/")
         for key, cr in by_id.items():
             if not is_safe_case_id(key):
                 continue  # never touch the file system with an unsafe id

@@ -297,3 +297,15 @@ def test_dicom_folder_is_found_and_read(tmp_path):
     assert rep.case("D1").usable, rep.to_text()
     assert fr.size == (16, 16, 5) and fr.orientation == "LPS"
     assert_allclose(fr.spacing, (0.7, 0.7, 2.5), rtol=1e-4)
+
+
+def test_hidden_and_stray_entries_are_notes_not_problems(tmp_path):
+    root = _write(tmp_path, "case_id,age\nX,50\n")
+    (root / "cases" / ".ipynb_checkpoints").mkdir(parents=True)
+    (root / "cases" / "readme.txt").write_text("hi")
+    rep = validate_cohort(root)
+    assert rep.ok and rep.usable == ["X"] and not rep.images_present
+    assert rep.notes == ["ignored hidden entries under cases/: .ipynb_checkpoints",
+                         "ignored file cases/readme.txt: each case needs its own folder "
+                         "cases/<case_id>/"]
+    assert not read_cohort(root).has_images
