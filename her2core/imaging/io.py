@@ -559,7 +559,7 @@ def extracted_zip(path: Path, max_bytes: int = DEFAULT_MAX_ZIP_BYTES,
     path = Path(path)
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, NotImplementedError, ValueError, EOFError) as exc:
         raise ImageLoadError(f"not a readable zip archive ({exc})", file=path) from None
     with zf:
         infos = zf.infolist()
@@ -600,8 +600,12 @@ def extracted_zip(path: Path, max_bytes: int = DEFAULT_MAX_ZIP_BYTES,
                                 raise InputLimitError(
                                     f"zip expands to more than {max_bytes:,} bytes", file=path)
                             dst.write(chunk)
-                except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-                    raise ImageLoadError(f"zip member '{info.filename}' is corrupt ({exc})",
+                except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError,
+                        NotImplementedError, zlib.error) as exc:
+                    # NotImplementedError: compression methods / flags zipfile cannot read
+                    # (found by tests/reliability/test_fuzz.py); RuntimeError: encryption.
+                    raise ImageLoadError(f"zip member '{info.filename}' is corrupt or uses an "
+                                         f"unsupported zip feature ({exc})",
                                          file=path) from None
             yield root
         finally:
