@@ -1,0 +1,197 @@
+"""Every page through streamlit.testing.v1.AppTest: demo case flow, bad upload, missing prerequisites.
+
+One AppTest script run per interaction; caches (images, demo cohort) are shared
+by the process so the module stays quick after its first test.
+"""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from numpy.testing import assert_allclose
+
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = str(ROOT / "app.py")
+TIMEOUT = 240
+
+
+def _app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _go(at: AppTest, page: str) -> AppTest:
+    at.switch_page(f"pages/{page}.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _texts(elements) -> list[str]:
+    return [e.value for e in elements]
+
+
+def _open_demo(at: AppTest, case_id: str = "syn-0000") -> AppTest:
+    _go(at, "case")
+    at.selectbox(key="demo_pick").set_value(case_id)
+    at.button(key="open_demo").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _demo_root() -> Path:
+    root = ROOT / "assets" / "demo_cohort"
+    if not (root / "cohort.csv").exists():
+        pytest.skip("assets/demo_cohort is not in this checkout")
+    return root
+
+
+def test_home_says_what_it_is_and_shows_the_model_and_compute():
+    at = _app()
+    assert at.title[0].value == "HER2 second-opinion workbench"
+    assert any("not a medical device" in t for t in _texts(at.error))
+    boxes = _texts(at.warning) + _texts(at.info) + _texts(at.success)
+    assert any("CUDA" in t for t in boxes)
+    # the bundle is either shown (with a random-init banner when so) or its absence explained
+    assert any("bundle" in t.lower() or "random-initialised" in t for t in boxes + _texts(at.markdown))
+
+
+def test_prerequisites_are_named():
+    at = _app()
+    _go(at, "prediction")
+    assert any("Open a case" in t for t in _texts(at.info))
+    assert at.get("page_link")[0].proto.page.endswith("case.py") or at.get("page_link")
+    _go(at, "export")
+    assert any("Open a case" in t for t in _texts(at.info))
+
+
+def test_demo_case_flow_viewer_mask_and_clinical_values():
+    root = _demo_root()
+    table = pd.read_csv(root / "cohort.csv", dtype={"case_id": str}).set_index("case_id")
+    at = _open_demo(_app(), "syn-0001")
+    assert at.subheader[0].value == "Case syn-0001"
+    charts = at.get("plotly_chart")
+    assert len(charts) == 3                              # DCE, T1, T2 side by side
+    assert at.number_input(key=next(k for k in _widget_keys(at) if k.endswith("_age"))).value == \
+        pytest.approx(float(table.loc["syn-0001", "age"]))
+    # no ROI yet: the prediction page asks for one
+    _go(at, "prediction")
+    assert any("ROI" in t for t in _texts(at.info))
+    # load the case's own mask through the ROI tools
+    _go(at, "case")
+    at.button(key="case_usecase").click()
+    at.run()
+    assert not at.exception
+    import SimpleITK as sitk
+    n_mask = int(sitk.GetArrayFromImage(sitk.ReadImage(str(root / "cases/syn-0001/mask.nii.gz"))).sum())
+    cap = [t for t in _texts(at.caption) if t.startswith("ROI on DCE")]
+    assert cap and cap[0].startswith(f"ROI on DCE: {n_mask} voxels")
+    ed = at.session_state["editor"]
+    assert ed.voxels == n_mask
+    # copy / undo keep the count exact
+    at.button(key="case_clear").click()
+    at.run()
+    assert at.session_state["editor"].voxels == 0
+    at.button(key="case_undo").click()
+    at.run()
+    assert at.session_state["editor"].voxels == n_mask
+    # other views keep working
+    at.radio(key="case_view").set_value("sagittal")
+    at.run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 3
+
+
+def _widget_keys(at: AppTest) -> list[str]:
+    return [w.key for w in at.number_input if w.key]
+
+
+def test_bad_upload_is_reported_and_the_session_survives():
+    at = _go(_app(), "case")
+    at.file_uploader(key="up_T1").set_value(("T1.nii.gz", b"this is not a NIfTI file", "application/gzip"))
+    at.run()
+    at.button(key="load_upload").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    errs = _texts(at.error)
+    assert errs and any("T1.nii.gz" in e for e in errs), errs
+    assert at.session_state["case"] is None
+    # the rest of the session still works
+    _demo_root()
+    at.button(key="open_demo").click()
+    at.run()
+    assert not at.exception
+    assert at.session_state["case"].case_id == at.selectbox(key="demo_pick").value
+
+
+def test_good_upload_of_a_nifti_and_a_png(tmp_path):
+    import SimpleITK as sitk
+    from PIL import Image as PILImage
+    rng = np.random.default_rng(0)
+    img = sitk.GetImageFromArray(rng.integers(0, 500, (6, 20, 24)).astype(np.int16))
+    img.SetSpacing((0.8, 0.8, 3.0))
+    p = tmp_path / "t1.nii.gz"
+    sitk.WriteImage(img, str(p))
+    buf = io.BytesIO()
+    PILImage.fromarray(rng.integers(0, 255, (40, 50)).astype(np.uint8)).save(buf, format="PNG")
+    at = _go(_app(), "case")
+    at.file_uploader(key="up_T1").set_value(("t1.nii.gz", p.read_bytes(), "application/gzip"))
+    at.file_uploader(key="up_US").set_value(("us.png", buf.getvalue(), "image/png"))
+    at.run()
+    at.button(key="load_upload").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    case = at.session_state["case"]
+    assert case.source == "upload" and case.sequences == ["T1", "US"]
+    assert len(at.get("plotly_chart")) == 2
+    assert at.slider(key="case_slice_axial").max == 5
+
+
+def test_export_builds_the_report_for_the_demo_case():
+    _demo_root()
+    at = _open_demo(_app(), "syn-0002")
+    _go(at, "export")
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["PDF report", "HTML report", "JSON"]
+    assert any("Burned-in text" in t for t in _texts(at.warning))
+
+
+def test_cohort_evaluates_an_uploaded_predictions_file():
+    root = _demo_root()
+    from her2core.cohort import read_cohort
+    from her2core.metrics.roc import auc
+    y = read_cohort(root).labels("her2")
+    rng = np.random.default_rng(1)
+    score = y.astype(float) * 0.8 + rng.random(len(y))
+    p = 1 / (1 + np.exp(-(score - 0.9) * 3))
+    csv = pd.DataFrame({"case_id": y.index, "score": score.values, "p": p.values}).to_csv(index=False)
+    at = _go(_app(), "cohort")
+    at.radio(key="eval_mode").set_value("A predictions file (CSV)")
+    at.run()
+    at.file_uploader(key="pred_csv").set_value(("pred.csv", csv.encode(), "text/csv"))
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    df = at.dataframe[0].value
+    assert list(df["score"]) == ["score", "p"]
+    assert_allclose(df["AUC"].to_numpy(), [auc(y.values, score.values)] * 2, rtol=1e-12)
+    assert len(at.get("plotly_chart")) >= 3          # ROC, calibration, decision curve
+
+
+def test_teaching_sliders_regenerate_the_case():
+    at = _go(_app(), "teaching")
+    first = [t for t in _texts(at.caption) if t.startswith("synthetic teaching case")][0]
+    assert "size_mm=25.00" in first
+    at.slider(key="teach_size").set_value(40.0)
+    at.run()
+    assert not at.exception
+    second = [t for t in _texts(at.caption) if t.startswith("synthetic teaching case")][0]
+    assert "size_mm=40.00" in second
