@@ -12,4 +12,8 @@ req=requirements.txt
 $PY -m pip install -q --upgrade "pip>=24" wheel setuptools versioneer "numpy>=1.26,<2.5"
 $PY -m pip install -q -r "$req"
 $PY -m pip install -q --no-build-isolation "pyradiomics==3.0.1"
+if [ "${1:-}" = "--dev" ]; then
+  # headless Chromium for the app's end-to-end browser test (Playwright drives it; no `playwright install`)
+  command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium)
+fi
 $PY -c "import radiomics, torch, timm, SimpleITK, streamlit; print('her2 workbench: dependencies ready (torch', torch.__version__, ', cuda', torch.cuda.is_available(), ')')"
