@@ -174,3 +174,25 @@ def test_bad_truth_and_options(asah_files, capsys):
     other.write_text((coh / "cohort.csv").read_text())
     assert _run(["--predictions", tmp / "pred.csv", "--truth", other, "--n-boot", 100,
                  "--json", tmp / "o.json"]) == 0
+
+
+def test_her2_low_task_uses_ihc(tmp_path):
+    coh = tmp_path / "c"
+    coh.mkdir()
+    table = pd.DataFrame({
+        "case_id": [f"k{i}" for i in range(10)],
+        "her2": [0, 0, 0, 0, 0, 0, 1, 1, 0, 0],
+        "her2_ihc": ["0", "0", "0", "1+", "1+", "2+", "3+", "3+", "", "1+"]})
+    table.to_csv(coh / "cohort.csv", index=False)
+    pd.DataFrame({"case_id": table.case_id,
+                  "p_her2_low": [0.1, 0.3, 0.6, 0.4, 0.8, 0.9, 0.5, 0.5, 0.5, 0.7]}).to_csv(
+        tmp_path / "p.csv", index=False)
+    out = tmp_path / "o.json"
+    assert main(["evaluate", "--predictions", str(tmp_path / "p.csv"), "--truth", str(coh),
+                 "--task", "her2_low", "--n-boot", "100", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    # HER2-positive k6, k7 and k8 (no IHC) have no her2_low label
+    assert r["n"] == 7 and r["positives"] == 4
+    assert r["excluded"]["predictions_without_label"] == ["k6", "k7", "k8"]
+    # cases 0.4, 0.8, 0.9, 0.7 vs controls 0.1, 0.3, 0.6: 11 of 12 pairs ordered
+    assert_allclose(r["scores"]["p_her2_low"]["auc"], 11 / 12)
