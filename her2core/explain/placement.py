@@ -1,0 +1,138 @@
+"""Put a CAM computed on the network input back into the source image, by physical coordinates.
+
+The network saw a crop of the source image (one slice of a 3-D volume, or a 2-D
+ultrasound picture), possibly padded to a square, resized to the backbone's
+input size. The map lives on that resized grid. Here:
+
+1. :func:`crop_box_image` describes the crop as an :class:`Image` on the source
+   grid (a 3-D crop of one slice keeps its full 3-D geometry: a single-slice
+   volume whose physical position is the slice's);
+2. :func:`resized_geometry` gives the geometry of the crop resized to the map's
+   shape: same physical extent (pixel *edges* coincide, the ``align_corners=False``
+   convention of torch / OpenCV resizing), spacing scaled by old/new size, origin
+   moved to the centre of the new first pixel, same direction;
+3. :func:`place_map` resamples the map onto the source grid: every source voxel's
+   centre is mapped to a continuous index of the resized map (bilinear within the
+   slice; a source voxel belongs to the slice plane when it lies within half the
+   slice thickness), zero elsewhere.
+
+The result is an :class:`Image` with exactly the source's size, spacing, origin and
+direction, ready for NIfTI (:func:`save_map`) or overlays.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from her2core.imaging.image import Image
+
+log = logging.getLogger(__name__)
+
+__all__ = ["crop_box_image", "resized_geometry", "place_map", "save_map"]
+
+
+def crop_box_image(reference: Image, start: Sequence[int], size: Sequence[int],
+                   array: np.ndarray | None = None) -> Image:
+    """The crop ``reference[start : start + size]`` as an Image with its geometry.
+
+    ``start`` and ``size`` are in index order (x, y[, z]); they may reach outside
+    the image (a crop padded to a square). For a 3-D reference a 2-D crop of one
+    axial slice is ``size = (w, h, 1)``. The array is zeros unless given.
+    """
+    start = np.asarray(start, dtype=float)
+    size = tuple(int(s) for s in size)
+    if len(start) != reference.ndim or len(size) != reference.ndim:
+        raise ValueError(f"crop start/size must have {reference.ndim} entries (x, y[, z])")
+    origin = reference.index_to_physical(start)
+    shape = tuple(reversed(size))
+    arr = np.zeros(shape, dtype=np.float32) if array is None else np.asarray(array).reshape(shape)
+    return Image(arr, reference.spacing, tuple(origin), reference.direction,
+                 sequence=reference.sequence, modality=reference.modality, source=reference.source)
+
+
+def resized_geometry(crop: Image, new_inplane_shape: Sequence[int]) -> Image:
+    """Geometry of ``crop`` resized in-plane to ``new_inplane_shape`` = (rows, cols).
+
+    The physical extent is kept (``align_corners=False``): new spacing = old
+    spacing * old size / new size; the first new pixel's centre sits at old
+    continuous index ``0.5 * factor - 0.5``. A 3-D single-slice crop keeps its
+    slice axis. The returned Image holds zeros of the new shape.
+    """
+    rows, cols = (int(v) for v in new_inplane_shape)
+    size = list(crop.size)
+    new_size = list(size)
+    new_size[0], new_size[1] = cols, rows
+    factor = np.asarray(size, float) / np.asarray(new_size, float)
+    spacing = np.asarray(crop.spacing) * factor
+    first_centre = 0.5 * factor - 0.5
+    origin = crop.index_to_physical(first_centre)
+    shape = tuple(reversed(new_size))
+    return Image(np.zeros(shape, np.float32), tuple(spacing), tuple(origin), crop.direction,
+                 sequence=crop.sequence, modality=crop.modality, source=crop.source)
+
+
+def place_map(cam: np.ndarray, crop: Image, reference: Image, *, fill: float = 0.0) -> Image:
+    """Resample ``cam`` (rows, cols) - computed on ``crop`` resized - onto ``reference``.
+
+    Args:
+        cam: the map on the network input grid (2-D).
+        crop: the crop the network input was made from, as an Image on the
+            reference's physical grid (see :func:`crop_box_image`); 2-D for a
+            2-D reference, 3-D with a single slice for a 3-D reference.
+        reference: the source image; the result has its exact grid.
+
+    Returns:
+        float32 Image on ``reference``'s grid (``sequence="gradcam"``).
+    """
+    cam = np.asarray(cam, dtype=np.float32)
+    if cam.ndim != 2:
+        raise ValueError(f"place_map takes a 2-D map, got shape {cam.shape}")
+    if crop.ndim != reference.ndim:
+        raise ValueError(f"crop is {crop.ndim}-D but the reference is {reference.ndim}-D")
+    if crop.ndim == 3 and crop.shape[0] != 1:
+        raise ValueError(f"a 3-D crop must have a single slice, got shape {crop.shape}")
+    grid = resized_geometry(crop, cam.shape)
+    out = np.full(reference.shape, fill, dtype=np.float32)
+    # bounding box of the map in reference indices (only those voxels are sampled)
+    corners = grid.voxel_corners()
+    ref_idx = reference.physical_to_index(corners)
+    lo = np.maximum(np.floor(ref_idx.min(axis=0)).astype(int) - 1, 0)
+    hi = np.minimum(np.ceil(ref_idx.max(axis=0)).astype(int) + 1, np.asarray(reference.size) - 1)
+    if np.any(hi < lo):
+        log.warning("the map lies outside the reference image; nothing placed")
+        return reference.spatial_template().with_array(out, sequence="gradcam", modality=None)
+    axes = [np.arange(lo[d], hi[d] + 1) for d in range(reference.ndim)]
+    mesh = np.meshgrid(*axes, indexing="ij")                 # index order (x, y[, z])
+    idx = np.stack([m.ravel() for m in mesh], axis=1).astype(float)
+    pts = reference.index_to_physical(idx)
+    c = grid.physical_to_index(pts)                          # continuous (x, y[, z]) in the map grid
+    n = np.asarray(grid.size, float)
+    inside = np.all((c >= -0.5 - 1e-6) & (c <= n - 0.5 + 1e-6), axis=1)
+    # bilinear within the plane; pixels in the half-pixel border take the edge value
+    cx = np.clip(c[:, 0], 0, n[0] - 1)
+    cy = np.clip(c[:, 1], 0, n[1] - 1)
+    vals = ndimage.map_coordinates(cam, [cy, cx], order=1, mode="nearest")
+    vals = np.where(inside, vals, fill).astype(np.float32)
+    # write back in numpy order (z, y, x) / (y, x)
+    vox = tuple(idx[:, d].astype(int) for d in reversed(range(reference.ndim)))
+    out[vox] = vals
+    return reference.spatial_template().with_array(out, sequence="gradcam", modality=None)
+
+
+def save_map(image: Image, path: str | Path) -> Path:
+    """Write a placed map (NIfTI / NRRD / MHA by suffix) with its geometry."""
+    try:
+        from her2core.imaging.io import save_image
+    except ImportError:  # pragma: no cover - imaging.io is part of the project
+        save_image = None
+    path = Path(path)
+    if save_image is not None:
+        return save_image(image, path)
+    import SimpleITK as sitk
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(image.to_sitk(), str(path), True)
+    return path

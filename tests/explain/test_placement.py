@@ -1,0 +1,89 @@
+"""Maps go back into the source image's grid by physical coordinates."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from her2core.explain.placement import crop_box_image, place_map, resized_geometry, save_map
+from her2core.imaging.image import Image
+
+
+def _oblique_reference():
+    """Anisotropic, non-identity direction (rotated about z and flipped), odd origin."""
+    a = np.deg2rad(30)
+    d = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, -1.0]])
+    arr = np.random.default_rng(0).normal(size=(7, 40, 50)).astype(np.float32)  # (z, y, x)
+    return Image(arr, (0.7, 1.3, 3.5), (-12.5, 40.25, 7.0), tuple(d.ravel()), sequence="DCE",
+                 modality="MR")
+
+
+def test_resized_geometry_keeps_the_physical_extent():
+    ref = _oblique_reference()
+    crop = crop_box_image(ref, (10, 5, 3), (20, 16, 1))
+    g = resized_geometry(crop, (64, 80))            # rows (y), cols (x)
+    assert g.size == (80, 64, 1)
+    assert_allclose(g.spacing, (0.7 * 20 / 80, 1.3 * 16 / 64, 3.5))
+    # outer pixel edges coincide (align_corners=False)
+    assert_allclose(np.sort(g.voxel_corners(), axis=0), np.sort(crop.voxel_corners(), axis=0),
+                    atol=1e-9)
+
+
+def test_hot_spot_stays_at_its_physical_point(tmp_path):
+    ref = _oblique_reference()
+    z = 3
+    start, size = (10, 5, z), (24, 24, 1)           # crop may come from a padded square
+    crop = crop_box_image(ref, start, size)
+    grid = resized_geometry(crop, (96, 96))
+    # a physical point inside the crop, on the slice: source index (21.0, 17.0, z)
+    p = ref.index_to_physical((21.0, 17.0, z))
+    ci = grid.physical_to_index(p)                  # where it is on the network input
+    yy, xx = np.mgrid[:96, :96]
+    cam = np.exp(-((xx - ci[0]) ** 2 + (yy - ci[1]) ** 2) / (2 * 2.0 ** 2)).astype(np.float32)
+    placed = place_map(cam, crop, ref)
+    assert placed.same_grid(ref)
+    assert placed.array.shape == ref.array.shape
+    # every voxel off the slice is empty; the maximum is at the source voxel of p
+    assert placed.array[np.arange(7) != z].max() == 0
+    kz, ky, kx = np.unravel_index(np.argmax(placed.array), placed.array.shape)
+    assert (kx, ky, kz) == (21, 17, z)
+    # the weighted centroid is the physical point (sub-voxel)
+    w = placed.array[z]
+    jy, jx = np.mgrid[: w.shape[0], : w.shape[1]]
+    cen = ref.index_to_physical((np.sum(w * jx) / w.sum(), np.sum(w * jy) / w.sum(), z))
+    assert np.linalg.norm(cen - p) < 0.3
+
+    # written to NIfTI and read back: same grid as the image, voxel for voxel
+    from her2core.imaging.io import load_image
+    path = save_map(placed, tmp_path / "map.nii.gz")
+    back = load_image(path, expected_ndim=3)
+    assert back.size == ref.size
+    assert_allclose(back.spacing, ref.spacing, rtol=1e-6)
+    assert_allclose(back.origin, ref.origin, atol=1e-4)
+    assert_allclose(back.direction, ref.direction, atol=1e-6)
+    assert_allclose(back.array, placed.array, atol=1e-6)
+    assert_allclose(back.index_to_physical((kx, ky, kz)), ref.index_to_physical((21, 17, z)),
+                    atol=1e-4)
+
+
+def test_2d_ultrasound_map_covers_exactly_the_crop():
+    ref = Image(np.zeros((60, 80), np.float32), (0.1, 0.1), (5.0, -3.0), (1, 0, 0, 1),
+                sequence="US", modality="US")
+    crop = crop_box_image(ref, (30, 10), (20, 20))
+    placed = place_map(np.ones((224, 224), np.float32), crop, ref)
+    expected = np.zeros((60, 80))
+    expected[10:30, 30:50] = 1
+    assert_allclose(placed.array, expected)
+
+
+def test_crop_reaching_outside_is_clipped():
+    ref = Image(np.zeros((20, 20), np.float32), (1.0, 1.0), (0.0, 0.0), (1, 0, 0, 1))
+    crop = crop_box_image(ref, (-4, -4), (10, 10))   # padded square at the corner
+    placed = place_map(np.ones((32, 32), np.float32), crop, ref)
+    assert placed.array[:6, :6].min() == 1 and placed.array.sum() == 36
+
+
+def test_rejects_a_thick_3d_crop():
+    ref = _oblique_reference()
+    with pytest.raises(ValueError, match="single slice"):
+        place_map(np.ones((8, 8)), crop_box_image(ref, (0, 0, 0), (8, 8, 2)), ref)
