@@ -212,11 +212,13 @@ def _seeded(seed: int):
 
 
 def create_backbone(name: str, weights: str | None = "auto", *, weights_dir=None, seed: int = 0,
-                    device: str = "cpu", amp: bool = True, volume_size: int = 96) -> Backbone:
+                    device: str = "cpu", amp: bool = True, volume_size: int = 96,
+                    input_px: int | None = None) -> Backbone:
     """Build backbone ``name`` in eval mode with its weights.
 
     ``weights``: "auto" (local file or cache, Her2Error when none), a file or
-    folder path, or "random-init" (seeded with ``seed``).
+    folder path, or "random-init" (seeded with ``seed``). ``input_px`` overrides
+    a 2-D backbone's input resolution (quick runs and tests).
     """
     import torch
     W._offline()
@@ -248,6 +250,8 @@ def create_backbone(name: str, weights: str | None = "auto", *, weights_dir=None
                                classifier=pcfg.get("classifier"))
         dcfg = timm.data.resolve_model_data_config(model)
         input_size = tuple(int(v) for v in dcfg["input_size"])
+        if input_px:  # resolution override (quick runs, tests); ViTs need their own size
+            input_size = (input_size[0], int(input_px), int(input_px))
         mean, std = tuple(dcfg["mean"]), tuple(dcfg["std"])
         interpolation = str(dcfg.get("interpolation", "bilinear"))
         dim = int(getattr(model, "head_hidden_size", None) or model.num_features)

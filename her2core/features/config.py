@@ -71,6 +71,9 @@ class FeatureConfig:
         radiomics_params: per sequence or per modality ("MR", "US"), a YAML
             parameter file or the name of a built-in one ("mri", "us",
             "mri_filters", "us_filters"); default "mri" for MR, "us" for US.
+        input_size: override of the 2-D backbones' input resolution (square
+            edge in pixels) for quick runs and tests; None = each backbone's
+            own (224 for all registered ones).
         device: "auto" (CUDA when present), "cpu" or "cuda".
         amp: mixed precision (bf16 where supported, else fp16) on CUDA.
         batch_size: cases per batch.
@@ -93,6 +96,7 @@ class FeatureConfig:
     radiomics: bool = False
     radiomics_sequences: list[str] | None = None
     radiomics_params: dict[str, str] = field(default_factory=dict)
+    input_size: int | None = None
     device: str = "auto"
     amp: bool = True
     batch_size: int = 8
@@ -137,6 +141,8 @@ class FeatureConfig:
         lo, hi = self.intensity_percentiles
         if not 0 <= lo < hi <= 100:
             bad(f"intensity_percentiles {self.intensity_percentiles} must satisfy 0 <= lo < hi <= 100")
+        if self.input_size is not None and not 16 <= int(self.input_size) <= 1024:
+            bad(f"input_size {self.input_size} outside 16..1024")
         if int(self.batch_size) < 1:
             bad(f"batch_size {self.batch_size} must be >= 1")
         if self.num_workers is not None and int(self.num_workers) < 0:

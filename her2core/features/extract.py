@@ -48,7 +48,7 @@ def load_backbones(config: FeatureConfig, device: str | None = None) -> dict[str
     for name in config.all_backbones():
         out[name] = create_backbone(name, config.weights_for(name), weights_dir=config.weights_dir,
                                     seed=config.seed, device=dev, amp=config.amp,
-                                    volume_size=config.volume_size)
+                                    volume_size=config.volume_size, input_px=config.input_size)
     return out
 
 
