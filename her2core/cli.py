@@ -12,7 +12,7 @@ import importlib
 import logging
 import sys
 
-from her2core import DISCLAIMER, __version__
+from her2core import DISCLAIMER, __version__, deid
 from her2core.errors import Her2Error
 
 COMMANDS = [
@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    deid.install_log_redaction()
     if not getattr(args, "_run", None):
         parser.print_help()
         return 0

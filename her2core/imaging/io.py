@@ -35,6 +35,7 @@ import numpy as np
 import pydicom
 import SimpleITK as sitk
 
+from her2core import deid
 from her2core.errors import Her2Error, ImageLoadError, InputLimitError
 
 from .image import Image
@@ -427,6 +428,12 @@ def _load_any(path: Path, *, series_uid: str | None, max_voxels: int, max_zip_by
         hint="use .nii/.nii.gz, .nrrd, .mha, a DICOM folder or .zip, .dcm, .png, .jpg or .bmp")
 
 
+# PatientName, PatientID, OtherPatientIDs, PatientBirthDate, AccessionNumber, InstitutionName,
+# ReferringPhysicianName: registered for log redaction, never kept in Image.meta.
+_SITK_IDENTIFYING_KEYS = ("0010|0010", "0010|0020", "0010|1000", "0010|0030", "0008|0050",
+                          "0008|0080", "0008|0090")
+
+
 def _read_file(path: Path, name: str, max_voxels: int) -> Image:
     reader = _header_reader(path)
     size = reader.GetSize()
@@ -436,6 +443,8 @@ def _read_file(path: Path, name: str, max_voxels: int) -> Image:
     img = _execute(reader, path, name)
     meta = {"format": name}
     if name == "DICOM":
+        deid.register_identifiers(
+            reader.GetMetaData(k).strip() for k in _SITK_IDENTIFYING_KEYS if reader.HasMetaDataKey(k))
         for key, label in (("0008|0060", "dicom_modality"), ("0028|0030", "pixel_spacing")):
             if reader.HasMetaDataKey(key):
                 meta[label] = reader.GetMetaData(key).strip()
@@ -627,7 +636,7 @@ def _dicom_root(path: Path, max_zip_bytes: int) -> Iterator[Path]:
 # ------------------------------------------------------------ DICOM series
 _HEADER_TAGS = ["SeriesInstanceUID", "ImagePositionPatient", "ImageOrientationPatient",
                 "Rows", "Columns", "NumberOfFrames", "Modality", "SeriesDescription",
-                "InstanceNumber", "SOPClassUID"]
+                "InstanceNumber", "SOPClassUID", *deid.IDENTIFYING_VALUES]
 
 
 def _scan_dicom(root: Path, shown: Path) -> dict[str, list[tuple[Path, pydicom.Dataset]]]:
@@ -644,6 +653,11 @@ def _scan_dicom(root: Path, shown: Path) -> dict[str, list[tuple[Path, pydicom.D
         except Exception:  # noqa: BLE001 - any non-DICOM file in the folder is skipped
             skipped += 1
             continue
+        # identifiers are read only so that logs redact them and exports refuse them
+        deid.register_identifiers(deid.identifiers_of(ds))
+        for kw in deid.IDENTIFYING_VALUES:
+            if kw in ds:
+                del ds[kw]
         uid = str(ds.get("SeriesInstanceUID", "") or "")
         if not uid or "Rows" not in ds:
             skipped += 1
