@@ -93,6 +93,8 @@ def alembic_config(connection=None):
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Run ``alembic upgrade <revision>`` on ``engine``."""
+    if not log.isEnabledFor(logging.DEBUG):  # alembic's per-plugin INFO lines are noise here
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     from alembic import command
 
     with engine.begin() as conn:

@@ -33,7 +33,7 @@ import numpy as np
 from scipy import stats
 
 __all__ = [
-    "confidence_to_rating", "empirical_auc", "delong_components", "auc_covariance",
+    "confidence_to_rating", "empirical_auc", "empirical_roc", "delong_components", "auc_covariance",
     "wilson_ci", "binary_metrics", "auc_ci_delong", "ratings_cube",
     "or_analysis", "ORResult", "ReaderArmStats", "reader_arm_stats", "analyze_reads",
 ]
@@ -118,6 +118,22 @@ def auc_covariance(truth, ratings, method: str = "jackknife"):
     k = jk.shape[1]
     dev = jk - jk.mean(axis=1, keepdims=True)
     return auc, (k - 1) / k * dev @ dev.T
+
+
+def empirical_roc(truth, score) -> dict[str, list[float]]:
+    """Empirical ROC points (fpr, tpr), from (0, 0) to (1, 1), one per distinct rating."""
+    t = np.asarray(truth).astype(int)
+    sc = np.asarray(score, dtype=float)
+    n_pos, n_neg = int((t == 1).sum()), int((t == 0).sum())
+    fpr, tpr = [0.0], [0.0]
+    for thr in np.unique(sc)[::-1]:
+        call = sc >= thr
+        tpr.append(float((call & (t == 1)).sum() / n_pos) if n_pos else float("nan"))
+        fpr.append(float((call & (t == 0)).sum() / n_neg) if n_neg else float("nan"))
+    if fpr[-1] != 1.0 or tpr[-1] != 1.0:
+        fpr.append(1.0)
+        tpr.append(1.0)
+    return {"fpr": fpr, "tpr": tpr}
 
 
 def auc_ci_delong(truth, score, alpha: float = 0.05):
@@ -319,6 +335,15 @@ def or_analysis(ratings, truth, *, cov_method: str = "jackknife", alpha: float =
     var_r = (ms_r - var_error - (n_t - 1) * cov1 + cov2 + (n_t - 1) * cov3 - var_tr) / n_t
 
     diff = float(mt[test] - mt[reference])
+    with np.errstate(divide="ignore", invalid="ignore"):  # degenerate data give inf / nan
+        return _or_tests(auc, cov, mt, ms_t, ms_r, ms_tr, var_error, cov1, cov2, cov3, var_r,
+                         var_tr, diff, truth, n_t, n_r, n_k, df_tr, alpha, cov_method,
+                         treatments, readers, reference, test)
+
+
+def _or_tests(auc, cov, mt, ms_t, ms_r, ms_tr, var_error, cov1, cov2, cov3, var_r, var_tr, diff,
+              truth, n_t, n_r, n_k, df_tr, alpha, cov_method, treatments, readers, reference,
+              test) -> ORResult:
 
     # RRRC
     den = ms_tr + n_r * max(cov2 - cov3, 0.0)
@@ -461,6 +486,7 @@ def analyze_reads(reads, *, readers_info: Iterable[dict] | None = None,
                              g["rating"].to_numpy(), alpha)
         d = _jsonable(asdict(s))
         d["level"] = levels.get(rd)
+        d["roc"] = empirical_roc(g["truth"].to_numpy(), g["rating"].to_numpy())
         per.append(d)
 
     deltas = []
@@ -517,10 +543,23 @@ def _minus(b, a):
 
 
 def _try_or(df, arms, alpha, method):
+    """OR analysis on the cases read by every reader in every arm (all cases once the
+    study is complete; an interim analysis otherwise, flagged in "note")."""
+    d = df[df["arm"].isin(arms)]
+    n_cells = d["reader"].nunique() * len(arms)
+    per_case = d.groupby("case").apply(lambda g: len(set(zip(g["reader"], g["arm"]))),
+                                       include_groups=False)
+    full = per_case.index[per_case == n_cells]
+    note = None
+    if len(full) < len(per_case):
+        note = (f"interim: {len(full)} of {len(per_case)} cases are read by every reader in "
+                "every arm; the MRMC analysis uses those only")
+        d = d[d["case"].isin(full)]
     try:
-        cube, truth, trs, rds, _ = ratings_cube(
-            df[df["arm"].isin(arms)], treatment="arm", treatments=list(arms))
-        return or_analysis(cube, truth, cov_method=method, alpha=alpha, treatments=trs,
-                           readers=rds, reference=0, test=1).to_dict()
+        cube, truth, trs, rds, _ = ratings_cube(d, treatment="arm", treatments=list(arms))
+        out = or_analysis(cube, truth, cov_method=method, alpha=alpha, treatments=trs,
+                          readers=rds, reference=0, test=1).to_dict()
     except ValueError as exc:
-        return {"error": str(exc)}
+        return {"error": str(exc), "note": note}
+    out["note"] = note
+    return out

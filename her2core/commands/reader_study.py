@@ -1,0 +1,361 @@
+"""`python -m her2core reader-study <create|status|export|analyze>`: run a reader study.
+
+create   make a study from a cohort folder (truth from cohort.csv: her2, her2_ihc) and a
+         readers CSV (name, level junior/senior, years); optional predictions CSV
+         (case_id, p_her2, ...) whose row is shown in the aided arm, and a model bundle
+         folder whose checksum is recorded. Prints the owner code and one access code per
+         reader ONCE: they are stored only as salted hashes.
+status   progress per reader (owner code needed).
+export   effective reads as csv (all fields), imrmc (iMRMC input) or mrmcaov (CSV data
+         frame for MRMCaov).
+analyze  per-reader AUC / sensitivity / specificity / accuracy / PPV / NPV per arm, junior
+         vs senior, aided - unaided per reader, and the Obuchowski-Rockette MRMC analysis
+         (jackknife and DeLong covariance) -> JSON, optionally an HTML report.
+
+Database: --db URL, else the environment variable HER2_DB_URL, else the SQLite file
+her2_reader_study.db in the working directory. The owner code is read from --owner-code,
+else from the environment variable HER2_OWNER_CODE, else asked for on the terminal.
+"""
+from __future__ import annotations
+
+import getpass
+import hashlib
+import html
+import json
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+
+NAME = "reader-study"
+HELP = "reader study with and without the model: create, status, export, analyze"
+
+log = logging.getLogger(__name__)
+
+
+DB_HELP = "database URL (default: $HER2_DB_URL or sqlite:///her2_reader_study.db)"
+
+
+def add_arguments(parser) -> None:
+    import argparse
+
+    parser.add_argument("--db", metavar="URL", default=None, help=DB_HELP)
+    sub = parser.add_subparsers(dest="rs_command", metavar="SUBCOMMAND", required=True)
+
+    def add(name, helptext):
+        p = sub.add_parser(name, help=helptext, description=helptext)
+        p.add_argument("--db", metavar="URL", default=argparse.SUPPRESS, help=DB_HELP)
+        return p
+
+    c = add("create", "create a study; prints access codes once")
+    c.add_argument("--name", required=True, help="study name (unique in the database)")
+    c.add_argument("--cohort", required=True, metavar="DIR", help="cohort folder (cohort.csv)")
+    c.add_argument("--readers", required=True, metavar="CSV",
+                   help="CSV with columns name, level (junior/senior), years")
+    c.add_argument("--cases", metavar="ID", nargs="+",
+                   help="only these case_ids (default: every case with a known her2)")
+    c.add_argument("--design", choices=("sequential", "two_sessions"), default="sequential",
+                   help="sequential: unaided then aided right after; two_sessions: all unaided, "
+                        "washout, all aided")
+    c.add_argument("--washout-days", type=float, default=0.0, help="washout for two_sessions")
+    c.add_argument("--seed", type=int, default=None, help="case-order seed (default: random, recorded)")
+    c.add_argument("--ask-her2-low", action="store_true",
+                   help="also ask HER2-low vs HER2-zero for HER2-negative calls")
+    c.add_argument("--predictions", metavar="CSV",
+                   help="model output shown in the aided arm: case_id, p_her2 (+ other columns)")
+    c.add_argument("--bundle", metavar="DIR", help="model bundle folder; its checksum is recorded")
+    c.add_argument("--codes-out", metavar="FILE",
+                   help="also write the codes to this file (created with mode 600)")
+
+    for name, helptext in (("status", "progress per reader"),
+                           ("export", "export the effective reads"),
+                           ("analyze", "accuracy per reader and arm + MRMC analysis")):
+        p = add(name, helptext)
+        p.add_argument("--study", required=True, help="study name")
+        p.add_argument("--owner-code", default=None,
+                       help="owner code (default: $HER2_OWNER_CODE, else asked for)")
+        if name == "export":
+            p.add_argument("--format", choices=("csv", "imrmc", "mrmcaov"), default="csv")
+            p.add_argument("--out", metavar="FILE", help="output file (default: stdout)")
+        if name == "analyze":
+            p.add_argument("--json", required=True, metavar="OUT", help="results as JSON")
+            p.add_argument("--html", metavar="OUT", help="also an HTML report with figures")
+            p.add_argument("--alpha", type=float, default=0.05)
+
+
+def run(args) -> int:
+    from her2core.reader_study.service import ReaderStudyService
+
+    svc = ReaderStudyService.open(args.db)
+    try:
+        return {"create": _create, "status": _status, "export": _export,
+                "analyze": _analyze}[args.rs_command](svc, args)
+    finally:
+        svc.db.dispose()
+
+
+# --------------------------------------------------------------------------- create
+
+def _read_csv(path, what):
+    import pandas as pd
+
+    from her2core.errors import CohortError
+    p = Path(path)
+    if not p.is_file():
+        raise CohortError(f"{what} file not found", file=p)
+    try:
+        return pd.read_csv(p, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except Exception as exc:  # noqa: BLE001 - reported as a user error naming the file
+        raise CohortError(f"cannot read {what} CSV: {exc}", file=p) from None
+
+
+def load_readers(path) -> list[dict]:
+    from her2core.reader_study.service import ReaderStudyError
+    df = _read_csv(path, "readers")
+    cols = {c.strip().lower(): c for c in df.columns}
+    missing = {"name", "level"} - set(cols)
+    if missing:
+        raise ReaderStudyError(f"readers CSV lacks column(s) {', '.join(sorted(missing))}", file=path,
+                               hint="columns: name, level (junior/senior), years")
+    out = []
+    for _, row in df.iterrows():
+        years = row[cols["years"]].strip() if "years" in cols else ""
+        try:
+            yv = float(years) if years else None
+        except ValueError:
+            raise ReaderStudyError(f"reader {row[cols['name']]!r}: years {years!r} is not a number",
+                                   file=path) from None
+        out.append({"name": row[cols["name"]].strip(), "level": row[cols["level"]].strip(),
+                    "years": yv})
+    return out
+
+
+def load_predictions(path) -> dict[str, dict]:
+    from her2core.reader_study.service import ReaderStudyError
+    df = _read_csv(path, "predictions")
+    if "case_id" not in df.columns or "p_her2" not in df.columns:
+        raise ReaderStudyError("predictions CSV needs columns case_id and p_her2", file=path)
+    out = {}
+    for _, row in df.iterrows():
+        rec = {}
+        for col in df.columns:
+            if col == "case_id":
+                continue
+            v = row[col].strip()
+            try:
+                num = float(v)
+                rec[col] = num if math.isfinite(num) else None
+            except ValueError:
+                rec[col] = v or None
+        p = rec.get("p_her2")
+        if p is None or not (0.0 <= p <= 1.0):
+            raise ReaderStudyError(f"p_her2 must be a probability in 0..1, got {row['p_her2']!r}",
+                                   case_id=row["case_id"], file=path)
+        out[row["case_id"].strip()] = rec
+    return out
+
+
+def bundle_checksum(folder) -> str:
+    """sha256 over the relative paths and bytes of every file in the bundle folder."""
+    from her2core.errors import BundleError
+    root = Path(folder)
+    if not root.is_dir():
+        raise BundleError("model bundle folder not found", file=root)
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        h.update(b"\0")
+    return "sha256:" + h.hexdigest()
+
+
+def cases_from_cohort(root, only=None, predictions=None) -> list[dict]:
+    from her2core.cohort import read_cohort
+    from her2core.reader_study.service import ReaderStudyError
+
+    cohort = read_cohort(root)
+    her2 = cohort.labels("her2")
+    try:
+        low = cohort.labels("her2_low")
+    except Exception:  # noqa: BLE001 - no her2_ihc column: HER2-low truth unknown
+        low = None
+    ids = list(only) if only else list(her2.index)
+    cases = []
+    for cid in ids:
+        if cid not in her2.index:
+            raise ReaderStudyError("case has no known her2 truth or is not in the cohort",
+                                   case_id=cid, file=Path(root) / "cohort.csv")
+        rec = {"case_id": cid, "her2": int(her2[cid]),
+               "her2_low": int(low[cid]) if low is not None and cid in low.index else None}
+        if predictions is not None:
+            if cid not in predictions:
+                raise ReaderStudyError("no model prediction for this case", case_id=cid,
+                                       hint="the aided arm needs p_her2 for every case")
+            rec["model_output"] = predictions[cid]
+        cases.append(rec)
+    if predictions is None:
+        log.warning("no --predictions: the aided arm will show no model output")
+    return cases
+
+
+def _create(svc, args) -> int:
+    readers = load_readers(args.readers)
+    preds = load_predictions(args.predictions) if args.predictions else None
+    cases = cases_from_cohort(args.cohort, args.cases, preds)
+    model_info = None
+    if args.bundle or args.predictions:
+        model_info = {}
+        if args.bundle:
+            model_info["bundle"] = Path(args.bundle).name
+            model_info["bundle_checksum"] = bundle_checksum(args.bundle)
+        if args.predictions:
+            model_info["predictions_sha256"] = hashlib.sha256(Path(args.predictions).read_bytes()).hexdigest()
+    created = svc.create_study(args.name, cases, readers, design=args.design,
+                               washout_days=args.washout_days, seed=args.seed,
+                               ask_her2_low=args.ask_her2_low, model_info=model_info,
+                               cohort_root=str(Path(args.cohort).resolve()))
+    lines = [f"study: {created.name}",
+             f"owner code: {created.owner_code}"]
+    lines += [f"reader {name}: {code}" for name, code in created.reader_codes.items()]
+    text = "\n".join(lines) + "\n"
+    print("Access codes are shown only now; they are stored as salted hashes and cannot be "
+          "recovered.", file=sys.stderr)
+    sys.stdout.write(text)
+    if args.codes_out:
+        fd = os.open(args.codes_out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+    return 0
+
+
+# --------------------------------------------------------------------------- owner commands
+
+def _owner(svc, args):
+    code = args.owner_code or os.environ.get("HER2_OWNER_CODE")
+    if not code:
+        if not sys.stdin.isatty():
+            from her2core.reader_study.service import AccessDenied
+            raise AccessDenied("owner code needed", hint="--owner-code or HER2_OWNER_CODE")
+        code = getpass.getpass("owner code: ")
+    return svc.owner_sign_in(args.study, code)
+
+
+def _status(svc, args) -> int:
+    owner = _owner(svc, args)
+    st = svc.study_status(owner)
+    print(f"study {st.name}: design {st.design}"
+          + (f", washout {st.washout_days:g} days" if st.design == "two_sessions" else "")
+          + f", seed {st.seed}, {st.n_cases} cases ({st.n_positive} HER2-positive), "
+          f"{st.n_reads} reads ({st.n_corrections} corrections)")
+    for p in st.readers:
+        extra = f", next session from {p.available_at:%Y-%m-%d %H:%M} UTC" if p.available_at else ""
+        print(f"  R{p.reader_number} {p.reader_name} ({p.level}"
+              + (f", {p.years:g} y" if p.years is not None else "")
+              + f"): {p.done}/{p.total} (unaided {p.done_unaided}, aided {p.done_aided}) "
+              f"{p.status}{extra}")
+    return 0
+
+
+def _export(svc, args) -> int:
+    owner = _owner(svc, args)
+    text = svc.export(owner, args.format)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        log.info("wrote %s", args.out)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _analyze(svc, args) -> int:
+    owner = _owner(svc, args)
+    res = svc.analyze(owner, alpha=args.alpha)
+    Path(args.json).write_text(json.dumps(res, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    log.info("wrote %s", args.json)
+    r = res["mrmc"].get("jackknife", {})
+    if "rrrc" in r:
+        t = r["rrrc"]
+        print(f"AUC unaided {r['auc_mean'][0]:.3f}, aided {r['auc_mean'][1]:.3f}; "
+              f"difference {t['difference']:+.3f} (95% CI {t['ci_lower']:+.3f} to {t['ci_upper']:+.3f}), "
+              f"F({t['df1']:g}, {t['df2']:.2f}) = {t['value']:.3f}, p = {t['p_value']:.4f} "
+              "[OR, random readers and cases, jackknife]")
+    else:
+        print(f"MRMC analysis not available: {r.get('error')}")
+    if args.html:
+        Path(args.html).write_text(html_report(res), encoding="utf-8")
+        log.info("wrote %s", args.html)
+    return 0
+
+
+def _fmt(v, nd=3):
+    if v is None:
+        return "–"
+    if isinstance(v, dict):
+        return f"{v['estimate']:.{nd}f} ({v['lower']:.{nd}f}–{v['upper']:.{nd}f})" \
+            if v.get("estimate") is not None else "–"
+    return f"{v:.{nd}f}"
+
+
+def html_report(res: dict) -> str:
+    """Self-contained HTML: study, per-reader table, MRMC results, plotly figures."""
+    import plotly.io as pio
+
+    from her2core import DISCLAIMER
+    from her2core.reader_study.plots import all_figures
+
+    e = html.escape
+    st = res["study"]
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Reader study {e(st['name'])}"
+             "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}</style></head><body>",
+             f"<h1>Reader study {e(st['name'])}</h1><p><b>{e(DISCLAIMER)}</b></p>",
+             f"<p>Design {e(st['design'])}, {st['n_cases']} cases ({st['n_positive']} HER2-positive), "
+             f"{st['n_reads_effective']} effective reads, {st['n_corrections']} corrections; "
+             f"complete: {st['complete']}. Rating rule: {e(res['rating_rule'])}. "
+             f"CIs: AUC DeLong, proportions Wilson ({int(100 * (1 - res['alpha']))}%).</p>",
+             "<h2>Per reader and arm</h2><table><tr><th>reader</th><th>level</th><th>arm</th>"
+             "<th>AUC</th><th>sensitivity</th><th>specificity</th><th>accuracy</th><th>PPV</th>"
+             "<th>NPV</th></tr>"]
+    for p in res["per_reader"]:
+        auc = (f"{p['auc']:.3f} ({p['auc_lower']:.3f}–{p['auc_upper']:.3f})"
+               if p.get("auc") is not None else "–")
+        parts.append(f"<tr><td>{e(p['reader'])}</td><td>{e(str(p.get('level') or ''))}</td>"
+                     f"<td>{e(p['arm'])}</td><td>{auc}</td>"
+                     + "".join(f"<td>{_fmt(p[m])}</td>" for m in
+                               ("sensitivity", "specificity", "accuracy", "ppv", "npv")) + "</tr>")
+    parts.append("</table><h2>Aided − unaided per reader</h2><table><tr><th>reader</th>"
+                 "<th>AUC</th><th>sensitivity</th><th>specificity</th><th>accuracy</th></tr>")
+    for d in res["aided_minus_unaided"]:
+        parts.append(f"<tr><td>{e(d['reader'])}</td>" + "".join(
+            f"<td>{_fmt(d[m])}</td>" for m in ("auc", "sensitivity", "specificity", "accuracy"))
+            + "</tr>")
+    parts.append("</table><h2>MRMC (Obuchowski-Rockette, Hillis df): AUC aided − unaided</h2>"
+                 "<table><tr><th>covariance</th><th>analysis</th><th>difference</th><th>95% CI</th>"
+                 "<th>statistic</th><th>df</th><th>p</th></tr>")
+    for m, r in res["mrmc"].items():
+        if r.get("note"):
+            parts.append(f"<tr><td>{e(m)}</td><td colspan='6'>{e(r['note'])}</td></tr>")
+        if "error" in r:
+            parts.append(f"<tr><td>{e(m)}</td><td colspan='6'>{e(r['error'])}</td></tr>")
+            continue
+        for key, label in (("rrrc", "random readers, random cases"),
+                           ("frrc", "fixed readers, random cases"),
+                           ("rrfc", "random readers, fixed cases")):
+            t = r[key]
+            df = f"{t['df1']:g}, {t['df2']:.2f}" if t["df2"] is not None else f"{t['df1']:g}"
+            parts.append(f"<tr><td>{e(m)}</td><td>{label}</td><td>{t['difference']:+.4f}</td>"
+                         f"<td>{t['ci_lower']:+.4f} to {t['ci_upper']:+.4f}</td>"
+                         f"<td>{t['statistic']} = {t['value']:.3f}</td><td>{df}</td>"
+                         f"<td>{t['p_value']:.4f}</td></tr>")
+    parts.append("</table>")
+    first = True
+    for name, fig in all_figures(res).items():
+        parts.append(f"<h2>{e(name)}</h2>")
+        parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=first))
+        first = False
+    parts.append(f"<p><small>her2core {e(res['provenance']['her2core'])}, generated "
+                 f"{e(res['provenance']['generated_at'])}</small></p></body></html>")
+    return "\n".join(parts)
