@@ -579,6 +579,10 @@ def make_cohort(out: str | Path, *, n: int = 40, seed: int = 0, centres: int | l
         raise ValueError(f"centres must be 1..{len(DEFAULT_CENTRES)}")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} exists and is not empty (pass overwrite=True)")
+    if overwrite and (out / "truth.json").is_file() and (out / "cases").is_dir():
+        # a previous synthetic cohort: drop its cases so no stale folder survives
+        import shutil
+        shutil.rmtree(out / "cases")
     out.mkdir(parents=True, exist_ok=True)
     pick = np.random.default_rng(np.random.SeedSequence([int(seed), 10**6]))
     r2 = pick.random(n) < reader2_fraction

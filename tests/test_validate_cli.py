@@ -219,3 +219,24 @@ def test_shipped_assets_validate():
     assert busi.case("BUSI_10483").files["US"].spacing_known is False
     total = sum(p.stat().st_size for p in (ASSETS / "demo_cohort").rglob("*") if p.is_file())
     assert total < 15e6
+
+
+def test_demo_cohort_command(tmp_path):
+    out = tmp_path / "demo"
+    r = _cli("demo-cohort", "--out", str(out), "--n", "4", "--seed", "3", "--centres", "2",
+             "--modalities", "us")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (out / "cases").iterdir()) == [f"syn-000{i}" for i in range(4)]
+    assert sorted(p.name for p in (out / "cases" / "syn-0000").iterdir()) == ["US.png",
+                                                                             "US_mask.png"]
+    again = _cli("demo-cohort", "--out", str(out), "--n", "2")
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    assert "Traceback" not in again.stderr
+    r = _cli("demo-cohort", "--out", str(out), "--n", "2", "--overwrite", "--modalities", "mri",
+             "--size", "24x24x6")
+    assert r.returncode == 0
+    rep = validate_cohort(out)
+    assert rep.ok and rep.usable == ["syn-0000", "syn-0001"]   # no stale case folders
+    assert rep.case("syn-0001").files["DCE"].size == (24, 24, 6)
+    bad = _cli("demo-cohort", "--out", str(tmp_path / "x"), "--size", "4x4")
+    assert bad.returncode == 2 and "--size" in bad.stderr

@@ -52,7 +52,11 @@ def run(args) -> int:
                           prevalence=args.prevalence, modalities=args.modalities, shape=shape,
                           signal=args.signal, random_labels=args.random_labels,
                           overwrite=args.overwrite)
-    except (FileExistsError, ValueError) as exc:
+    except FileExistsError:
+        print(f"error: {args.out} exists and is not empty (use --overwrite to replace a "
+              "previous demo cohort)", file=sys.stderr)
+        return 2
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {args.n} synthetic cases to {out} (seed {args.seed}); "
