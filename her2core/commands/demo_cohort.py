@@ -37,11 +37,11 @@ def run(args) -> int:
     from her2core.synthetic import make_cohort
     try:
         shape = tuple(int(v) for v in args.size.lower().split("x"))
-        if len(shape) != 3 or min(shape) < 8:
+        if len(shape) != 3 or min(shape[:2]) < 16 or shape[2] < 4 or max(shape) > 512:
             raise ValueError
     except ValueError:
-        print(f"error: --size must look like 48x48x12 with every side >= 8, not {args.size!r}",
-              file=sys.stderr)
+        print(f"error: --size must look like 48x48x12 (x, y 16..512, z 4..512), not "
+              f"{args.size!r}", file=sys.stderr)
         return 2
     if args.n < 1 or args.n > 100000 or not 0 < args.prevalence < 1:
         print("error: --n must be 1..100000 and --prevalence strictly between 0 and 1",
