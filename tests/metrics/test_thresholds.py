@@ -62,3 +62,20 @@ def test_flat_has_json_shape():
     # dcurves counts at 0.25 for cancerpredmarker: NB 0.064 = tp/n - fp/n * 1/3
     n = len(y)
     assert_allclose(f["tp"] / n - f["fp"] / n / 3, 0.064, atol=1e-12)
+
+
+def test_f1_binomial_bootstrap_agrees_with_index_resampling():
+    from her2core.metrics import bootstrap_statistic_ci
+
+    d, y = asah()
+    m = threshold_metrics(y, d.s100b, 0.205, n_boot=2000, seed=1)
+
+    def f1(yy, ss):
+        pred = ss >= 0.205
+        tp = np.sum(pred & (yy == 1))
+        return 2 * tp / (2 * tp + np.sum(pred & (yy == 0)) + np.sum(~pred & (yy == 1)))
+
+    est, lo, hi, n_ok = bootstrap_statistic_ci(y, d.s100b.to_numpy(), f1, n_boot=2000, seed=2)
+    assert n_ok == 2000
+    assert_allclose(est, m.f1.value)
+    assert_allclose([m.f1.lower, m.f1.upper], [lo, hi], atol=0.025)
