@@ -8,6 +8,11 @@ or without a score are counted in the JSON under "excluded" and on stderr.
 Calibration, Brier, Hosmer-Lemeshow and decision curves are computed only for
 columns whose values all lie in [0, 1]; other columns are scores, not
 probabilities, and the JSON says so.
+
+--compare A B gives the paired DeLong test of two scores on the cases that
+have both (default: every pair); --compare-groups COLUMN the unpaired DeLong
+test (pROC roc.test, paired=FALSE) of each score between the two groups of a
+cohort column such as center.
 """
 from __future__ import annotations
 
@@ -57,6 +62,9 @@ def add_arguments(p) -> None:
                    help="decision-curve thresholds (default 0.01:0.99:0.01)")
     p.add_argument("--prevalence", type=float,
                    help="population prevalence for decision curves on case-control data")
+    p.add_argument("--compare-groups", metavar="COLUMN",
+                   help="unpaired DeLong test of each score's AUC between the two groups of "
+                        "this cohort column (e.g. center)")
     p.add_argument("--ci-method", choices=("wilson", "clopper-pearson"), default="wilson",
                    help="CI for sensitivity, specificity, PPV, NPV, accuracy (default wilson)")
 
@@ -107,9 +115,9 @@ def pick_scores(pred: pd.DataFrame, wanted: list[str] | None, path: Path) -> lis
     return numeric
 
 
-def read_labels(truth: Path, task: str) -> tuple[pd.Series, list[str]]:
-    """Labels (int Series indexed by case_id) and the case_ids left out of
-    the cohort table because their row had problems."""
+def read_labels(truth: Path, task: str) -> tuple[pd.Series, list[str], pd.DataFrame]:
+    """Labels (int Series indexed by case_id), the case_ids left out of the
+    cohort table because their row had problems, and the cohort table."""
     from her2core.cohort import read_cohort
 
     truth = Path(truth)
@@ -136,7 +144,9 @@ def read_labels(truth: Path, task: str) -> tuple[pd.Series, list[str]]:
     except CohortError as err:
         raise err.with_context(file=truth)
     labels.index = labels.index.astype(str)
-    return labels, bad_rows
+    table = cohort.table.copy()
+    table.index = table.index.astype(str)
+    return labels, bad_rows, table
 
 
 def _parse_range(text: str) -> np.ndarray:
@@ -262,6 +272,42 @@ def evaluate_scores(y: pd.Series, pred: pd.DataFrame, scores: list[str], *,
     return result, figs
 
 
+def compare_groups(y: pd.Series, pred: pd.DataFrame, scores: list[str], table: pd.DataFrame,
+                   column: str, truth: Path) -> list[dict]:
+    """Unpaired DeLong test (pROC roc.test, paired=FALSE) of each score between
+    the two groups of ``column``; cases with the column empty are left out."""
+    from her2core.metrics import delong_test_unpaired
+
+    if column not in table.columns:
+        raise CohortError(f"no column {column!r} in the cohort table", file=truth)
+    g = table.loc[y.index, column]
+    levels = sorted(g.dropna().astype(str).unique())
+    if len(levels) != 2:
+        raise CohortError(f"--compare-groups needs a column with exactly two values among the "
+                          f"evaluated cases; {column} has {len(levels)}: "
+                          f"{', '.join(levels[:5])}", file=truth)
+    gs = g.astype(str).where(g.notna())
+    out = []
+    for col in scores:
+        rec = {"score": col, "column": column, "group_a": levels[0], "group_b": levels[1],
+               "method": "delong", "paired": False}
+        s = pred.loc[y.index, col]
+        parts = []
+        for lev in levels:
+            sel = (gs == lev) & s.notna()
+            parts.append((y[sel].to_numpy().astype(int), s[sel].to_numpy(dtype=float)))
+        rec["n_a"], rec["n_b"] = len(parts[0][0]), len(parts[1][0])
+        if any(len(yy) < 3 or yy.min() == yy.max() or min(yy.sum(), (1 - yy).sum()) < 2
+               for yy, _ in parts):
+            rec["error"] = "each group needs at least two positive and two negative cases"
+        else:
+            t = delong_test_unpaired(parts[0][0], parts[0][1], parts[1][0], parts[1][1])
+            rec.update(auc_a=t.auc_a, auc_b=t.auc_b, auc_difference=t.auc_difference,
+                       d=t.statistic, df=t.df, p=t.p)
+        out.append(rec)
+    return out
+
+
 def _write_html(path: Path, figs: dict, summary: dict) -> None:
     from her2core import DISCLAIMER
     from her2core import plots
@@ -308,7 +354,7 @@ def run(args) -> int:
                 if c not in scores:
                     raise CohortError(f"--compare column {c} is not an evaluated score",
                                       file=pred_path, hint=f"scores: {', '.join(scores)}")
-    labels, bad_rows = read_labels(Path(args.truth), args.task)
+    labels, bad_rows, table = read_labels(Path(args.truth), args.task)
     if args.n_boot < 100:
         raise CohortError(f"--n-boot must be at least 100, got {args.n_boot}")
     dca_t = _parse_range(args.dca_thresholds)
@@ -356,6 +402,9 @@ def run(args) -> int:
         y, pred, scores, threshold=args.threshold, n_boot=args.n_boot, seed=args.seed,
         hl_groups=args.hl_groups, dca_thresholds=dca_t, prevalence=args.prevalence,
         ci_method=args.ci_method, compare=args.compare, with_figures=bool(args.html))
+    if args.compare_groups:
+        result["group_comparisons"] = compare_groups(y, pred, scores, table,
+                                                     args.compare_groups, Path(args.truth))
     from her2core import DISCLAIMER, __version__
     summary = {"n": int(len(y)), "positives": int(y.sum()), "task": args.task,
                "excluded": excluded, **result,

@@ -196,3 +196,26 @@ def test_her2_low_task_uses_ihc(tmp_path):
     assert r["excluded"]["predictions_without_label"] == ["k6", "k7", "k8"]
     # cases 0.4, 0.8, 0.9, 0.7 vs controls 0.1, 0.3, 0.6: 11 of 12 pairs ordered
     assert_allclose(r["scores"]["p_her2_low"]["auc"], 11 / 12)
+
+
+def test_compare_groups_unpaired_matches_proc(tmp_path):
+    """df_binary marker, age > 65 vs <= 65: pROC roc.test(paired=FALSE),
+    tests/reference/proc_extra_tests.csv."""
+    b, y = df_binary()
+    ids = [f"p{i}" for i in b.patientid]
+    coh = tmp_path / "cohort"
+    coh.mkdir()
+    pd.DataFrame({"case_id": ids, "her2": y,
+                  "center": np.where(b.age > 65, "old", "young")}).to_csv(
+        coh / "cohort.csv", index=False)
+    pd.DataFrame({"case_id": ids, "marker": b.marker}).to_csv(tmp_path / "p.csv", index=False)
+    out = tmp_path / "o.json"
+    assert main(["evaluate", "--predictions", str(tmp_path / "p.csv"), "--truth", str(coh),
+                 "--compare-groups", "center", "--n-boot", "100", "--json", str(out)]) == 0
+    g = json.loads(out.read_text())["group_comparisons"][0]
+    ref = pd.read_csv(VENDORED / "proc_extra_tests.csv").iloc[1]
+    assert (g["group_a"], g["group_b"]) == ("old", "young")
+    assert_allclose([g["d"], g["df"], g["p"], g["auc_a"], g["auc_b"]],
+                    [ref.statistic, ref.df, ref.p, ref.auc_a, ref.auc_b], atol=1e-9)
+    assert main(["evaluate", "--predictions", str(tmp_path / "p.csv"), "--truth", str(coh),
+                 "--compare-groups", "nope", "--json", str(out)]) == 2
