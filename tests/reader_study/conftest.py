@@ -54,3 +54,73 @@ def svc(db_path, clock):
     db = open_database(sqlite_url(db_path))
     yield ReaderStudyService(db, clock=clock)
     db.dispose()
+
+
+# ----------------------------------------------------------------------------- PostgreSQL
+# Optional: a throw-away PostgreSQL server on localhost, started from pg_ctl / initdb when
+# they are installed (apt-get install postgresql); the tests that use it are skipped
+# otherwise. As root the server runs as the "postgres" system user (runuser).
+
+import os
+import shutil
+import socket
+import subprocess
+import uuid
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    pg_ctl, initdb = shutil.which("pg_ctl"), shutil.which("initdb")
+    if not pg_ctl or not initdb:
+        pytest.skip("PostgreSQL (pg_ctl, initdb) not installed")
+    pytest.importorskip("psycopg")
+    import tempfile
+    from pathlib import Path
+
+    prefix = []
+    # not under pytest's tmp dir: that is private to root and the server user must reach it
+    base = Path(tempfile.mkdtemp(prefix="her2-pg-"))
+    data = base / "data"
+    if os.geteuid() == 0:
+        runuser = shutil.which("runuser")
+        try:
+            import pwd
+            pw = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root without a postgres system user")
+        if not runuser:
+            pytest.skip("running as root without runuser")
+        prefix = [runuser, "-u", "postgres", "--"]
+        os.chown(base, pw.pw_uid, pw.pw_gid)
+        base.chmod(0o700)
+    port = _free_port()
+    run = dict(check=True, capture_output=True, text=True, timeout=120)
+    try:
+        subprocess.run(prefix + [initdb, "-D", str(data), "-U", "postgres", "--auth=trust",
+                                 "-E", "UTF8", "--no-sync"], **run)
+        subprocess.run(prefix + [pg_ctl, "-D", str(data), "-l", str(base / "log.txt"), "-w", "-o",
+                                 f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off",
+                                 "start"], **run)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.skip(f"could not start PostgreSQL: {getattr(exc, 'stderr', exc)}")
+    yield f"postgresql://postgres@127.0.0.1:{port}"
+    subprocess.run(prefix + [pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
+                   capture_output=True, timeout=60)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    import psycopg
+
+    name = "t_" + uuid.uuid4().hex[:10]
+    with psycopg.connect(pg_server + "/postgres", autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return f"{pg_server}/{name}"
