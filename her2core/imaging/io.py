@@ -33,6 +33,7 @@ from typing import Iterator, Sequence
 import nibabel as nib
 import numpy as np
 import pydicom
+import pydicom.errors
 import SimpleITK as sitk
 
 from her2core import deid
@@ -527,6 +528,8 @@ def _check_dimension(image: Image, expected: int | None, path: Path) -> Image:
         return image
     if expected == 2 and image.ndim == 3 and not image.is_phases and image.shape[0] == 1:
         image = _squeeze_2d(image, path)
+    if expected == 3 and image.is_phases and image.array.shape[0] == 1:
+        image = image.phase(0)  # a 4-D file with a single time point
     got = image.array.ndim
     if got != expected:
         what = {2: "2-D", 3: "3-D", 4: "4-D (phases)"}
@@ -648,9 +651,8 @@ def _scan_dicom(root: Path, shown: Path) -> dict[str, list[tuple[Path, pydicom.D
         if any(part.startswith(".") or part == "__MACOSX" for part in rel.parts) or \
                 file.name.upper() == "DICOMDIR":
             continue
-        try:
-            ds = pydicom.dcmread(str(file), stop_before_pixels=True, specific_tags=_HEADER_TAGS)
-        except Exception:  # noqa: BLE001 - any non-DICOM file in the folder is skipped
+        ds = _read_header(file)
+        if ds is None:
             skipped += 1
             continue
         # identifiers are read only so that logs redact them and exports refuse them
@@ -669,6 +671,19 @@ def _scan_dicom(root: Path, shown: Path) -> dict[str, list[tuple[Path, pydicom.D
         raise ImageLoadError("no DICOM image files found", file=shown,
                              hint="give a folder or .zip that holds one DICOM series")
     return series
+
+
+def _read_header(file: Path) -> pydicom.Dataset | None:
+    """DICOM header (no pixels), also of files without the 128-byte preamble; None if not DICOM."""
+    for force in (False, True):
+        try:
+            return pydicom.dcmread(str(file), stop_before_pixels=True,
+                                   specific_tags=_HEADER_TAGS, force=force)
+        except pydicom.errors.InvalidDicomError:
+            continue
+        except Exception:  # noqa: BLE001 - any unreadable file in the folder is skipped
+            return None
+    return None
 
 
 def _series_info(uid: str, root: Path, items: list[tuple[Path, pydicom.Dataset]]) -> DicomSeriesInfo:

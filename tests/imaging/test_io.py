@@ -388,3 +388,17 @@ def test_list_series_in_zip(tmp_path, vol):
     with pytest.raises(ImageLoadError, match="2 DICOM series found"):
         load_image(zpath)
     assert_array_equal(load_image(zpath, series_uid="1.2.3.100").array, sitk.GetArrayFromImage(a))
+
+
+def test_dicom_without_preamble_and_single_timepoint_4d(tmp_path, vol):
+    ref = vol.make_volume(direction=vol.DIR_DICOM, dtype=np.int16)
+    files = vol.write_dicom_series(ref, tmp_path / "raw", uid="1.2.3.4")
+    for f in files:  # drop the 128-byte preamble and the "DICM" marker
+        f.write_bytes(f.read_bytes()[132:])
+    image = load_image(tmp_path / "raw")
+    assert_array_equal(image.array, sitk.GetArrayFromImage(ref))
+    assert_same_geometry(image, ref)
+    one = sitk.GetImageFromArray(sitk.GetArrayFromImage(ref)[None], isVector=False)
+    path = tmp_path / "t1_4d.nii.gz"
+    sitk.WriteImage(one, str(path))
+    assert load_image(path, sequence="T1").array.shape == vol.SHAPE

@@ -6,7 +6,7 @@ import logging
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from numpy.testing import assert_allclose, assert_array_equal
+from numpy.testing import assert_array_equal
 
 from her2core.errors import GeometryError, ImageLoadError, MaskError
 from her2core.imaging import Image
