@@ -55,3 +55,26 @@ def test_informative_model_little_optimism():
     assert r.apparent["auc"] > 0.75
     assert 0 <= r.optimism["auc"] < 0.03
     assert 0.85 < r.corrected["calibration_slope"] < 1.0
+
+
+def test_against_rms_validate():
+    """tests/reference/make_rms_validate.R: rms validate(lrm, B=1000) on aSAH.
+    The apparent indexes are deterministic; the optimism agrees within
+    Monte-Carlo error (different random resamples; B = 200 here)."""
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from ._refs import VENDORED, asah
+
+    d, y = asah()
+    X = np.column_stack([d.age, d.s100b, d.ndka, d.wfns, (d.gender == "Male").astype(float)])
+    ref = pd.read_csv(VENDORED / "rms_validate.csv").set_index("index")
+    r = bootstrap_validate(LogisticRegression(C=np.inf, solver="newton-cholesky", max_iter=200),
+                           X, y, B=200, seed=11)
+    assert r.n_failed == 0
+    assert_allclose(2 * r.apparent["auc"] - 1, ref.loc["Dxy", "apparent"], atol=1e-9)
+    assert_allclose(r.apparent["brier"], ref.loc["B", "apparent"], atol=1e-7)
+    assert_allclose(r.apparent["calibration_slope"], 1.0, atol=1e-6)
+    assert_allclose(2 * r.optimism["auc"], ref.loc["Dxy", "optimism"], atol=0.02)
+    assert_allclose(r.optimism["calibration_slope"], ref.loc["Slope", "optimism"], atol=0.06)
+    assert_allclose(r.optimism["brier"], ref.loc["B", "optimism"], atol=0.006)
