@@ -1,0 +1,170 @@
+"""Per-block scores: the "D-score" of papers 000 / 004 (and a radiomics score).
+
+A :class:`DeepScore` works on one block of feature columns, e.g. every column
+``"{sequence}__resnet50__f{i:04d}"`` (the backbone across the sequences) or every
+``"{sequence}__radiomics__{name}"``, and is one Pipeline:
+
+    ICC filter (optional side input) -> median imputation -> standardise
+    -> [PCA to k, standardise] (paper 003) -> univariate filter (p < 0.05)
+    -> Pearson |r| > 0.8 pruning -> LASSO (10-fold CV, 1-SE) -> logistic regression
+
+Every step is fitted in ``fit`` on the rows it is given, so resampling refits
+the whole chain. ``decision_function`` is the D-score on the log-odds scale;
+the score column is named ``dscore_<block>``.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_is_fitted
+
+from her2core.models.clinical import as_frame, check_binary, check_input_width
+from her2core.selection import (ClippedPCA, CorrelationPruner, ICCFilter, LassoSelector,
+                                UnivariateFilter, make_logistic)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DeepScore", "block_columns"]
+
+
+def block_columns(columns, block: str | None, sequences=None) -> list[str]:
+    """Feature columns ``{sequence}__{block}__...`` of a block (all columns if block is None)."""
+    out = []
+    for c in columns:
+        c = str(c)
+        if block is None:
+            out.append(c)
+            continue
+        parts = c.split("__")
+        if len(parts) < 3 or parts[1] != block:
+            continue
+        if sequences is not None and parts[0] not in sequences:
+            continue
+        out.append(c)
+    return out
+
+
+class DeepScore(ClassifierMixin, BaseEstimator):
+    """One block's score: selection chain + logistic regression.
+
+    block : backbone name (``"resnet50"``), ``"radiomics"``, or None for all columns.
+    sequences : restrict to these sequences (None: all present).
+    icc_second : second-ROI feature table (DataFrame by case_id) for the ICC filter,
+        or None (no ICC filtering). icc_threshold / icc_kind as :class:`ICCFilter`.
+    pca : number of PCA components before the univariate filter (003: 64), or None.
+    univariate : "ttest" / "mannwhitney" / None; alpha its threshold.
+    corr_threshold : Pearson |r| pruning threshold (None: off).
+    lasso : use the LASSO step; lasso_rule "1se" / "min"; lasso_cv folds.
+    C : penalty of the final logistic regression on the selected features
+        (L2; 1.0 keeps the score stable when a handful of features separate a
+        small training set).
+    """
+
+    def __init__(self, block=None, sequences=None, icc_second=None, icc_threshold=0.9,
+                 icc_kind="ICC(3,1)", pca=None, univariate="ttest", alpha=0.05,
+                 corr_threshold=0.8, lasso=True, lasso_rule="1se", lasso_cv=10, lasso_n_Cs=12,
+                 max_features=None, C=1.0, random_state=0):
+        self.block = block
+        self.sequences = sequences
+        self.icc_second = icc_second
+        self.icc_threshold = icc_threshold
+        self.icc_kind = icc_kind
+        self.pca = pca
+        self.univariate = univariate
+        self.alpha = alpha
+        self.corr_threshold = corr_threshold
+        self.lasso = lasso
+        self.lasso_rule = lasso_rule
+        self.lasso_cv = lasso_cv
+        self.lasso_n_Cs = lasso_n_Cs
+        self.max_features = max_features
+        self.C = C
+        self.random_state = random_state
+
+    @property
+    def score_name(self) -> str:
+        return f"dscore_{self.block or 'all'}"
+
+    def _build(self) -> Pipeline:
+        steps = []
+        if self.icc_second is not None:
+            steps.append(("icc", ICCFilter(second=self.icc_second, threshold=self.icc_threshold,
+                                           kind=self.icc_kind)))
+        steps += [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
+        if self.pca:
+            steps += [("pca", ClippedPCA(n_components=int(self.pca), random_state=self.random_state)),
+                      ("scale_pca", StandardScaler())]
+        if self.univariate:
+            steps.append(("univariate", UnivariateFilter(test=self.univariate, alpha=self.alpha)))
+        if self.corr_threshold is not None:
+            steps.append(("correlation", CorrelationPruner(threshold=self.corr_threshold)))
+        if self.lasso:
+            steps.append(("lasso", LassoSelector(cv=self.lasso_cv, rule=self.lasso_rule,
+                                                 n_Cs=self.lasso_n_Cs, max_features=self.max_features,
+                                                 random_state=self.random_state)))
+        steps.append(("clf", make_logistic(C=self.C, random_state=self.random_state)))
+        return Pipeline(steps).set_output(transform="pandas")
+
+    def fit(self, X, y):
+        X = as_frame(X)
+        y = check_binary(y)
+        cols = block_columns(X.columns, self.block, self.sequences)
+        if X.shape[1] == 0:
+            raise ValueError(f"0 feature(s) (shape=({X.shape[0]}, 0)) while a minimum of 1 is "
+                             "required.")
+        if not cols:
+            raise ValueError(f"no feature columns for block {self.block!r}"
+                             + (f" and sequences {self.sequences}" if self.sequences else ""))
+        self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
+        self.n_features_in_ = X.shape[1]
+        self.columns_ = cols
+        Xb = X[cols]
+        if Xb.shape[0] < 2:
+            raise ValueError(f"n_samples={Xb.shape[0]}: at least 2 samples are needed")
+        self.pipeline_ = self._build().fit(Xb, y)
+        self.classes_ = self.pipeline_.classes_
+        clf_in = self.pipeline_[:-1].get_feature_names_out()
+        self.selected_features_ = [str(c) for c in clf_in]
+        log.info("%s: %d of %d features selected", self.score_name, len(self.selected_features_),
+                 len(cols))
+        return self
+
+    def _block(self, X):
+        check_is_fitted(self, "pipeline_")
+        check_input_width(self, X)
+        X = as_frame(X)
+        missing = [c for c in self.columns_ if c not in X.columns]
+        if missing:
+            if X.shape[1] == len(self.columns_) and self.block is None:
+                X = X.set_axis(self.columns_, axis=1)
+            else:
+                raise ValueError(f"X has {X.shape[1]} features, but DeepScore is expecting "
+                                 f"{self.n_features_in_} features as input "
+                                 f"(missing {missing[:3]}...)")
+        return X[self.columns_]
+
+    def decision_function(self, X):
+        """The D-score on the log-odds scale."""
+        Xb = self._block(X)
+        return self.pipeline_.decision_function(Xb)
+
+    def predict_proba(self, X):
+        Xb = self._block(X)
+        return self.pipeline_.predict_proba(Xb)
+
+    def predict(self, X):
+        Xb = self._block(X)
+        return self.pipeline_.predict(Xb)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.classifier_tags.multi_class = False
+        return tags

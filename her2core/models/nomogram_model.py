@@ -1,0 +1,176 @@
+"""The combined model as ONE scikit-learn estimator: :class:`StackedNomogram`.
+
+``fit(X, y)`` on a DataFrame holding the image feature columns and the clinical
+columns:
+
+1. for every block scorer (a :class:`~her2core.models.deepscore.DeepScore` or any
+   classifier with ``decision_function``), **cross-fitted** out-of-fold scores
+   are computed (stratified k-fold; when case ids repeat, as in a bootstrap
+   resample, copies of one case stay in one fold), so the second level never
+   sees a score computed on the case itself;
+2. each scorer is then refitted on all rows, for use at prediction time;
+3. the second level, a :class:`~her2core.models.clinical.ClinicalModel`, is
+   fitted on the out-of-fold scores (always kept) + clinical predictors
+   (univariable screen, optional stepwise): an unpenalised logistic regression,
+   i.e. a nomogram (paper 000: D-scores + aln_abnormal, enhancement_curve,
+   peritumoral_edema, microcalcification; paper 004: D-score + clinical).
+
+Late fusion of modality models (paper 001) is the same estimator without
+clinical predictors (see :mod:`her2core.models.fusion`); a clinical-only model
+is the same estimator without scorers. Because everything happens inside
+``fit``, bootstrap validation refits every selection step.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_is_fitted
+
+from her2core.models.clinical import ClinicalModel, as_frame, check_binary, check_input_width
+
+log = logging.getLogger(__name__)
+
+__all__ = ["StackedNomogram", "scorer_name"]
+
+
+def scorer_name(name: str) -> str:
+    return name if name.startswith("dscore_") else f"dscore_{name}"
+
+
+class StackedNomogram(ClassifierMixin, BaseEstimator):
+    """Block scores (cross-fitted) + clinical predictors in one logistic regression.
+
+    scorers : list of (name, estimator); the score column is ``dscore_<name>``.
+    clinical_predictors : clinical columns offered to the second level; None:
+        every column of X not used by a scorer (and not ``case_id``-like text).
+    clinical_selection : "univariate" (p < alpha) or "none".
+    stepwise : backward AIC elimination of clinical variables.
+    cv : folds for the out-of-fold scores.
+    C : inverse penalty of the second level (inf: unpenalised nomogram).
+    final : None (logistic nomogram) or an unfitted classifier used as the
+        second level instead (e.g. a model-zoo search; then no nomogram).
+    nonnegative_scores : a score whose second-level weight is not positive is
+        dropped (see :class:`ClinicalModel` ``positive``).
+    """
+
+    def __init__(self, scorers=(), clinical_predictors=None, clinical_selection="univariate",
+                 alpha=0.05, stepwise=False, cv=5, C=np.inf, final=None, nonnegative_scores=True,
+                 random_state=0):
+        self.scorers = scorers
+        self.clinical_predictors = clinical_predictors
+        self.clinical_selection = clinical_selection
+        self.alpha = alpha
+        self.stepwise = stepwise
+        self.cv = cv
+        self.C = C
+        self.final = final
+        self.nonnegative_scores = nonnegative_scores
+        self.random_state = random_state
+
+    # -- helpers -------------------------------------------------------------
+    def _clinical_columns(self, X: pd.DataFrame, used: set) -> list[str]:
+        if self.clinical_predictors is not None:
+            return [c for c in self.clinical_predictors if c in X.columns]
+        return [c for c in X.columns if c not in used and "__" not in str(c)]
+
+    def _splitter(self, y, groups):
+        n_min = int(np.bincount(y).min())
+        n_groups = len(np.unique(groups))
+        k = max(2, min(int(self.cv), n_min))
+        if n_groups < len(groups):
+            return StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=self.random_state)
+        return StratifiedKFold(n_splits=k, shuffle=True, random_state=self.random_state)
+
+    # -- fit -----------------------------------------------------------------
+    def fit(self, X, y):
+        X = as_frame(X)
+        y = check_binary(y)
+        self.classes_, yi = np.unique(y, return_inverse=True)
+        self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
+        self.n_features_in_ = X.shape[1]
+        groups = pd.factorize(pd.Index(X.index))[0]
+        oof = {}
+        self.scorers_ = []
+        used: set = set()
+        for name, est in self.scorers:
+            col = scorer_name(name)
+            scores = np.full(len(yi), np.nan)
+            splitter = self._splitter(yi, groups)
+            for tr, te in _split(splitter, yi, groups):
+                m = clone(est).fit(X.iloc[tr], y[tr])
+                scores[te] = _score(m, X.iloc[te])
+            oof[col] = scores
+            fitted = clone(est).fit(X, y)
+            self.scorers_.append((col, fitted))
+            used |= set(getattr(fitted, "columns_", []))
+        self.score_columns_ = list(oof)
+        self.clinical_columns_ = self._clinical_columns(X, used)
+        Z = pd.DataFrame(oof, index=X.index)
+        Z = pd.concat([Z, X[self.clinical_columns_]], axis=1)
+        if Z.shape[1] == 0:
+            raise ValueError(f"0 feature(s) (shape=({X.shape[0]}, 0)) while a minimum of 1 is "
+                             "required (no scorers and no clinical predictors).")
+        self.oof_scores_ = Z[self.score_columns_].copy()
+        if self.final is None:
+            self.final_ = ClinicalModel(predictors=self.clinical_columns_, force=self.score_columns_,
+                                        selection=self.clinical_selection, alpha=self.alpha,
+                                        stepwise=self.stepwise, C=self.C,
+                                        positive=self.score_columns_ if self.nonnegative_scores
+                                        else ()).fit(Z, y)
+        else:
+            self.final_ = clone(self.final).fit(Z, y)
+        return self
+
+    # -- predict -------------------------------------------------------------
+    def second_level(self, X) -> pd.DataFrame:
+        """The second-level inputs: ``dscore_*`` (log-odds) and the clinical columns."""
+        check_is_fitted(self, "final_")
+        check_input_width(self, X)
+        X = as_frame(X)
+        if X.shape[1] != self.n_features_in_ and not set(self.clinical_columns_) <= set(X.columns):
+            raise ValueError(f"X has {X.shape[1]} features, but StackedNomogram is expecting "
+                             f"{self.n_features_in_} features as input")
+        Z = pd.DataFrame({c: _score(m, X) for c, m in self.scorers_}, index=X.index)
+        missing = [c for c in self.clinical_columns_ if c not in X.columns]
+        if missing:
+            raise ValueError(f"clinical columns missing from the input: {missing}")
+        return pd.concat([Z, X[self.clinical_columns_]], axis=1)
+
+    def decision_function(self, X):
+        Z = self.second_level(X)
+        if hasattr(self.final_, "decision_function"):
+            return np.asarray(self.final_.decision_function(Z))
+        p = np.clip(self.final_.predict_proba(Z)[:, 1], 1e-12, 1 - 1e-12)
+        return np.log(p / (1 - p))
+
+    def predict_proba(self, X):
+        Z = self.second_level(X)
+        return self.final_.predict_proba(Z)
+
+    def predict(self, X):
+        p = self.predict_proba(X)[:, 1]
+        return self.classes_[(p > 0.5).astype(int)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.classifier_tags.multi_class = False
+        return tags
+
+
+def _split(splitter, y, groups):
+    if isinstance(splitter, StratifiedGroupKFold):
+        return splitter.split(np.zeros(len(y)), y, groups)
+    return splitter.split(np.zeros(len(y)), y)
+
+
+def _score(model, X) -> np.ndarray:
+    if hasattr(model, "decision_function"):
+        return np.asarray(model.decision_function(X), dtype=float).ravel()
+    p = np.clip(model.predict_proba(X)[:, 1], 1e-12, 1 - 1e-12)
+    return np.log(p / (1 - p))

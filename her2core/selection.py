@@ -1,0 +1,533 @@
+"""Feature selection steps as scikit-learn transformers.
+
+Every selector here is a real scikit-learn estimator: ``__init__`` stores
+parameters only, everything learnt from data is computed in ``fit`` (and ends in
+``_``), so that a Pipeline refits it inside each cross-validation fold and each
+bootstrap resample (the leakage the seed papers suffer from, where ICC / LASSO
+were fitted on all cases before validation, cannot happen here).
+
+All selectors accept pandas DataFrames, keep feature names
+(``get_feature_names_out``) and honour ``set_output(transform="pandas")``.
+
+- :class:`ICCFilter` keeps features whose intraclass correlation between two ROI
+  versions (reader 1 / reader 2, or the ROI and a perturbed ROI) reaches a
+  threshold. Default ICC(3,1) (two-way mixed, consistency, single rater,
+  Shrout & Fleiss 1979; McGraw & Wong "ICC(C,1)"); ``kind="ICC(2,1)"`` gives
+  two-way random, absolute agreement. Paper 000 keeps ICC >= 0.9.
+- :class:`UnivariateFilter`: Welch t-test or Mann-Whitney U, p < alpha, at least
+  ``k_min`` features kept (the ones with the smallest p).
+- :class:`CorrelationPruner`: Pearson |r| > threshold pruning; of a correlated
+  pair the feature more associated with the label is kept.
+- :class:`LassoSelector`: L1 logistic regression with k-fold CV over a grid of
+  C (= 1/lambda), lambda chosen by the 1-SE rule (default, as glmnet's
+  ``lambda.1se``) or the minimum CV deviance (``lambda.min``).
+- :class:`ClippedPCA`: PCA to ``n_components`` (64 in paper 003), clipped to
+  what the training data allows.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.base import BaseEstimator, TransformerMixin, ClassNamePrefixFeaturesOutMixin
+from sklearn.feature_selection import SelectorMixin
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "SideTable", "icc", "ICCFilter", "UnivariateFilter", "CorrelationPruner", "LassoSelector",
+    "ClippedPCA", "make_logistic",
+]
+
+
+# ----------------------------------------------------------------------------
+# helpers
+
+def make_logistic(C: float = 1.0, l1: bool = False, *, max_iter: int = 1000,
+                  random_state=None, class_weight=None, tol: float = 1e-4):
+    """A LogisticRegression across scikit-learn versions.
+
+    ``C=np.inf`` is unpenalised; ``l1=True`` is the lasso (liblinear solver).
+    scikit-learn 1.8 deprecated ``penalty=`` in favour of ``l1_ratio`` / ``C``.
+    """
+    import sklearn
+    from sklearn.linear_model import LogisticRegression
+
+    new_api = tuple(int(p) for p in sklearn.__version__.split(".")[:2]) >= (1, 8)
+    kw = dict(C=C, max_iter=max_iter, random_state=random_state, class_weight=class_weight, tol=tol)
+    if l1:
+        kw["solver"] = "liblinear"
+        if new_api:
+            kw["l1_ratio"] = 1.0
+        else:
+            kw["penalty"] = "l1"
+    elif not np.isfinite(C) and not new_api:
+        kw["C"] = 1.0
+        kw["penalty"] = None
+    return LogisticRegression(**kw)
+
+
+def _class_y(y):
+    """Classes and integer codes of a classification target (binary in practice;
+    more classes are accepted so the generic scikit-learn checks apply)."""
+    y = np.asarray(y)
+    kind = type_of_target(y)
+    if kind not in ("binary", "multiclass"):
+        raise ValueError(f"Unknown label type: a binary outcome is needed, got {kind}")
+    classes, yi = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError("Only one class present in y; a binary outcome is needed")
+    return classes, yi
+
+
+def icc(ratings, kind: str = "ICC(3,1)") -> float:
+    """Intraclass correlation of an (n subjects x k raters) array.
+
+    ``kind``: "ICC(1,1)", "ICC(2,1)" (two-way random, absolute agreement) or
+    "ICC(3,1)" (two-way mixed, consistency), Shrout & Fleiss (1979). Rows with
+    a missing value are dropped. Returns NaN with fewer than 2 complete rows
+    or zero total variance.
+    """
+    r = np.asarray(ratings, dtype=float)
+    r = r[~np.isnan(r).any(axis=1)]
+    n, k = r.shape
+    if n < 2 or k < 2:
+        return float("nan")
+    grand = r.mean()
+    ss_total = ((r - grand) ** 2).sum()
+    if ss_total <= 0:
+        return float("nan")
+    ss_rows = k * ((r.mean(axis=1) - grand) ** 2).sum()
+    ss_cols = n * ((r.mean(axis=0) - grand) ** 2).sum()
+    ss_err = ss_total - ss_rows - ss_cols
+    msr = ss_rows / (n - 1)
+    msc = ss_cols / (k - 1)
+    mse = ss_err / ((n - 1) * (k - 1))
+    msw = (ss_cols + ss_err) / (n * (k - 1))
+    if kind == "ICC(1,1)":
+        den = msr + (k - 1) * msw
+        return float((msr - msw) / den) if den > 0 else float("nan")
+    if kind == "ICC(2,1)":
+        den = msr + (k - 1) * mse + k * (msc - mse) / n
+        return float((msr - mse) / den) if den > 0 else float("nan")
+    if kind == "ICC(3,1)":
+        den = msr + (k - 1) * mse
+        return float((msr - mse) / den) if den > 0 else float("nan")
+    raise ValueError(f"unknown ICC kind {kind!r}: use 'ICC(1,1)', 'ICC(2,1)' or 'ICC(3,1)'")
+
+
+def _icc_columns(a: np.ndarray, b: np.ndarray, kind: str) -> np.ndarray:
+    """ICC per column between two (n x p) arrays, vectorised, NaN-pairwise."""
+    a = np.asarray(a, float)
+    b = np.asarray(b, float)
+    out = np.full(a.shape[1], np.nan)
+    ok = ~(np.isnan(a) | np.isnan(b))
+    if ok.all():
+        n = a.shape[0]
+        if n < 2:
+            return out
+        r = np.stack([a, b], axis=2)  # n, p, 2
+        k = 2
+        grand = r.mean(axis=(0, 2))
+        ss_total = ((r - grand[None, :, None]) ** 2).sum(axis=(0, 2))
+        ss_rows = k * ((r.mean(axis=2) - grand) ** 2).sum(axis=0)
+        ss_cols = n * ((r.mean(axis=0) - grand[:, None]) ** 2).sum(axis=1)
+        ss_err = ss_total - ss_rows - ss_cols
+        msr = ss_rows / (n - 1)
+        msc = ss_cols / (k - 1)
+        mse = ss_err / ((n - 1) * (k - 1))
+        msw = (ss_cols + ss_err) / (n * (k - 1))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if kind == "ICC(1,1)":
+                den = msr + (k - 1) * msw
+                val = (msr - msw) / den
+            elif kind == "ICC(2,1)":
+                den = msr + (k - 1) * mse + k * (msc - mse) / n
+                val = (msr - mse) / den
+            elif kind == "ICC(3,1)":
+                den = msr + (k - 1) * mse
+                val = (msr - mse) / den
+            else:
+                raise ValueError(f"unknown ICC kind {kind!r}")
+        val[(ss_total <= 0) | (den <= 0)] = np.nan
+        return val
+    for j in range(a.shape[1]):
+        out[j] = icc(np.column_stack([a[:, j], b[:, j]]), kind)
+    return out
+
+
+def _univariate_p(X: np.ndarray, yi: np.ndarray, test: str) -> np.ndarray:
+    """Two-sample p-value per column; NaN-safe; constant columns get p = 1."""
+    p = np.ones(X.shape[1])
+    if yi.max() > 1:  # more than two classes: one-way ANOVA / Kruskal-Wallis
+        for j in range(X.shape[1]):
+            groups = [X[yi == c, j][~np.isnan(X[yi == c, j])] for c in range(yi.max() + 1)]
+            groups = [g for g in groups if len(g) >= 2]
+            allv = np.concatenate(groups) if groups else np.array([])
+            if len(groups) < 2 or np.ptp(allv) == 0:
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                pv = (stats.f_oneway(*groups) if test == "ttest" else stats.kruskal(*groups)).pvalue
+            p[j] = pv if np.isfinite(pv) else 1.0
+        return p
+    g0, g1 = X[yi == 0], X[yi == 1]
+    for j in range(X.shape[1]):
+        a = g0[:, j][~np.isnan(g0[:, j])]
+        b = g1[:, j][~np.isnan(g1[:, j])]
+        if len(a) < 2 or len(b) < 2:
+            continue
+        if np.ptp(np.concatenate([a, b])) == 0:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            if test == "ttest":
+                pv = stats.ttest_ind(a, b, equal_var=False).pvalue
+            elif test == "mannwhitney":
+                pv = stats.mannwhitneyu(a, b, alternative="two-sided").pvalue
+            else:
+                raise ValueError(f"unknown test {test!r}: use 'ttest' or 'mannwhitney'")
+        p[j] = pv if np.isfinite(pv) else 1.0
+    return p
+
+
+def _keep_at_least(mask: np.ndarray, order_score: np.ndarray, k_min: int) -> np.ndarray:
+    """Make sure at least k_min features are selected: best ``order_score`` first (lower is better)."""
+    k_min = min(int(k_min), mask.size)
+    if mask.sum() < k_min:
+        best = np.argsort(order_score, kind="stable")[:k_min]
+        mask = mask.copy()
+        mask[best] = True
+    return mask
+
+
+# ----------------------------------------------------------------------------
+# ICC
+
+class SideTable:
+    """Read-only holder of a side-input DataFrame (the second-ROI features).
+
+    ``copy.deepcopy`` (and so ``sklearn.base.clone``) returns the same holder, so
+    a large table is not copied for every fold and bootstrap resample. Fitted
+    estimators keep only what they learnt from it; bundles store no side table.
+    """
+
+    def __init__(self, frame: pd.DataFrame):
+        if not isinstance(frame, pd.DataFrame):
+            raise TypeError("SideTable needs a pandas DataFrame indexed by case_id")
+        self.frame = frame
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __repr__(self):
+        return f"SideTable({self.frame.shape[0]} cases x {self.frame.shape[1]} features)"
+
+
+class ICCFilter(SelectorMixin, BaseEstimator):
+    """Keep features reproducible between two ROI versions (ICC >= threshold).
+
+    Parameters
+    ----------
+    second : pandas.DataFrame, :class:`SideTable` or None
+        Side input: the same features extracted from the second ROI
+        (``mask_reader2`` when the cohort has it, else a perturbed ROI eroded /
+        dilated by one voxel), indexed by case_id, columns named as in X.
+        ``fit`` computes the ICC only on the training cases (the rows of X,
+        matched by index), so the filter is refitted inside every resample.
+        With ``second=None`` the filter keeps every feature (logged).
+    threshold : float, default 0.9 (paper 000)
+    kind : "ICC(3,1)" (default) or "ICC(2,1)" (or "ICC(1,1)").
+    min_cases : int, fewer matched cases than this -> keep everything (logged).
+    k_min : int, at least this many features (highest ICC) are kept.
+    """
+
+    def __init__(self, second=None, threshold: float = 0.9, kind: str = "ICC(3,1)",
+                 min_cases: int = 5, k_min: int = 1):
+        self.second = second
+        self.threshold = threshold
+        self.kind = kind
+        self.min_cases = min_cases
+        self.k_min = k_min
+
+    def fit(self, X, y=None):
+        index = X.index if isinstance(X, pd.DataFrame) else None
+        Xa = validate_data(self, X, ensure_all_finite="allow-nan", dtype=float)
+        p = Xa.shape[1]
+        self.icc_ = np.full(p, np.nan)
+        self.n_matched_ = 0
+        if self.second is None:
+            self.support_ = np.ones(p, dtype=bool)
+            return self
+        if index is None:
+            raise ValueError("ICCFilter with a second-ROI table needs X as a DataFrame "
+                             "indexed by case_id")
+        second = self.second.frame if isinstance(self.second, SideTable) else self.second
+        if not isinstance(second, pd.DataFrame):
+            raise TypeError("ICCFilter.second must be a pandas DataFrame (or SideTable) "
+                            "indexed by case_id")
+        names = list(self.feature_names_in_) if hasattr(self, "feature_names_in_") else None
+        cols = [c for c in (names or []) if c in second.columns]
+        # matched training rows (a bootstrap resample repeats case ids: keep duplicates,
+        # the ICC is then computed on the resample as drawn)
+        in_second = np.asarray(index.isin(second.index))
+        self.n_matched_ = int(in_second.sum())
+        if self.n_matched_ < self.min_cases or not cols:
+            log.warning("ICC filter: %d training cases with a second ROI (< %d) or no matching "
+                        "columns: all %d features kept", self.n_matched_, self.min_cases, p)
+            self.support_ = np.ones(p, dtype=bool)
+            return self
+        pos = {c: i for i, c in enumerate(names)}
+        idx = [pos[c] for c in cols]
+        a = Xa[in_second][:, idx]
+        b = second.loc[index[in_second], cols].to_numpy(dtype=float)
+        vals = _icc_columns(a, b, self.kind)
+        self.icc_[idx] = vals
+        keep = np.nan_to_num(self.icc_, nan=-np.inf) >= self.threshold
+        # columns without a second version cannot be checked: keep them
+        missing = np.ones(p, dtype=bool)
+        missing[idx] = False
+        keep |= missing
+        self.support_ = _keep_at_least(keep, -np.nan_to_num(self.icc_, nan=-np.inf), self.k_min)
+        log.info("ICC filter (%s >= %.2f): %d of %d features kept (%d cases)", self.kind,
+                 self.threshold, int(self.support_.sum()), p, self.n_matched_)
+        return self
+
+    def _get_support_mask(self):
+        check_is_fitted(self, "support_")
+        return self.support_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+
+# ----------------------------------------------------------------------------
+# univariate
+
+class UnivariateFilter(SelectorMixin, BaseEstimator):
+    """Keep features with a two-sample test p < alpha between the classes.
+
+    test : "ttest" (Welch) or "mannwhitney". At least ``k_min`` features (the
+    smallest p) are kept, so a pipeline never runs out of features.
+    """
+
+    def __init__(self, test: str = "ttest", alpha: float = 0.05, k_min: int = 1):
+        self.test = test
+        self.alpha = alpha
+        self.k_min = k_min
+
+    def fit(self, X, y):
+        X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=float)
+        self.classes_, yi = _class_y(y)
+        self.pvalues_ = _univariate_p(X, yi, self.test)
+        keep = self.pvalues_ < self.alpha
+        self.support_ = _keep_at_least(keep, self.pvalues_, self.k_min)
+        return self
+
+    def _get_support_mask(self):
+        check_is_fitted(self, "support_")
+        return self.support_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.target_tags.required = True
+        return tags
+
+
+# ----------------------------------------------------------------------------
+# correlation
+
+class CorrelationPruner(SelectorMixin, BaseEstimator):
+    """Drop one of every pair of features with |Pearson r| > threshold.
+
+    Features are visited from the most to the least associated with the label
+    (|point-biserial r|, i.e. |Pearson r| with the 0/1 label); a feature is kept
+    when it is not correlated above the threshold with any feature kept before,
+    so of each correlated pair the one more associated with the label stays.
+    Without y the column order decides.
+    """
+
+    def __init__(self, threshold: float = 0.8):
+        self.threshold = threshold
+
+    def fit(self, X, y=None):
+        X = validate_data(self, X, dtype=float)
+        p = X.shape[1]
+        Xc = X - X.mean(axis=0)
+        sd = np.sqrt((Xc ** 2).sum(axis=0))
+        const = sd == 0
+        sd[const] = 1.0
+        Z = Xc / sd
+        if y is not None:
+            _, yi = _class_y(y)
+            # |Pearson r| with each one-vs-rest class indicator (the 0/1 label when binary)
+            assoc = np.zeros(p)
+            for c in (range(1, 2) if yi.max() == 1 else range(yi.max() + 1)):
+                yc = (yi == c).astype(float)
+                yc -= yc.mean()
+                assoc = np.maximum(assoc, np.abs(Z.T @ (yc / np.sqrt((yc ** 2).sum()))))
+            assoc[const] = -1.0
+            order = np.argsort(-assoc, kind="stable")
+            self.label_assoc_ = assoc
+        else:
+            order = np.arange(p)
+        R = np.abs(Z.T @ Z)
+        keep = np.zeros(p, dtype=bool)
+        kept: list[int] = []
+        for j in order:
+            if const[j] and (kept or j != order[0]):
+                continue
+            if kept and np.any(R[j, kept] > self.threshold):
+                continue
+            keep[j] = True
+            kept.append(j)
+        if not keep.any():
+            keep[order[0]] = True
+        self.support_ = keep
+        return self
+
+    def _get_support_mask(self):
+        check_is_fitted(self, "support_")
+        return self.support_
+
+
+# ----------------------------------------------------------------------------
+# LASSO
+
+def _l1_coef(X, yi, C):
+    """L1 logistic coefficients, (1, p) when binary, one-vs-rest rows otherwise."""
+    if yi.max() == 1:
+        return make_logistic(C=C, l1=True, random_state=0).fit(X, yi).coef_
+    return np.vstack([make_logistic(C=C, l1=True, random_state=0).fit(X, (yi == c).astype(int)).coef_
+                      for c in range(yi.max() + 1)])
+
+
+class LassoSelector(SelectorMixin, BaseEstimator):
+    """L1-penalised logistic regression with k-fold CV over C = 1/lambda.
+
+    The CV criterion is the binomial deviance (log loss), as glmnet's
+    ``cv.glmnet(family="binomial")``. ``rule="1se"`` picks the strongest
+    penalty whose mean CV deviance is within one standard error of the
+    minimum (``lambda.1se``); ``rule="min"`` the minimum (``lambda.min``).
+    Features with a non-zero coefficient at the chosen C are kept; if none,
+    the ``k_min`` features entering the path first (largest |coef| at the
+    weakest penalty of the grid) are kept. Expects standardised input.
+    """
+
+    def __init__(self, n_Cs: int = 12, C_range: tuple = (1e-3, 10.0), cv: int = 10,
+                 rule: str = "1se", k_min: int = 1, max_features: int | None = None,
+                 random_state=0):
+        self.n_Cs = n_Cs
+        self.C_range = C_range
+        self.cv = cv
+        self.rule = rule
+        self.k_min = k_min
+        self.max_features = max_features
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        X, y = validate_data(self, X, y, dtype=float)
+        self.classes_, yi = _class_y(y)
+        if self.rule not in ("1se", "min"):
+            raise ValueError(f"rule must be '1se' or 'min', got {self.rule!r}")
+        Cs = np.geomspace(self.C_range[0], self.C_range[1], int(self.n_Cs))
+        self.Cs_ = Cs
+        n_min = int(np.bincount(yi).min())
+        n_splits = min(int(self.cv), n_min) if len(self.classes_) == 2 else 0
+        dev = np.full((max(n_splits, 1), len(Cs)), np.nan)
+        if n_splits >= 2:
+            # identical rows (copies of one case in a bootstrap resample) stay in one fold,
+            # else the CV would reward overfitting through the copies
+            _, groups = np.unique(X, axis=0, return_inverse=True)
+            groups = np.asarray(groups).ravel()
+            if len(np.unique(groups)) < len(groups):
+                skf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True,
+                                           random_state=self.random_state)
+            else:
+                skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.random_state)
+            for f, (tr, te) in enumerate(skf.split(X, yi, groups) if isinstance(skf, StratifiedGroupKFold)
+                                         else skf.split(X, yi)):
+                if len(np.unique(yi[tr])) < 2:
+                    continue
+                for i, C in enumerate(Cs):
+                    m = make_logistic(C=C, l1=True, random_state=0).fit(X[tr], yi[tr])
+                    pr = np.clip(m.predict_proba(X[te])[:, 1], 1e-12, 1 - 1e-12)
+                    dev[f, i] = -2 * np.mean(yi[te] * np.log(pr) + (1 - yi[te]) * np.log(1 - pr))
+            mean = np.nanmean(dev, axis=0)
+            se = np.nanstd(dev, axis=0, ddof=1) / np.sqrt(np.sum(~np.isnan(dev), axis=0))
+            se = np.nan_to_num(se, nan=0.0)
+            if np.all(np.isnan(mean)):
+                mean = np.zeros(len(Cs))
+            i_min = int(np.nanargmin(mean))
+            if self.rule == "min":
+                i_sel = i_min
+            else:
+                ok = np.where(mean <= mean[i_min] + se[i_min])[0]
+                i_sel = int(ok.min())  # smallest C = strongest penalty
+            self.cv_deviance_ = mean
+        else:
+            i_min = i_sel = len(Cs) - 1
+            self.cv_deviance_ = np.full(len(Cs), np.nan)
+        self.C_min_ = float(Cs[i_min])
+        self.C_ = float(Cs[i_sel])
+        self.coef_ = _l1_coef(X, yi, self.C_)
+        coef = np.abs(self.coef_).max(axis=0)
+        keep = coef != 0
+        if keep.sum() < self.k_min:
+            weak = np.abs(_l1_coef(X, yi, Cs[-1])).max(axis=0)
+            keep = _keep_at_least(keep, -np.abs(weak), self.k_min)
+        if self.max_features is not None and keep.sum() > self.max_features:
+            top = np.argsort(-np.abs(coef), kind="stable")[: self.max_features]
+            keep = np.zeros_like(keep)
+            keep[top] = True
+        self.support_ = keep
+        return self
+
+    def _get_support_mask(self):
+        check_is_fitted(self, "support_")
+        return self.support_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        return tags
+
+
+# ----------------------------------------------------------------------------
+# PCA
+
+class ClippedPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """PCA to ``n_components`` (paper 003: 64), clipped to min(n_samples, n_features).
+
+    Output columns are named ``clippedpca0, clippedpca1, ...``.
+    """
+
+    def __init__(self, n_components: int = 64, whiten: bool = False, random_state=0):
+        self.n_components = n_components
+        self.whiten = whiten
+        self.random_state = random_state
+
+    def fit(self, X, y=None):
+        from sklearn.decomposition import PCA
+
+        X = validate_data(self, X, dtype=float)
+        k = int(max(1, min(self.n_components, X.shape[0], X.shape[1])))
+        self.pca_ = PCA(n_components=k, whiten=self.whiten, svd_solver="full",
+                        random_state=self.random_state).fit(X)
+        self._n_features_out = k
+        self.explained_variance_ratio_ = self.pca_.explained_variance_ratio_
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "pca_")
+        X = validate_data(self, X, dtype=float, reset=False)
+        return self.pca_.transform(X)
