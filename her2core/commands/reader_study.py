@@ -332,6 +332,14 @@ def html_report(res: dict) -> str:
         parts.append(f"<tr><td>{e(d['reader'])}</td>" + "".join(
             f"<td>{_fmt(d[m])}</td>" for m in ("auc", "sensitivity", "specificity", "accuracy"))
             + "</tr>")
+    if res.get("her2_low"):
+        parts.append("</table><h2>HER2-low vs HER2-zero (truly HER2-negative cases called "
+                     "negative; positive = HER2-low)</h2><table><tr><th>reader</th><th>arm</th>"
+                     "<th>n</th><th>sensitivity</th><th>specificity</th><th>accuracy</th></tr>")
+        for h in res["her2_low"]:
+            parts.append(f"<tr><td>{e(h['reader'])}</td><td>{e(h['arm'])}</td><td>{h['n_cases']}</td>"
+                         + "".join(f"<td>{_fmt(h[m])}</td>" for m in
+                                   ("sensitivity", "specificity", "accuracy")) + "</tr>")
     parts.append("</table><h2>MRMC (Obuchowski-Rockette, Hillis df): AUC aided − unaided</h2>"
                  "<table><tr><th>covariance</th><th>analysis</th><th>difference</th><th>95% CI</th>"
                  "<th>statistic</th><th>df</th><th>p</th></tr>")

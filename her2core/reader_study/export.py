@@ -50,12 +50,14 @@ def to_imrmc(df: pd.DataFrame, study_name: str = "HER2 reader study") -> str:
     d = to_mrmcaov(df)
     truth = d.drop_duplicates("case").set_index("case")["truth"].sort_index()
     buf = io.StringIO()
-    buf.write(f"{study_name}: HER2 reader study exported by her2core (score = rating 0-100, "
+    # iMRMC looks for "N0:", "NR:", ... anywhere in header lines: keep colons out of the title
+    title = " ".join(str(study_name).replace(":", " ").replace(",", " ").split())
+    buf.write(f"{title} - HER2 reader study exported by her2core (score = rating 0-100, "
               "higher = more likely HER2-positive)\n")
-    buf.write(f"NR: {d['reader'].nunique()}\n")
-    buf.write(f"N0: {int((truth == 0).sum())}\n")
-    buf.write(f"N1: {int((truth == 1).sum())}\n")
-    buf.write(f"NM: {d['treatment'].nunique()}\n")
+    buf.write(f"NR:{d['reader'].nunique()}\n")
+    buf.write(f"N0:{int((truth == 0).sum())}\n")
+    buf.write(f"N1:{int((truth == 1).sum())}\n")
+    buf.write(f"NM:{d['treatment'].nunique()}\n")
     buf.write("BEGIN DATA:\n")
     for case, t in truth.items():
         buf.write(f"-1,{case},truth,{int(t)}\n")

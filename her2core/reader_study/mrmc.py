@@ -521,11 +521,29 @@ def analyze_reads(reads, *, readers_info: Iterable[dict] | None = None,
         g_out["mrmc"] = _try_or(sub, arms, alpha, "jackknife")
         groups[level] = g_out
 
-    out = {"alpha": alpha, "arms": list(arms),
+    her2_low = her2_low_metrics(df, alpha) if "her2_low_call" in df and "her2_low" in df else []
+    out = {"alpha": alpha, "arms": list(arms), "her2_low": her2_low,
            "rating_rule": "rating = 50 + confidence/2 if read HER2-positive else 50 - confidence/2",
            "per_reader": per, "aided_minus_unaided": deltas, "groups": groups, "mrmc": {}}
     for m in cov_methods:
         out["mrmc"][m] = _try_or(df, arms, alpha, m)
+    return out
+
+
+def her2_low_metrics(df, alpha: float = 0.05) -> list[dict]:
+    """HER2-low vs HER2-zero calls per reader and arm (paper 002, Table 4).
+
+    Scored on cases whose truth is HER2-negative with a known HER2-low / zero status and
+    that the reader called HER2-negative (only those get a low / zero answer); positive
+    class = HER2-low. Empty when the study did not ask the question."""
+    out = []
+    d = df[df["her2_low_call"].notna() & df["her2_low"].notna()]
+    if "truth" in d:
+        d = d[d["truth"] == 0]
+    for (rd, arm), g in d.groupby(["reader", "arm"], sort=True):
+        bm = binary_metrics(g["her2_low"].astype(int), g["her2_low_call"].astype(bool), alpha)
+        out.append({"reader": rd, "arm": arm, "n_cases": int(len(g)),
+                    **_jsonable({k: asdict(v) for k, v in bm.items()})})
     return out
 
 

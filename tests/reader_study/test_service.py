@@ -333,6 +333,14 @@ def test_full_study_analysis_and_exports(svc, clock):
     aided = [x for x in res["per_reader"] if x["arm"] == "aided"]
     assert_allclose([x["auc"] for x in aided], model_auc, rtol=1e-12)
     assert set(res["groups"]) == {"junior", "senior"}
+    # HER2-low vs zero: scored on truly negative cases called negative, per reader and arm
+    eff = svc.reads_table(owner)
+    for h in res["her2_low"]:
+        g = eff[(eff["reader"] == h["reader"]) & (eff["arm"] == h["arm"]) & (eff["her2"] == 0)
+                & eff["her2_low_call"].notna()]
+        assert h["n_cases"] == len(g) > 0
+        tp = int(((g["her2_low"] == 1) & (g["her2_low_call"] == True)).sum())  # noqa: E712
+        assert h["sensitivity"]["k"] == tp and h["sensitivity"]["n"] == int((g["her2_low"] == 1).sum())
     assert res["groups"]["senior"]["mrmc"].get("error")  # one senior reader: no OR analysis
     # iMRMC export round trip
     back = ex.read_imrmc(svc.export(owner, "imrmc"))
