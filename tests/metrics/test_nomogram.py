@@ -1,7 +1,6 @@
 """Nomogram points against R rms::nomogram (tests/reference/make_rms_nomogram.R)."""
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 from numpy.testing import assert_allclose

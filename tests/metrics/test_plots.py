@@ -1,7 +1,6 @@
 """Figures are built from the plain results (and from their JSON form)."""
 import json
 
-import numpy as np
 from numpy.testing import assert_allclose
 
 from her2core import plots
