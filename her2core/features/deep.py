@@ -215,6 +215,10 @@ class Batch:
     radiomics: list[dict[str, dict[str, float]]]
     errors: list[Her2Error]
 
+    def pin_memory(self) -> "Batch":
+        """Called by DataLoader(pin_memory=True) in its pinning thread."""
+        return pin_batch(self)
+
 
 def collate(items: Iterable[CaseInputs]) -> Batch:
     """Concatenate the good cases' inputs; keep the bad cases' errors."""
@@ -238,6 +242,7 @@ def collate(items: Iterable[CaseInputs]) -> Batch:
 
 
 def pin_batch(batch: Batch) -> Batch:
+    """Page-locked copies of a batch's tensors (fast, asynchronous host -> GPU copies)."""
     for seq in batch.slices:
         for size in batch.slices[seq]:
             batch.slices[seq][size] = batch.slices[seq][size].pin_memory()
@@ -263,14 +268,22 @@ def run_batch(batch: Batch, config: FeatureConfig, backbones: dict[str, Any],
     if n == 0:
         return out
     chunk = int(max_slices or 4 * max(1, config.batch_size))
+    on_device: dict[tuple, Any] = {}
+
+    def moved(key, x, device):  # one host -> device copy per input, shared by backbones
+        if (key, device) not in on_device:
+            on_device[(key, device)] = x.to(device, non_blocking=True)
+        return on_device[(key, device)]
+
     for seq in config.sequences:
         for name in config.backbones.get(seq, []):
             bb = backbones[name]
             if bb.kind == "3d":
-                x = batch.volume[seq]
+                x = moved((seq, "volume"), batch.volume[seq], bb.device)
                 feats = torch.cat([bb.embed(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)])
             else:
-                x = batch.slices[seq][tuple(bb.spatial_size)]
+                size = tuple(bb.spatial_size)
+                x = moved((seq, size), batch.slices[seq][size], bb.device)
                 feats = torch.cat([bb.embed(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)])
                 counts = batch.counts[seq]
                 if any(c != 1 for c in counts):

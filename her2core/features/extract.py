@@ -171,6 +171,7 @@ class FeatureExtractor:
             self.device = next(iter(self.backbones.values())).device
         self.plan = deep.input_plan(config, self.backbones)
         self.stats: dict[str, float] = {}
+        self._col_cache: dict[tuple, tuple[str, ...]] = {}
 
     # -------------------------------------------------------- provenance
     @property
@@ -204,27 +205,50 @@ class FeatureExtractor:
                          self.config.feature_settings(), self.weights, self._versions)
 
     # -------------------------------------------------------- rows
-    def _rows(self, batch: deep.Batch) -> dict[str, dict[str, float]]:
+    # A row is (column names tuple, float64 values): tens of thousands of
+    # features per case make dicts the slow part on a GPU.
+    def _columns(self, parts: tuple) -> tuple[str, ...]:
+        cols = self._col_cache.get(parts)
+        if cols is None:
+            out: list[str] = []
+            for p in parts:
+                if p[0] == "deep":
+                    out += deep.deep_columns(p[1], p[2], p[3])
+                else:
+                    out += [f"{p[1]}__radiomics__{k}" for k in p[2]]
+            cols = self._col_cache[parts] = tuple(out)
+        return cols
+
+    def _rows(self, batch: deep.Batch) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
         feats = deep.run_batch(batch, self.config, self.backbones)
-        rows: dict[str, dict[str, float]] = {}
+        rows = {}
         for j, cid in enumerate(batch.case_ids):
-            row: dict[str, float] = {}
+            parts, vals = [], []
             for seq in self.config.sequences:
                 for name in self.config.backbones.get(seq, []):
                     arr = feats[f"{seq}__{name}"][j]
-                    row.update(zip(deep.deep_columns(seq, name, arr.shape[0]), arr.tolist()))
+                    parts.append(("deep", seq, name, int(arr.shape[0])))
+                    vals.append(arr.astype(np.float64))
                 if seq in batch.radiomics[j]:
-                    row.update(radiomics_columns(seq, batch.radiomics[j][seq]))
-            rows[cid] = row
+                    r = batch.radiomics[j][seq]
+                    parts.append(("radiomics", seq, tuple(r)))
+                    vals.append(np.fromiter(r.values(), dtype=np.float64, count=len(r)))
+            rows[cid] = (self._columns(tuple(parts)),
+                         np.concatenate(vals) if vals else np.zeros(0))
         return rows
 
-    def _frame(self, rows: dict[str, dict[str, float]], order: list[str]):
+    def _frame(self, rows: dict[str, tuple[tuple[str, ...], np.ndarray]], order: list[str]):
         import pandas as pd
         ids = [c for c in order if c in rows]
         if ids:
-            cols = list(rows[ids[0]])
-            data = np.array([[rows[c].get(k, np.nan) for k in cols] for c in ids], dtype=np.float64)
-            df = pd.DataFrame(data, index=pd.Index(ids, name="case_id"), columns=cols)
+            cols = rows[ids[0]][0]
+            if all(rows[c][0] is cols or rows[c][0] == cols for c in ids):
+                data = np.stack([rows[c][1] for c in ids])
+                df = pd.DataFrame(data, index=pd.Index(ids, name="case_id"), columns=list(cols))
+            else:  # e.g. a cache row from another radiomics feature set: align by name
+                df = pd.DataFrame([pd.Series(rows[c][1], index=list(rows[c][0]), name=c)
+                                   for c in ids])
+                df.index.name = "case_id"
         else:
             df = pd.DataFrame(index=pd.Index([], name="case_id"))
         prov = self.provenance()
@@ -280,7 +304,7 @@ class FeatureExtractor:
         order = list(case_ids if case_ids is not None else cohort.case_ids)
         total = len(order)
         errors: list[Her2Error] = []
-        rows: dict[str, dict[str, float]] = {}
+        rows: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
         cache = FeatureCache(cache_dir) if cache_dir is not None else None
         self._versions = self.versions()
         keys: dict[str, str] = {}
@@ -292,7 +316,7 @@ class FeatureExtractor:
                     keys[cid] = self._key(used_files(files, self.config))
                     hit = cache.get(cid, keys[cid])
                     if hit is not None:
-                        rows[cid] = hit
+                        rows[cid] = (tuple(hit), np.fromiter(hit.values(), np.float64, len(hit)))
                         continue
                 todo.append((cid, files))
             except Exception as exc:
@@ -305,19 +329,17 @@ class FeatureExtractor:
             ds = CohortDataset(todo, self.config, self.plan)
             loader = DataLoader(
                 ds, batch_size=self.config.batch_size, shuffle=False, num_workers=workers,
-                collate_fn=deep.collate, pin_memory=False,
+                collate_fn=deep.collate, pin_memory=self.device == "cuda",
                 prefetch_factor=2 if workers > 0 else None, worker_init_fn=_worker_init if workers else None)
             t_net = 0.0
             for batch in loader:
-                if self.device == "cuda":
-                    batch = deep.pin_batch(batch)
                 t1 = time.perf_counter()
                 new = self._rows(batch)
                 t_net += time.perf_counter() - t1
                 for cid, row in new.items():
                     rows[cid] = row
                     if cache is not None:
-                        cache.put(cid, keys[cid], row)
+                        cache.put(cid, keys[cid], dict(zip(*row)))
                 errors.extend(batch.errors)
                 for err in batch.errors:
                     log.warning("feature extraction skipped a case: %s", err)

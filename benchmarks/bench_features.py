@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""Feature-extraction speed: per case (prediction-like) and per cohort (cases/s).
+
+Measured in one run, with the same backbones (random-init: weights do not
+change speed), the same sequences and the same batch size:
+
+* ``per_case_s``: one case from files to features through
+  ``extract_case_features`` with already-loaded backbones (what the app does
+  for an uploaded case): load images + masks, crop, resize, 12 forward passes.
+* ``e2e``: ``extract_cohort_features`` on a synthetic cohort of ``--n`` cases
+  (DataLoader workers decode and crop while the networks run), in cases/s.
+* ``bare``: the same backbones' forward passes alone, on random tensors that are
+  already on the device, at the same batch size (the ceiling), in cases/s.
+* ``naive``: one image at a time, as the papers' scripts do: per case and
+  sequence load the image and mask, crop the largest slice, then one
+  batch-1 forward per backbone with a host <-> device copy each, in cases/s.
+
+Prints ``e2e / bare`` (target >= 0.8) and ``e2e / naive``, writes
+``benchmarks/results/features_<device>.json`` and a one-line summary.
+
+  python benchmarks/bench_features.py --device cpu --n 8
+  python benchmarks/bench_features.py --device cuda --n 256 --batch-size 32 --workers 12
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from her2core.features import FeatureConfig, extract_case_features, extract_cohort_features  # noqa: E402
+from her2core.features import deep  # noqa: E402
+from her2core.features.backbones import amp_dtype, resolve_device  # noqa: E402
+from her2core.features.config import PAPER_000_BACKBONES  # noqa: E402
+from her2core.features.extract import load_backbones  # noqa: E402
+
+log = logging.getLogger("bench_features")
+
+
+def make_bench_cohort(root: Path, n: int, unique: int, shape: tuple[int, int, int], seed: int) -> Path:
+    """A cohort of n cases: ``unique`` synthetic cases, copied under new ids to reach n."""
+    import pandas as pd
+    from her2core.synthetic import make_cohort
+    src = make_cohort(root / "src", n=min(unique, n), seed=seed, modalities="mri", shape=shape)
+    dst = root / "cohort"
+    (dst / "cases").mkdir(parents=True)
+    table = pd.read_csv(src / "cohort.csv", dtype=str)
+    rows = []
+    for i in range(n):
+        row = table.iloc[i % len(table)].copy()
+        new_id = f"b{i:05d}"
+        shutil.copytree(src / "cases" / row["case_id"], dst / "cases" / new_id)
+        row["case_id"] = new_id
+        rows.append(row)
+    pd.DataFrame(rows).to_csv(dst / "cohort.csv", index=False)
+    return dst
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def bare_forward(backbones, config: FeatureConfig, n: int, device: str) -> float:
+    """Seconds for the forward passes of n cases on device-resident random tensors."""
+    bs = config.batch_size
+    inputs = {}
+    for name in config.all_backbones():
+        bb = backbones[name]
+        shape = (bs,) + ((1,) + bb.spatial_size if bb.kind == "3d" else (1,) + bb.spatial_size)
+        inputs[name] = torch.rand(shape, device=device)
+    for name in inputs:  # warm-up (cudnn autotune, lazy init)
+        backbones[name].embed(inputs[name])
+    sync(device)
+    t = time.perf_counter()
+    done = 0
+    while done < n:
+        k = min(bs, n - done)
+        for seq in config.sequences:
+            for name in config.backbones.get(seq, []):
+                out = backbones[name].embed(inputs[name][:k])
+        done += k
+    sync(device)
+    del out
+    return time.perf_counter() - t
+
+
+def naive_loop(cohort_root: Path, backbones, config: FeatureConfig, n: int, device: str) -> float:
+    """Seconds for n cases processed one image and one network at a time."""
+    from her2core.cohort import read_cohort
+    from her2core.imaging import load_image
+    from her2core.imaging.mask import check_mask
+    cohort = read_cohort(cohort_root)
+    ids = cohort.case_ids[:n]
+    t = time.perf_counter()
+    for cid in ids:
+        files = cohort.files(cid)
+        for seq in config.sequences:
+            img = load_image(getattr(files, seq), sequence=seq)
+            mask = check_mask(load_image(files.mask, sequence="mask", modality="SEG"), img,
+                              resample=True)
+            x = deep.prepare_slices(img, mask, mode="largest", margin_px=config.margin_px)
+            for name in config.backbones.get(seq, []):
+                bb = backbones[name]
+                xi = deep.resize_slices(x, bb.spatial_size)
+                feats = bb.embed(xi).cpu().numpy()  # noqa: F841
+    sync(device)
+    return time.perf_counter() - t
+
+
+def per_case(cohort_root: Path, backbones, config: FeatureConfig, repeats: int) -> list[float]:
+    from her2core.cohort import read_cohort
+    from her2core.imaging import load_image
+    from her2core.imaging.mask import load_mask
+    cohort = read_cohort(cohort_root)
+    times = []
+    for r in range(repeats + 1):
+        files = cohort.files(cohort.case_ids[r % len(cohort.case_ids)])
+        t = time.perf_counter()
+        imgs = {s: load_image(getattr(files, s), sequence=s) for s in config.sequences}
+        ref = imgs.get("DCE") or next(iter(imgs.values()))
+        mask = load_mask(files.mask, ref, resample=True)
+        s = extract_case_features(imgs, mask, config, backbones=backbones, case_id="bench")
+        assert s.shape[0] > 0
+        if r:  # first call is warm-up
+            times.append(time.perf_counter() - t)
+    return times
+
+
+def device_name(device: str) -> str:
+    if device == "cuda":
+        return torch.cuda.get_device_name(0)
+    return f"{platform.processor() or platform.machine()} x{os.cpu_count()} cores"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--n", type=int, default=8, help="cases in the cohort runs")
+    ap.add_argument("--batch-size", type=int, default=None, help="default 8 (cpu), 32 (cuda)")
+    ap.add_argument("--workers", type=int, default=None, help="DataLoader workers (default min(2, cores))")
+    ap.add_argument("--backbones", nargs="+", default=list(PAPER_000_BACKBONES))
+    ap.add_argument("--sequences", nargs="+", default=["T1", "T2", "DCE"])
+    ap.add_argument("--shape", type=int, nargs=3, default=[128, 128, 32],
+                    help="synthetic MRI size x y z (default 128 128 32)")
+    ap.add_argument("--unique", type=int, default=8, help="distinct synthetic cases (copied to n)")
+    ap.add_argument("--repeats", type=int, default=3, help="per-case timings (after 1 warm-up)")
+    ap.add_argument("--naive-n", type=int, default=None, help="cases for the naive loop (default n)")
+    ap.add_argument("--no-amp", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+
+    device = resolve_device(a.device)
+    bs = a.batch_size or (32 if device == "cuda" else 8)
+    cfg = FeatureConfig(sequences=a.sequences, backbones={s: list(a.backbones) for s in a.sequences},
+                        default_weights="random-init", device=device, batch_size=bs,
+                        num_workers=a.workers, amp=not a.no_amp)
+    if device == "cuda":
+        torch.backends.cudnn.benchmark = True
+    t0 = time.perf_counter()
+    backbones = load_backbones(cfg, device)
+    t_load = time.perf_counter() - t0
+    tmp = Path(tempfile.mkdtemp(prefix="bench_features_"))
+    try:
+        t0 = time.perf_counter()
+        root = make_bench_cohort(tmp, a.n, a.unique, tuple(a.shape), a.seed)
+        t_make = time.perf_counter() - t0
+
+        pc = per_case(root, backbones, cfg, a.repeats)
+
+        # end to end (first a short warm-up run so workers / cudnn are not timed cold)
+        extract_cohort_features(root, cfg, backbones=backbones)
+        sync(device)
+        t = time.perf_counter()
+        df, errors = extract_cohort_features(root, cfg, backbones=backbones)
+        sync(device)
+        t_e2e = time.perf_counter() - t
+        assert not errors and len(df) == a.n, errors
+
+        t_bare = bare_forward(backbones, cfg, a.n, device)
+        nn_ = a.naive_n or a.n
+        t_naive = naive_loop(root, backbones, cfg, nn_, device)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    e2e, bare, naive = a.n / t_e2e, a.n / t_bare, nn_ / t_naive
+    dt = amp_dtype(device) if cfg.amp else None
+    res = {
+        "device": device, "device_name": device_name(device),
+        "torch": torch.__version__, "precision": str(dt).replace("torch.", "") if dt else "float32",
+        "n_cases": a.n, "batch_size": bs, "num_workers": cfg.workers,
+        "backbones": list(a.backbones), "sequences": list(a.sequences),
+        "forward_passes_per_case": sum(len(v) for v in cfg.backbones.values()),
+        "n_features": int(df.shape[1]), "mri_shape_xyz": list(a.shape),
+        "per_case_s": {"median": statistics.median(pc), "all": pc},
+        "cases_per_s": {"e2e": e2e, "bare_forward": bare, "naive": naive},
+        "ratio_e2e_over_bare": e2e / bare, "ratio_e2e_over_naive": e2e / naive,
+        "target_e2e_over_bare": 0.8,
+        "seconds": {"load_backbones": t_load, "make_cohort": t_make, "e2e": t_e2e,
+                    "bare": t_bare, "naive": t_naive},
+        "cpu_count": os.cpu_count(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "when_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"features_{device}.json"
+    path.write_text(json.dumps(res, indent=2) + "\n")
+    print(f"bench_features {device} ({res['device_name']}, {res['precision']}): "
+          f"{len(a.backbones)} backbones x {len(a.sequences)} sequences, n={a.n}, batch {bs}, "
+          f"workers {cfg.workers} | per case {res['per_case_s']['median']:.2f} s | "
+          f"e2e {e2e:.2f} cases/s, bare {bare:.2f}, naive {naive:.2f} | "
+          f"e2e/bare {e2e / bare:.2f} (target 0.8), e2e/naive {e2e / naive:.2f} | {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
