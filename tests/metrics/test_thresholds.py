@@ -79,3 +79,13 @@ def test_f1_binomial_bootstrap_agrees_with_index_resampling():
     assert n_ok == 2000
     assert_allclose(est, m.f1.value)
     assert_allclose([m.f1.lower, m.f1.upper], [lo, hi], atol=0.025)
+
+
+def test_youden_with_reversed_direction():
+    """direction ">" (lower = positive): same cut as negating the score."""
+    d, y = asah()
+    a = youden_metrics(y, d.ndka, direction=">", n_boot=100)
+    b = youden_metrics(y, -d.ndka, n_boot=100)
+    assert_allclose(a.threshold, -b.threshold)
+    assert (a.tp, a.fp, a.tn, a.fn) == (b.tp, b.fp, b.tn, b.fn)
+    assert a.rule == "score <= threshold is positive"
