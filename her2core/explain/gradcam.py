@@ -170,39 +170,48 @@ class ScoreHead(nn.Module):
 
 
 def linearize_score(score_model, columns: Sequence[str], x_row, *, check: bool = True,
-                    rtol: float = 1e-6) -> tuple[np.ndarray, float]:
+                    rtol: float = 1e-6, probe: Sequence[str] | None = None,
+                    chunk: int = 256) -> tuple[np.ndarray, float]:
     """Exact affine form ``f(x) = w . x + b`` of a fitted score model around ``x_row``.
 
     ``score_model.decision_function`` must be affine in ``columns`` (true for
     imputation, scaling, PCA, column selection and a logistic regression).
-    ``w`` is read off by unit steps in every column (one batched call); with
-    ``check`` the form is verified at random points, and a ValueError is raised
-    if the model is not affine (then no ScoreHead can represent it exactly).
+    ``w`` is read off by unit steps in every column of ``probe`` (default: all
+    ``columns``; batched ``chunk`` columns per call) and is 0 for the others;
+    with ``check`` the form is verified at random points that move *every*
+    column, so a column wrongly left out of ``probe`` or a non-affine model
+    raises ValueError (then no ScoreHead can represent the model exactly).
 
     Returns (w over ``columns``, b).
     """
     import pandas as pd
+    cols = list(columns)
     if not isinstance(x_row, pd.DataFrame):
-        x_row = pd.DataFrame([np.asarray(x_row, float)], columns=list(columns))
-    x0 = x_row[list(columns)].astype(float)
-    if x0.isna().any().any():
-        x0 = x0.fillna(0.0)
-    n = len(columns)
-    base = np.repeat(x0.to_numpy(), n + 1, axis=0)
-    base[1:] += np.eye(n)
-    big = pd.DataFrame(base, columns=list(columns))
-    full = _full_frame(score_model, big, x_row)
-    f = np.asarray(score_model.decision_function(full), dtype=float)
-    w = f[1:] - f[0]
-    b = float(f[0] - x0.to_numpy()[0] @ w)
+        x_row = pd.DataFrame([np.asarray(x_row, float)], columns=cols)
+    x0 = x_row[cols].astype(float).fillna(0.0).to_numpy()[0]
+    pos = {c: i for i, c in enumerate(cols)}
+    probe_idx = np.arange(len(cols)) if probe is None else np.asarray([pos[c] for c in probe], int)
+
+    def f(rows: np.ndarray) -> np.ndarray:
+        frame = _full_frame(score_model, pd.DataFrame(rows, columns=cols), x_row)
+        return np.asarray(score_model.decision_function(frame), dtype=float)
+
+    f0 = float(f(x0[None, :])[0])
+    w = np.zeros(len(cols))
+    for k in range(0, len(probe_idx), chunk):
+        part = probe_idx[k:k + chunk]
+        rows = np.repeat(x0[None, :], len(part), axis=0)
+        rows[np.arange(len(part)), part] += 1.0
+        w[part] = f(rows) - f0
+    b = f0 - float(x0 @ w)
     if check:
         rng = np.random.default_rng(0)
-        pts = x0.to_numpy() + rng.normal(0, 3, size=(4, n))
-        fp = np.asarray(score_model.decision_function(
-            _full_frame(score_model, pd.DataFrame(pts, columns=list(columns)), x_row)), float)
+        pts = x0[None, :] + rng.normal(0, 3, size=(4, len(cols)))
+        fp = f(pts)
         err = np.abs(fp - (pts @ w + b))
         if np.any(err > rtol * max(1.0, float(np.max(np.abs(fp))))):
-            raise ValueError(f"the score model is not affine in its features (error {err.max():.3g})")
+            raise ValueError(f"the score model is not affine in the probed features "
+                             f"(error {err.max():.3g})")
     return w, b
 
 
@@ -219,7 +228,7 @@ def _full_frame(score_model, block, x_row):
 
 def score_head_from_model(backbone: nn.Module, score_model, feature_columns: Sequence[str],
                           x_row, *, sequence_columns: Sequence[str] | None = None,
-                          tol: float = 0.0) -> ScoreHead:
+                          tol: float = 0.0, sign: float = 1.0) -> ScoreHead:
     """A :class:`ScoreHead` whose output is ``score_model``'s D-score for one image.
 
     Args:
@@ -232,9 +241,22 @@ def score_head_from_model(backbone: nn.Module, score_model, feature_columns: Seq
             the intercept.
         sequence_columns: the columns this backbone/sequence produces, in the
             backbone's output order (default: all ``feature_columns``).
+        sign: +1 explains what raises the D-score (evidence for HER2-positive),
+            -1 what lowers it (the head then outputs minus the D-score).
     """
-    w, b = linearize_score(score_model, feature_columns, x_row)
+    if sign not in (1, -1, 1.0, -1.0):
+        raise ValueError(f"sign must be +1 or -1, got {sign}")
     cols = list(feature_columns)
+    # a LASSO-selected model reads only its selected input columns: probe those
+    # (verified against moves of every column); else probe all
+    sel = [str(c) for c in getattr(score_model, "selected_features_", []) or []]
+    probe = sel if sel and set(sel) <= set(cols) else None
+    try:
+        w, b = linearize_score(score_model, cols, x_row, probe=probe)
+    except ValueError:
+        if probe is None:
+            raise
+        w, b = linearize_score(score_model, cols, x_row)
     seq_cols = list(sequence_columns) if sequence_columns is not None else cols
     pos = {c: i for i, c in enumerate(cols)}
     x0 = x_row[cols].astype(float).fillna(0.0).to_numpy()[0]
@@ -248,9 +270,9 @@ def score_head_from_model(backbone: nn.Module, score_model, feature_columns: Seq
             coef.append(w[j])
     intercept = b + float(x0[~in_seq] @ w[~in_seq])
     if not sel:
-        log.warning("score model uses none of this sequence's features: the map will be empty")
+        log.info("score model uses none of this sequence's features: the map will be empty")
         sel, coef = [0], [0.0]
-    return ScoreHead(backbone, sel, coef, intercept)
+    return ScoreHead(backbone, sel, sign * np.asarray(coef), sign * intercept)
 
 
 # ----------------------------------------------------------------- hook hygiene

@@ -54,18 +54,24 @@ def crop_box_image(reference: Image, start: Sequence[int], size: Sequence[int],
                  sequence=reference.sequence, modality=reference.modality, source=reference.source)
 
 
-def resized_geometry(crop: Image, new_inplane_shape: Sequence[int]) -> Image:
-    """Geometry of ``crop`` resized in-plane to ``new_inplane_shape`` = (rows, cols).
+def resized_geometry(crop: Image, new_shape: Sequence[int]) -> Image:
+    """Geometry of ``crop`` resized to ``new_shape`` (numpy order).
 
-    The physical extent is kept (``align_corners=False``): new spacing = old
-    spacing * old size / new size; the first new pixel's centre sits at old
-    continuous index ``0.5 * factor - 0.5``. A 3-D single-slice crop keeps its
-    slice axis. The returned Image holds zeros of the new shape.
+    ``new_shape`` is (rows, cols) for an in-plane resize (a 3-D single-slice crop
+    keeps its slice axis) or the full (z, y, x) shape for a volume. The physical
+    extent is kept (``align_corners=False``): new spacing = old spacing * old
+    size / new size; the first new voxel's centre sits at old continuous index
+    ``0.5 * factor - 0.5``. The returned Image holds zeros of the new shape.
     """
-    rows, cols = (int(v) for v in new_inplane_shape)
+    new_np = [int(v) for v in new_shape]
     size = list(crop.size)
-    new_size = list(size)
-    new_size[0], new_size[1] = cols, rows
+    if len(new_np) == crop.ndim:
+        new_size = list(reversed(new_np))
+    elif len(new_np) == 2:
+        new_size = list(size)
+        new_size[0], new_size[1] = new_np[1], new_np[0]
+    else:
+        raise ValueError(f"new shape {tuple(new_np)} does not fit a {crop.ndim}-D crop")
     factor = np.asarray(size, float) / np.asarray(new_size, float)
     spacing = np.asarray(crop.spacing) * factor
     first_centre = 0.5 * factor - 0.5
@@ -76,25 +82,28 @@ def resized_geometry(crop: Image, new_inplane_shape: Sequence[int]) -> Image:
 
 
 def place_map(cam: np.ndarray, crop: Image, reference: Image, *, fill: float = 0.0) -> Image:
-    """Resample ``cam`` (rows, cols) - computed on ``crop`` resized - onto ``reference``.
+    """Resample ``cam`` - computed on ``crop`` resized to ``cam.shape`` - onto ``reference``.
 
     Args:
-        cam: the map on the network input grid (2-D).
+        cam: the map on the network input grid: 2-D (rows, cols) for a 2-D
+            network, or 3-D (z, y, x) for a volume network.
         crop: the crop the network input was made from, as an Image on the
-            reference's physical grid (see :func:`crop_box_image`); 2-D for a
-            2-D reference, 3-D with a single slice for a 3-D reference.
+            reference's physical grid (see :func:`crop_box_image`): 2-D for a
+            2-D reference; for a 3-D reference a single-slice 3-D crop (2-D
+            map) or any 3-D crop (3-D map).
         reference: the source image; the result has its exact grid.
 
     Returns:
-        float32 Image on ``reference``'s grid (``sequence="gradcam"``).
+        float32 Image on ``reference``'s grid (``sequence="gradcam"``). Linear
+        interpolation within the map; source voxels outside it get ``fill``.
     """
     cam = np.asarray(cam, dtype=np.float32)
-    if cam.ndim != 2:
-        raise ValueError(f"place_map takes a 2-D map, got shape {cam.shape}")
     if crop.ndim != reference.ndim:
         raise ValueError(f"crop is {crop.ndim}-D but the reference is {reference.ndim}-D")
-    if crop.ndim == 3 and crop.shape[0] != 1:
-        raise ValueError(f"a 3-D crop must have a single slice, got shape {crop.shape}")
+    if cam.ndim == 2 and crop.ndim == 3 and crop.shape[0] != 1:
+        raise ValueError(f"a 2-D map needs a crop with a single slice, got shape {crop.shape}")
+    if cam.ndim not in (2, 3) or cam.ndim > crop.ndim:
+        raise ValueError(f"map of shape {cam.shape} does not fit a {crop.ndim}-D crop")
     grid = resized_geometry(crop, cam.shape)
     out = np.full(reference.shape, fill, dtype=np.float32)
     # bounding box of the map in reference indices (only those voxels are sampled)
@@ -102,9 +111,10 @@ def place_map(cam: np.ndarray, crop: Image, reference: Image, *, fill: float = 0
     ref_idx = reference.physical_to_index(corners)
     lo = np.maximum(np.floor(ref_idx.min(axis=0)).astype(int) - 1, 0)
     hi = np.minimum(np.ceil(ref_idx.max(axis=0)).astype(int) + 1, np.asarray(reference.size) - 1)
+    template = reference.spatial_template()
     if np.any(hi < lo):
         log.warning("the map lies outside the reference image; nothing placed")
-        return reference.spatial_template().with_array(out, sequence="gradcam", modality=None)
+        return template.with_array(out, sequence="gradcam", modality=None)
     axes = [np.arange(lo[d], hi[d] + 1) for d in range(reference.ndim)]
     mesh = np.meshgrid(*axes, indexing="ij")                 # index order (x, y[, z])
     idx = np.stack([m.ravel() for m in mesh], axis=1).astype(float)
@@ -112,15 +122,14 @@ def place_map(cam: np.ndarray, crop: Image, reference: Image, *, fill: float = 0
     c = grid.physical_to_index(pts)                          # continuous (x, y[, z]) in the map grid
     n = np.asarray(grid.size, float)
     inside = np.all((c >= -0.5 - 1e-6) & (c <= n - 0.5 + 1e-6), axis=1)
-    # bilinear within the plane; pixels in the half-pixel border take the edge value
-    cx = np.clip(c[:, 0], 0, n[0] - 1)
-    cy = np.clip(c[:, 1], 0, n[1] - 1)
-    vals = ndimage.map_coordinates(cam, [cy, cx], order=1, mode="nearest")
+    # linear within the map; points in the half-voxel border take the edge value;
+    # a single-slice map is a plane: source voxels within half its thickness
+    coords = [np.clip(c[:, d], 0, n[d] - 1) for d in range(cam.ndim)]
+    vals = ndimage.map_coordinates(cam, coords[::-1], order=1, mode="nearest")
     vals = np.where(inside, vals, fill).astype(np.float32)
-    # write back in numpy order (z, y, x) / (y, x)
-    vox = tuple(idx[:, d].astype(int) for d in reversed(range(reference.ndim)))
-    out[vox] = vals
-    return reference.spatial_template().with_array(out, sequence="gradcam", modality=None)
+    vox = tuple(idx[inside, d].astype(int) for d in reversed(range(reference.ndim)))
+    out[vox] = vals[inside]
+    return template.with_array(out, sequence="gradcam", modality=None)
 
 
 def save_map(image: Image, path: str | Path) -> Path:

@@ -87,3 +87,21 @@ def test_rejects_a_thick_3d_crop():
     ref = _oblique_reference()
     with pytest.raises(ValueError, match="single slice"):
         place_map(np.ones((8, 8)), crop_box_image(ref, (0, 0, 0), (8, 8, 2)), ref)
+
+
+def test_3d_map_of_a_resized_volume_goes_back_by_physical_point():
+    ref = _oblique_reference()
+    crop = crop_box_image(ref, (8, 4, 1), (30, 26, 5))     # a volume crop
+    grid = resized_geometry(crop, (16, 16, 16))
+    p = ref.index_to_physical((20.0, 14.0, 3.0))
+    ci = grid.physical_to_index(p)
+    zz, yy, xx = np.mgrid[:16, :16, :16]
+    cam = np.exp(-((xx - ci[0]) ** 2 + (yy - ci[1]) ** 2 + (zz - ci[2]) ** 2) / 2.0)
+    placed = place_map(cam.astype(np.float32), crop, ref)
+    assert placed.same_grid(ref)
+    kz, ky, kx = np.unravel_index(np.argmax(placed.array), placed.array.shape)
+    assert (kx, ky, kz) == (20, 14, 3)
+    # nothing outside the crop box
+    mask = np.zeros(ref.shape, bool)
+    mask[1:6, 4:30, 8:38] = True
+    assert placed.array[~mask].max() == 0
