@@ -34,11 +34,13 @@ def _rgba(hex_color: str, alpha: float) -> str:
 def _layout(fig: go.Figure, title: str, x: str, y: str, square: bool = False) -> go.Figure:
     fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, template="plotly_white",
                       legend=dict(x=0.99, y=0.01, xanchor="right", yanchor="bottom"),
-                      margin=dict(l=60, r=20, t=60, b=80))
-    fig.add_annotation(text=DISCLAIMER, xref="paper", yref="paper", x=0, y=-0.22,
-                       showarrow=False, font=dict(size=9, color="grey"), align="left")
+                      margin=dict(l=60, r=20, t=60, b=100))
+    fig.add_annotation(text=DISCLAIMER, xref="paper", yref="paper", x=0, y=0,
+                       yshift=-75, yanchor="top", showarrow=False,
+                       font=dict(size=9, color="grey"), align="left")
     if square:
-        fig.update_yaxes(scaleanchor="x", scaleratio=1)
+        fig.update_xaxes(constrain="domain")
+        fig.update_yaxes(scaleanchor="x", scaleratio=1, constrain="domain")
     return fig
 
 
@@ -139,7 +141,9 @@ def decision_curve_figure(result: Any, standardized: bool = False,
     ylab = "standardised net benefit" if standardized else "net benefit"
     title = "Decision curves" + (" (prevalence given: %.3g)" % r["prevalence"]
                                  if r.get("prevalence_given") else "")
-    return _layout(fig, title, "threshold probability", ylab)
+    _layout(fig, title, "threshold probability", ylab)
+    fig.update_layout(legend=dict(x=0.99, y=0.99, xanchor="right", yanchor="top"))
+    return fig
 
 
 def nomogram_figure(nomogram: Any, patient: Mapping[str, Any] | None = None,
