@@ -105,3 +105,20 @@ def test_create_rejects_bad_readers_csv(setup, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert "bad.csv" in err and "level" in err
+
+
+def test_inputs_accept_uploads_and_name_the_file():
+    import io
+
+    from her2core.reader_study.inputs import load_predictions, load_readers
+    from her2core.reader_study.service import ReaderStudyError
+
+    assert load_readers(b"name,level,years\nA,senior,3\nB,junior,\n") == [
+        {"name": "A", "level": "senior", "years": 3.0}, {"name": "B", "level": "junior", "years": None}]
+    f = io.BytesIO(b"case_id,p_her2,note\nX,0.25,spiculated\n")
+    f.name = "preds.csv"
+    assert load_predictions(f) == {"X": {"p_her2": 0.25, "note": "spiculated"}}
+    bad = io.BytesIO(b"case_id,p_her2\nY,1.5\n")
+    bad.name = "preds.csv"
+    with pytest.raises(ReaderStudyError, match="case Y, file preds.csv"):
+        load_predictions(bad)

@@ -85,6 +85,13 @@ def test_jackknife_frrc_rrfc(jk):
                     [0.02551213, 0.02630183, 0.03120965, 0.01729129, 0.04405746], atol=5e-9)
     assert_allclose([p["p_value"] for p in jk.per_reader],
                     [0.26933885, 0.07683102, 0.56683414, 0.12901715, 0.02300099], atol=5e-9)
+    # single-treatment CIs, fixed readers (Iowa 2c) and fixed cases (Iowa 3c)
+    s = jk.single_treatment
+    assert_allclose([s[0]["frrc"]["std_err"], s[1]["frrc"]["std_err"]], [0.02428971, 0.01677632], atol=5e-9)
+    assert_allclose([s[0]["rrfc"]["std_err"], s[1]["rrfc"]["std_err"]], [0.02482994, 0.01615303], atol=5e-9)
+    assert_allclose(s[0]["rrfc"]["ci"], [0.82809808, 0.96597599], atol=5e-9)
+    assert_allclose([s[0]["var_error"], s[0]["cov2"], s[1]["var_error"], s[1]["cov2"]],
+                    [0.00101410, 0.00048396, 0.00059047, 0.00020419], atol=5e-9)
     c = jk.rrfc
     assert_allclose([c.value, c.df1, c.df2, c.p_value, c.std_err],
                     [8.704, 1, 4, 0.04195875, 0.01484629], rtol=2e-7)
