@@ -216,6 +216,10 @@ def evaluate_scores(y: pd.Series, pred: pd.DataFrame, scores: list[str], *,
         entry.update(brier=M.brier_score(ys, ss), calibration_intercept=cal.intercept,
                      calibration_intercept_ci=list(cal.intercept_ci),
                      calibration_slope=cal.slope, calibration_slope_ci=list(cal.slope_ci))
+        if cal.warnings or cal.n_clipped:
+            entry["calibration_warnings"] = cal.warnings + (
+                [f"{cal.n_clipped} probabilities of exactly 0 or 1 clipped to 1e-12 from the "
+                 "bound for the logistic fits"] if cal.n_clipped else [])
         try:
             hl = M.hosmer_lemeshow(ys, ss, g=hl_groups)
             entry["hosmer_lemeshow"] = {"statistic": hl.statistic, "df": hl.df, "p": hl.p,

@@ -24,7 +24,7 @@ Probabilities of exactly 0 or 1 have an infinite logit; they are clipped to
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from scipy import stats
@@ -116,6 +116,7 @@ class CalibrationFit:
     slope_model_intercept: float  # intercept of glm(y ~ logit(p))
     n: int
     n_clipped: int
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -135,15 +136,30 @@ def calibration_intercept_slope(y, p, level: float = 0.95) -> CalibrationFit:
                     "for the calibration fit", n_clip)
     one = np.ones((y.size, 1))
     z = stats.norm.ppf(1 - (1 - level) / 2)
+    warn: list[str] = []
     f0 = logistic_fit(y, one, offset=lp)
     se0 = float(np.sqrt(f0.cov[0, 0]))
-    f1 = logistic_fit(y, np.column_stack([one, lp]))
-    se1 = float(np.sqrt(f1.cov[1, 1]))
-    a, b = float(f0.coef[0]), float(f1.coef[1])
+    a = float(f0.coef[0])
+    if np.ptp(lp) == 0:
+        b = se1 = b0 = float("nan")
+        warn.append("all predictions are equal: the calibration slope is undefined")
+    else:
+        f1 = logistic_fit(y, np.column_stack([one, lp]))
+        se1 = float(np.sqrt(f1.cov[1, 1]))
+        b, b0 = float(f1.coef[1]), float(f1.coef[0])
+        mu = expit(f1.coef[0] + f1.coef[1] * lp)
+        if not f1.converged or np.any((mu < 1e-10) | (mu > 1 - 1e-10)):
+            warn.append("the outcome is (quasi-)perfectly separated by the predictions: the "
+                        "slope estimate is unreliable (R glm warns 'fitted probabilities "
+                        "numerically 0 or 1 occurred')")
+    if not f0.converged:
+        warn.append("calibration-in-the-large fit did not converge")
+    for w in warn:
+        log.warning("%s", w)
     return CalibrationFit(intercept=a, intercept_ci=(float(a - z * se0), float(a + z * se0)),
                           slope=b, slope_ci=(float(b - z * se1), float(b + z * se1)),
-                          slope_model_intercept=float(f1.coef[0]), n=int(y.size),
-                          n_clipped=n_clip)
+                          slope_model_intercept=b0, n=int(y.size), n_clipped=n_clip,
+                          warnings=warn)
 
 
 def calibration_slope(y, p) -> float:
@@ -199,8 +215,11 @@ def hosmer_lemeshow(y, p, g: int = 10) -> HosmerLemeshow:
     with np.errstate(divide="ignore", invalid="ignore"):
         chisq = float(np.sum((obs - exp) ** 2 / exp))
     G = int(keep.sum())
+    if G < 3:
+        raise ValueError(f"only {G} group(s) of fitted values could be formed (too many ties); "
+                         "the Hosmer-Lemeshow test needs at least 3")
     df = G - 2
-    pval = float(stats.chi2.sf(chisq, df)) if df > 0 else float("nan")
+    pval = float(stats.chi2.sf(chisq, df))
     return HosmerLemeshow(statistic=chisq, df=df, p=pval, groups=G, groups_requested=g,
                           breaks=qq.tolist(), observed=obs.tolist(), expected=exp.tolist(),
                           counts=cnt[keep].astype(int).tolist())

@@ -95,3 +95,14 @@ def test_probabilities_checked_and_clipped():
         calibration_intercept_slope([0, 1], [0.2, 1.3])
     cal = calibration_intercept_slope([0, 1, 0, 1, 1, 0], [0.0, 1.0, 0.3, 0.6, 0.4, 0.2])
     assert cal.n_clipped == 2 and np.isfinite(cal.slope)
+
+
+def test_degenerate_calibration_is_flagged():
+    y = np.array([0, 1] * 10)
+    const = calibration_intercept_slope(y, np.full(20, 0.5))
+    assert np.isnan(const.slope) and "undefined" in const.warnings[0]
+    assert_allclose(const.intercept, 0.0, atol=1e-12)  # observed 50% = predicted 50%
+    separated = calibration_intercept_slope(y, np.where(y == 1, 0.7, 0.3))
+    assert any("separated" in w for w in separated.warnings)
+    with pytest.raises(ValueError, match="at least 3"):
+        hosmer_lemeshow(y, np.where(y == 1, 0.7, 0.3))
