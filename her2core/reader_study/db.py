@@ -98,6 +98,10 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic import command
 
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # several app processes may open a fresh database at once: one migrates
+            conn.execute(text("SELECT pg_advisory_xact_lock(724513001)"))
+        # (SQLite: the BEGIN IMMEDIATE of this transaction already serialises them)
         command.upgrade(alembic_config(conn), revision)
 
 

@@ -89,3 +89,33 @@ def test_three_readers_writing_at_once_lose_nothing(tmp_path):
         assert sorted(per.values()) == [20, 20, 20] and dup == 0
     finally:
         db.dispose()
+
+
+def test_threads_sharing_one_service_lose_nothing(tmp_path):
+    """The app shares one service (one engine) between Streamlit sessions (threads)."""
+    import threading
+
+    svc = ReaderStudyService.open(sqlite_url(tmp_path / "threads.db"))
+    created = svc.create_study("thr", make_cases(8), READERS, seed=5)
+    errors = []
+
+    def work(name):
+        try:
+            r = svc.sign_in("thr", created.reader_codes[name])
+            while (nxt := svc.next_case(r)).status == "case":
+                svc.save_read(r, nxt.case.queue_item_id, call_positive=True, confidence=50)
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=work, args=(r["name"],)) for r in READERS]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    try:
+        assert errors == []
+        with svc.db.engine.connect() as c:
+            assert c.execute(text("SELECT count(*) FROM reads")).scalar() == 48
+        assert svc.db.integrity_check() == "ok"
+    finally:
+        svc.db.dispose()
