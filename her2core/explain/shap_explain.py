@@ -281,6 +281,13 @@ def _is_tree(est) -> bool:
     return any(t in type(est).__name__ for t in _TREE_TYPES)
 
 
+def _probe_rows(background: pd.DataFrame, X: pd.DataFrame, n: int = 200) -> pd.DataFrame:
+    """Rows for the dependence map: X plus up to ``n`` background rows (spread evenly)."""
+    if len(background) > n:
+        background = background.iloc[np.linspace(0, len(background) - 1, n).astype(int)]
+    return pd.concat([background, X], axis=0, ignore_index=True)
+
+
 def _linear_exact(model, pre, est, background: pd.DataFrame, X: pd.DataFrame):
     coef = np.asarray(est.coef_, dtype=float).reshape(-1)
     intercept = float(np.asarray(est.intercept_, dtype=float).reshape(-1)[0])
@@ -297,7 +304,7 @@ def _linear_exact(model, pre, est, background: pd.DataFrame, X: pd.DataFrame):
     if pre is None:
         dep = np.eye(X.shape[1], dtype=bool)
     else:
-        dep = dependence_map(pre, pd.concat([background, X], axis=0, ignore_index=True))
+        dep = dependence_map(pre, _probe_rows(background, X))
     owners = dep.sum(axis=0)
     if np.any((owners > 1) & (coef != 0)):
         raise ValueError("a model input depends on several predictors (interaction); "
@@ -366,7 +373,7 @@ def _tree(model, pre, est, background: pd.DataFrame, X: pd.DataFrame, max_backgr
         log.warning("TreeExplainer additivity off by %.3g", np.max(np.abs(pred - pred_model)))
     pred = pred_model
     dep = (np.eye(X.shape[1], dtype=bool) if pre is None else
-           dependence_map(pre, pd.concat([background, X], axis=0, ignore_index=True)))
+           dependence_map(pre, _probe_rows(background, X)))
     phi = sv @ dep.T.astype(float)
     return phi, base, pred, scale
 
