@@ -354,6 +354,48 @@ class FeatureExtractor:
         return df, errors
 
 
+# ----------------------------------------------------------------- model card text
+_MODE_TEXT = {
+    "largest": "the axial slice with the largest ROI area",
+    "aggregate": "every axial slice holding ROI (features averaged over the slices)",
+    "25d": "the largest-ROI axial slice and its two neighbours as the 3 channels (2.5-D)",
+}
+
+
+def describe_features(provenance: Mapping[str, Any]) -> list[str]:
+    """Plain-language lines on how features were made, for model cards and reports."""
+    cfg = provenance["config"]
+    lines = []
+    for seq in cfg["sequences"]:
+        names = cfg["backbones"].get(seq, [])
+        if names:
+            parts = []
+            for n in names:
+                b = provenance["backbones"][n]
+                ident = b["weights"]["identity"]
+                shown = "RANDOM INITIALISATION" if ident == "random-init" else ident[:19] + "..."
+                parts.append(f"{n} ({b['dim']}-d, weights {shown})")
+            lines.append(f"{seq}: deep features from " + ", ".join(parts))
+    if any(provenance["backbones"][n]["kind"] == "2d" for n in provenance["backbones"]):
+        lines.append(
+            f"2-D input: {_MODE_TEXT[cfg['slice_mode']]}, cropped to the ROI bounding box "
+            f"+ {cfg['margin_px']} px{', padded square' if cfg['square'] else ''}, intensities "
+            f"{cfg['intensity_percentiles'][0]}-{cfg['intensity_percentiles'][1]} percentile "
+            f"-> [0, 1], grey replicated to 3 channels, resized to the backbone input and "
+            f"normalised with its own mean/std (ultrasound: the single image)")
+    if any(provenance["backbones"][n]["kind"] == "3d" for n in provenance["backbones"]):
+        lines.append(f"3-D input: ROI box + {cfg['volume_margin_px']} px in-plane, z-scored, "
+                     f"resized to {cfg['volume_size']}^3")
+    for seq, r in provenance.get("radiomics", {}).items():
+        lines.append(f"{seq}: pyradiomics {r['versions']['pyradiomics']} features with "
+                     f"{r['params_file']} (binWidth {r['settings'].get('binWidth')}, "
+                     f"resampling {r['settings'].get('resampledPixelSpacing')})")
+    lines.append(f"computed on {provenance['device']} in {provenance['precision']}")
+    if provenance.get("warning"):
+        lines.append(provenance["warning"])
+    return lines
+
+
 # ----------------------------------------------------------------- functions
 def extract_cohort_features(cohort, config: FeatureConfig, cache_dir: str | Path | None = None,
                             progress: ProgressFn | None = None, *,

@@ -148,3 +148,16 @@ def test_config_json_round_trip_and_errors(tmp_path):
             FeatureConfig.from_dict({**FeatureConfig().to_dict(), **bad})
     # device, batch size and workers do not change values: not part of the cache key
     assert "device" not in cfg.feature_settings() and "margin_px" in cfg.feature_settings()
+
+
+def test_describe_features_names_mode_weights_and_random_init(tiny_cohort_ro, backbones):
+    from her2core.features import describe_features
+    cfg = _config(sequences=["US"], backbones={"US": ["resnet18"]}, radiomics_sequences=["US"],
+                  num_workers=0)
+    df, _ = extract_cohort_features(tiny_cohort_ro, cfg, backbones=backbones)
+    lines = describe_features(df.attrs["provenance"])
+    text = "\n".join(lines)
+    assert "US: deep features from resnet18 (512-d, weights RANDOM INITIALISATION)" in text
+    assert "largest ROI area" in text and "+ 10 px" in text
+    assert "us.yaml (binWidth 8" in text
+    assert lines[-1] == df.attrs["warning"]
