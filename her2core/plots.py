@@ -183,22 +183,29 @@ def nomogram_figure(nomogram: Any, patient: Mapping[str, Any] | None = None,
              [f"{a['probability']:g}" for a in pa])
     if patient:
         xs, ys, txt = [], [], []
-        for name, pts in patient["points"].items():
+        out_of_range = list(patient.get("out_of_range") or [])
+        for name, pts in (patient.get("points") or {}).items():
+            if name not in ypos or pts is None:
+                continue
             xs.append(pts)
             ys.append(ypos[name])
             txt.append(f"{name}: {pts:.1f} points"
-                       + (" (outside training range)" if name in patient.get("out_of_range", [])
-                          else ""))
-        xs += [patient["total_points"] * scale, patient["total_points"] * scale]
+                       + (" (outside training range)" if name in out_of_range else ""))
+        total = patient.get("total_points")
+        if total is None:
+            total = float(sum(v for k, v in (patient.get("points") or {}).items()
+                              if v is not None and k in ypos))
+        prob = patient.get("probability")
+        if prob is None:
+            prob = nom.total_points_to_probability(total)
+        xs += [total * scale, total * scale]
         ys += [ypos["Total points"], ypos["Probability"]]
-        txt += [f"total {patient['total_points']:.1f} points",
-                f"probability {patient['probability']:.3f}"]
+        txt += [f"total {total:.1f} points", f"probability {prob:.3f}"]
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name="patient",
                                  marker=dict(color="#d62728", size=12, symbol="circle"),
                                  text=txt, hovertemplate="%{text}<extra></extra>"))
-        if patient.get("out_of_range"):
-            fig.add_annotation(text="outside the training range: "
-                                    + ", ".join(patient["out_of_range"]),
+        if out_of_range:
+            fig.add_annotation(text="outside the training range: " + ", ".join(out_of_range),
                                xref="paper", yref="paper", x=1, y=1.06, showarrow=False,
                                font=dict(color="#d62728"))
     fig.update_yaxes(tickvals=list(ypos.values()), ticktext=list(ypos.keys()),

@@ -57,7 +57,8 @@ def add_arguments(p) -> None:
     p.add_argument("--n-boot", type=int, default=2000,
                    help="bootstrap resamples for the AUC CI and the F1 CI (default 2000)")
     p.add_argument("--seed", type=int, default=20240601, help="bootstrap seed")
-    p.add_argument("--hl-groups", type=int, default=10, help="Hosmer-Lemeshow groups (default 10)")
+    p.add_argument("--hl-groups", type=int, default=10,
+                   help="Hosmer-Lemeshow groups, at least 3 (default 10)")
     p.add_argument("--dca-thresholds", default="0.01:0.99:0.01", metavar="START:STOP:STEP",
                    help="decision-curve thresholds (default 0.01:0.99:0.01)")
     p.add_argument("--prevalence", type=float,
@@ -220,12 +221,15 @@ def evaluate_scores(y: pd.Series, pred: pd.DataFrame, scores: list[str], *,
             entry["calibration_warnings"] = cal.warnings + (
                 [f"{cal.n_clipped} probabilities of exactly 0 or 1 clipped to 1e-12 from the "
                  "bound for the logistic fits"] if cal.n_clipped else [])
-        try:
-            hl = M.hosmer_lemeshow(ys, ss, g=hl_groups)
+        hl = M.hosmer_lemeshow(ys, ss, g=hl_groups)
+        if hl.note:
+            entry["hosmer_lemeshow"] = {"statistic": None, "df": None, "p": None,
+                                        "groups": hl.groups,
+                                        "groups_requested": hl.groups_requested,
+                                        "error": hl.note}
+        else:
             entry["hosmer_lemeshow"] = {"statistic": hl.statistic, "df": hl.df, "p": hl.p,
                                         "groups": hl.groups, "groups_requested": hl.groups_requested}
-        except ValueError as exc:
-            entry["hosmer_lemeshow"] = {"error": str(exc)}
         dca = M.decision_curves(ys, {col: ss}, thresholds=dca_thresholds, prevalence=prevalence)
         entry["dca"] = dca.models[col].rows()
         figs["dca_models"][col] = ss if bool(ok.all()) else None
@@ -359,6 +363,8 @@ def run(args) -> int:
                     raise CohortError(f"--compare column {c} is not an evaluated score",
                                       file=pred_path, hint=f"scores: {', '.join(scores)}")
     labels, bad_rows, table = read_labels(Path(args.truth), args.task)
+    if args.hl_groups < 3:
+        raise CohortError(f"--hl-groups must be at least 3, got {args.hl_groups}")
     if args.n_boot < 100:
         raise CohortError(f"--n-boot must be at least 100, got {args.n_boot}")
     dca_t = _parse_range(args.dca_thresholds)

@@ -186,6 +186,7 @@ class HosmerLemeshow:
     observed: list[list[float]]  # per group [y0, y1]
     expected: list[list[float]]  # per group [E0, E1]
     counts: list[int]
+    note: str | None = None  # set when the test cannot be computed (p is then NaN)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -198,9 +199,13 @@ def hosmer_lemeshow(y, p, g: int = 10) -> HosmerLemeshow:
     p = check_probabilities(p, y.size)
     if g < 3:
         raise ValueError("g must be at least 3 (df = g - 2)")
+    # fewer than 3 groups (tied fitted values): p is NaN and ``note`` says why
     qq = np.unique(np.quantile(p, np.linspace(0, 1, g + 1), method="linear"))
     if qq.size < 2:
-        raise ValueError("all fitted values are equal: no groups can be formed")
+        return HosmerLemeshow(statistic=float("nan"), df=-2, p=float("nan"), groups=0,
+                              groups_requested=g, breaks=qq.tolist(), observed=[], expected=[],
+                              counts=[], note="all fitted values are equal: no groups can be "
+                                              "formed")
     # R cut(right=TRUE, include.lowest=TRUE): (b_{k-1}, b_k], first [b_0, b_1]
     grp = np.searchsorted(qq, p, side="left") - 1
     grp[grp < 0] = 0
@@ -215,14 +220,15 @@ def hosmer_lemeshow(y, p, g: int = 10) -> HosmerLemeshow:
     with np.errstate(divide="ignore", invalid="ignore"):
         chisq = float(np.sum((obs - exp) ** 2 / exp))
     G = int(keep.sum())
-    if G < 3:
-        raise ValueError(f"only {G} group(s) of fitted values could be formed (too many ties); "
-                         "the Hosmer-Lemeshow test needs at least 3")
     df = G - 2
-    pval = float(stats.chi2.sf(chisq, df))
+    note = None
+    if G < 3:
+        note = (f"only {G} group(s) of fitted values could be formed (too many ties); "
+                "the Hosmer-Lemeshow test needs at least 3")
+    pval = float(stats.chi2.sf(chisq, df)) if note is None else float("nan")
     return HosmerLemeshow(statistic=chisq, df=df, p=pval, groups=G, groups_requested=g,
                           breaks=qq.tolist(), observed=obs.tolist(), expected=exp.tolist(),
-                          counts=cnt[keep].astype(int).tolist())
+                          counts=cnt[keep].astype(int).tolist(), note=note)
 
 
 @dataclass

@@ -104,5 +104,7 @@ def test_degenerate_calibration_is_flagged():
     assert_allclose(const.intercept, 0.0, atol=1e-12)  # observed 50% = predicted 50%
     separated = calibration_intercept_slope(y, np.where(y == 1, 0.7, 0.3))
     assert any("separated" in w for w in separated.warnings)
-    with pytest.raises(ValueError, match="at least 3"):
-        hosmer_lemeshow(y, np.where(y == 1, 0.7, 0.3))
+    hl = hosmer_lemeshow(y, np.where(y == 1, 0.7, 0.3))
+    assert hl.groups == 2 and np.isnan(hl.p) and "at least 3" in hl.note
+    hl = hosmer_lemeshow(y, np.full(20, 0.4))
+    assert hl.groups == 0 and np.isnan(hl.statistic) and "equal" in hl.note

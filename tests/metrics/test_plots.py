@@ -58,3 +58,13 @@ def test_nomogram_figure_marks_the_patient():
     # size has the widest range (4.5 lp units) -> 100 points
     assert_allclose(nom.points_for("size", 50), 100)
     plots.nomogram_figure(nom.to_dict())  # from JSON form
+
+
+def test_nomogram_figure_tolerates_partial_patient():
+    nom = Nomogram.from_coefficients(-1.0, {"a": 1.0}, ranges={"a": (0, 2)})
+    fig = plots.nomogram_figure(nom.to_dict(), {"points": {"a": 50.0, "unknown": 3.0},
+                                                "probability": None})
+    marker = [t for t in fig.data if t.name == "patient"][0]
+    # unknown names are skipped; one predictor: the total axis equals its points
+    assert_allclose(list(marker.x), [50.0, 50.0, 50.0])
+    assert "probability 0.500" in marker.text[-1]
