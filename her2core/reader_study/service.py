@@ -96,6 +96,18 @@ def verify_code(code: str, stored: str) -> bool:
 
 # --------------------------------------------------------------------------- value objects
 
+# Sessions carry an HMAC tag made with a per-process key, so that only sign_in /
+# owner_sign_in can make them (a page cannot build one from, say, a query parameter).
+# They live in server memory (e.g. Streamlit session state) and end with the process;
+# the reader then signs in again and resumes from the database.
+_SESSION_KEY = secrets.token_bytes(32)
+
+
+def _tag(*parts) -> str:
+    msg = "\x1f".join(str(p) for p in parts).encode()
+    return hmac.new(_SESSION_KEY, msg, hashlib.sha256).hexdigest()
+
+
 @dataclass(frozen=True)
 class ReaderSession:
     study_id: int
@@ -103,12 +115,20 @@ class ReaderSession:
     reader_id: int
     reader_number: int
     reader_name: str
+    tag: str = field(default="", repr=False)
+
+    def _valid(self) -> bool:
+        return hmac.compare_digest(self.tag, _tag("reader", self.study_id, self.reader_id))
 
 
 @dataclass(frozen=True)
 class OwnerSession:
     study_id: int
     study_name: str
+    tag: str = field(default="", repr=False)
+
+    def _valid(self) -> bool:
+        return hmac.compare_digest(self.tag, _tag("owner", self.study_id))
 
 
 @dataclass(frozen=True)
@@ -374,7 +394,7 @@ class ReaderStudyService:
             study = self._study(s, study_name)
             if not verify_code(owner_code, study.owner_code_hash):
                 raise AccessDenied("unknown study or wrong access code")
-            return OwnerSession(study.id, study.name)
+            return OwnerSession(study.id, study.name, _tag("owner", study.id))
 
     def sign_in(self, study_name: str, code: str) -> ReaderSession:
         code_n = normalise_code(code)
@@ -387,12 +407,13 @@ class ReaderStudyService:
                                                Reader.number == int(prefix[1:])))
             if rd is None or not verify_code(code_n, rd.code_hash):
                 raise AccessDenied("unknown study or wrong access code")
-            return ReaderSession(study.id, study.name, rd.id, rd.number, rd.name)
+            return ReaderSession(study.id, study.name, rd.id, rd.number, rd.name,
+                                 _tag("reader", study.id, rd.id))
 
     # ---------------------------------------------------------------- reader side
     def _reader(self, s: Session, reader: ReaderSession) -> tuple[Reader, Study]:
-        if not isinstance(reader, ReaderSession):
-            raise AccessDenied("a reader session is required")
+        if not isinstance(reader, ReaderSession) or not reader._valid():
+            raise AccessDenied("a reader session from sign_in is required")
         rd = s.get(Reader, reader.reader_id)
         if rd is None or rd.study_id != reader.study_id:
             raise AccessDenied("reader session does not match the database")
@@ -617,8 +638,8 @@ class ReaderStudyService:
 
     # ---------------------------------------------------------------- owner side
     def _owner(self, s: Session, owner: OwnerSession) -> Study:
-        if not isinstance(owner, OwnerSession):
-            raise AccessDenied("an owner session is required")
+        if not isinstance(owner, OwnerSession) or not owner._valid():
+            raise AccessDenied("an owner session from owner_sign_in is required")
         study = s.get(Study, owner.study_id)
         if study is None or study.name != owner.study_name:
             raise AccessDenied("owner session does not match the database")

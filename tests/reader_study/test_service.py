@@ -114,6 +114,14 @@ def test_codes_hashed_and_checked(svc, db_path):
     assert h != hash_code("R1-AAAA-BBBB-CCCC")  # salted
     with pytest.raises(AccessDenied):
         svc.reads_table(r)  # a reader session is not an owner session
+    # sessions cannot be forged or re-targeted
+    from her2core.reader_study.service import OwnerSession, ReaderSession
+    with pytest.raises(AccessDenied):
+        svc.next_case(ReaderSession(r.study_id, "S1", r.reader_id, 2, "Bob"))
+    with pytest.raises(AccessDenied):
+        svc.next_case(dataclasses.replace(r, reader_id=r.reader_id - 1))
+    with pytest.raises(AccessDenied):
+        svc.reads_table(OwnerSession(r.study_id, "S1"))
 
 
 def test_reader_cannot_touch_other_readers_items(svc):
