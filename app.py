@@ -20,6 +20,8 @@ PAGES = [
     st.Page("pages/cohort.py", title="Cohort", icon=":material/groups:"),
     st.Page("pages/teaching.py", title="Teaching", icon=":material/school:"),
     st.Page("pages/export.py", title="Export", icon=":material/picture_as_pdf:"),
+    st.Page("pages/reader_study.py", title="Reader study", icon=":material/assignment_ind:"),
+    st.Page("pages/study_owner.py", title="Study owner", icon=":material/admin_panel_settings:"),
 ]
 nav = st.navigation(PAGES)
 with st.sidebar:

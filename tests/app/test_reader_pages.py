@@ -1,0 +1,270 @@
+"""Reader-study pages through AppTest: sign-in, what a reader may see, saving, resume, owner screen.
+
+Each test uses its own SQLite file (HER2_DB_URL); studies are made on a few demo-cohort
+cases, through the service (reader tests) or through the owner's creation form.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from numpy.testing import assert_allclose
+
+from streamlit.testing.v1 import AppTest
+
+from her2core.reader_study import ReaderStudyService
+from her2core.reader_study.db import sqlite_url
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = str(ROOT / "app.py")
+DEMO = ROOT / "assets" / "demo_cohort"
+TIMEOUT = 240
+CASES = ["syn-0000", "syn-0001", "syn-0002", "syn-0003"]
+
+
+def _demo() -> Path:
+    if not (DEMO / "cohort.csv").exists():
+        pytest.skip("assets/demo_cohort is not in this checkout")
+    return DEMO
+
+
+@pytest.fixture
+def db(tmp_path, monkeypatch):
+    url = sqlite_url(tmp_path / "rs.db")
+    monkeypatch.setenv("HER2_DB_URL", url)
+    svc = ReaderStudyService.open(url)
+    yield svc
+    svc.db.dispose()
+
+
+def _study(svc, design="sequential", ask_low=False, name="S1"):
+    from her2core.reader_study.inputs import cases_from_cohort
+    root = _demo()
+    preds = {cid: {"p_her2": 0.1 + 0.2 * i, "total_points": 40.0 + 10 * i,
+                   "points": {"age": 10.0 + i, "DCE score": 30.0 + 9 * i}}
+             for i, cid in enumerate(CASES)}
+    cases = cases_from_cohort(root, CASES, preds)
+    readers = [{"name": "Ann", "level": "junior", "years": 2},
+               {"name": "Bo", "level": "senior", "years": 15}]
+    return svc.create_study(name, cases, readers, design=design, seed=7, ask_her2_low=ask_low,
+                            washout_days=(1.0 if design == "two_sessions" else 0.0),
+                            model_info={"source": "test predictions"}, cohort_root=str(root))
+
+
+def _run(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _reader_page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    _run(at)
+    at.switch_page("pages/reader_study.py")
+    return _run(at)
+
+
+def _button(at, label):
+    hits = [b for b in at.button if b.label == label]
+    assert hits, (label, [b.label for b in at.button])
+    return hits[0]
+
+
+def _sign_in(at, study, code) -> AppTest:
+    at.text_input(key="rs_signin_study").input(study)
+    at.text_input(key="rs_signin_code").input(code)
+    _button(at, "Sign in").click()
+    return _run(at)
+
+
+def _texts(at) -> str:
+    parts = [m.value for m in at.markdown] + [m.value for m in at.info] + [m.value for m in at.error]
+    parts += [m.value for m in at.subheader] + [m.label for m in at.metric] + [m.value for m in at.metric]
+    parts += [c.value for c in at.caption] + [m.value for m in at.success]
+    return "\n".join(str(p) for p in parts)
+
+
+def _progress_text(at) -> str:
+    return at.get("progress")[0].proto.text
+
+
+def _read(at, qid, call="HER2-positive", conf=80, notes=""):
+    at.radio(key=f"rs_call_{qid}").set_value(call)
+    at.slider(key=f"rs_conf_{qid}").set_value(conf)
+    if notes:
+        at.text_area(key=f"rs_notes_{qid}").input(notes)
+    _button(at, "Save read").click()
+    return _run(at)
+
+
+def _frame(at, column):
+    """The first st.dataframe of the page with this column (AppTest does not keep their keys)."""
+    hits = [d.value for d in at.dataframe if column in d.value.columns]
+    assert hits, (column, [list(d.value.columns) for d in at.dataframe])
+    return hits[0]
+
+
+def _current_qid(at) -> int:
+    keys = [r.key for r in at.radio if r.key and r.key.startswith("rs_call_")]
+    assert len(keys) == 1, keys
+    return int(keys[0].rsplit("_", 1)[1])
+
+
+def test_sign_in_refused_with_a_wrong_code(db):
+    made = _study(db)
+    at = _reader_page()
+    _sign_in(at, "S1", "R1-AAAA-BBBB-CCCC")
+    assert any("wrong access code" in e.value for e in at.error)
+    assert "rs_reader" not in at.session_state
+    _sign_in(at, "no such study", made.reader_codes["Ann"])
+    assert any("wrong access code" in e.value for e in at.error)
+    # an owner code is not a reader code
+    _sign_in(at, "S1", made.owner_code)
+    assert "rs_reader" not in at.session_state
+    assert not [r for r in at.radio if (r.key or "").startswith("rs_call_")]
+
+
+def test_model_output_absent_before_the_unaided_read_then_shown_and_queue_moves_on(db):
+    made = _study(db)
+    at = _sign_in(_reader_page(), "S1", made.reader_codes["Ann"])
+    assert _progress_text(at) == "Case 1 of 8, unaided"
+    qid = _current_qid(at)
+    text = _texts(at)
+    case_id = at.subheader[0].value.split()[1]
+    assert case_id in CASES
+    # unaided: no model output, no truth
+    assert "Model output" not in text and "model)" not in text
+    assert not at.metric
+    assert "her2_ihc" not in text and "HER2 truth" not in text
+    assert not db.model_output_allowed(at.session_state["rs_reader"], case_id)
+    # images from the cohort are on screen (the viewer's slice charts)
+    assert len(at.get("plotly_chart")) >= 1
+
+    _read(at, qid, "HER2-negative", 70, notes="smooth margin")
+    assert _progress_text(at) == "Case 2 of 8, aided"
+    assert at.subheader[0].value.startswith(f"Case {case_id} - aided")
+    i = CASES.index(case_id)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["HER2-positive (model)"] == f"{0.1 + 0.2 * i:.1%}"
+    pts = _frame(at, "points")
+    assert_allclose(pts.set_index("predictor")["points"].to_numpy(), [10.0 + i, 30.0 + 9 * i])
+    # the saved read is in the database, committed, with its content
+    owner = db.owner_sign_in("S1", made.owner_code)
+    reads = db.reads_table(owner)
+    assert len(reads) == 1
+    r = reads.iloc[0]
+    assert (r["reader"], r["case_id"], r["arm"], bool(r["call_positive"])) == ("Ann", case_id, "unaided", False)
+    assert_allclose(r["confidence"], 70.0)
+    assert r["notes"] == "smooth margin"
+    assert json.loads(r["shown"])["model_output"] is None
+
+    qid2 = _current_qid(at)
+    _read(at, qid2, "HER2-positive", 90)
+    assert _progress_text(at) == "Case 3 of 8, unaided"
+    reads = db.reads_table(owner)
+    aided = reads[reads["arm"] == "aided"].iloc[0]
+    shown = json.loads(aided["shown"])
+    assert_allclose(shown["model_output"]["p_her2"], 0.1 + 0.2 * i)
+    assert shown["client"]["panels"] == ["probability", "nomogram_points"]
+    assert not db.model_output_allowed(at.session_state["rs_reader"],
+                                       at.subheader[0].value.split()[1])
+
+
+def test_resume_in_a_new_session_and_correct_the_last_read(db):
+    made = _study(db)
+    at = _sign_in(_reader_page(), "S1", made.reader_codes["Bo"])
+    for _ in range(3):
+        at = _read(at, _current_qid(at), "HER2-positive", 60)
+    assert _progress_text(at) == "Case 4 of 8, aided"
+    # a new browser session (no session state): sign in again, carry on at the next step
+    at2 = _sign_in(_reader_page(), "S1", made.reader_codes["Bo"])
+    assert _progress_text(at2) == "Case 4 of 8, aided"
+    assert len(at2.metric) >= 1                      # the aided step shows the model again
+    # the last read (step 3, unaided) cannot be corrected: the model of that case is on screen
+    assert any("can no longer be corrected" in i.value for i in at2.info)
+    at2 = _read(at2, _current_qid(at2), "HER2-positive", 95)
+    assert _progress_text(at2) == "Case 5 of 8, unaided"
+    # the aided read can: a new read supersedes it, the old one stays
+    at2.radio(key=[r.key for r in at2.radio if (r.key or "").startswith("rs_ccall_")][0]).set_value("HER2-negative")
+    at2.text_input(key=[t.key for t in at2.text_input if (t.key or "").startswith("rs_creason_")][0]).input("misclick")
+    _button(at2, "Save the correction").click()
+    _run(at2)
+    owner = db.owner_sign_in("S1", made.owner_code)
+    all_reads = db.reads_table(owner, effective_only=False)
+    assert len(all_reads) == 5 and all_reads["superseded"].sum() == 1
+    new = all_reads.iloc[-1]
+    assert not bool(new["call_positive"]) and new["supersedes_id"] == all_reads.iloc[3]["read_id"]
+    assert bool(all_reads.iloc[3]["call_positive"]) and all_reads.iloc[3]["arm"] == "aided"
+    assert_allclose(new["confidence"], 95.0)
+    assert _progress_text(at2) == "Case 5 of 8, unaided"   # a correction does not move the queue
+
+
+def test_two_session_design_withholds_the_model_until_the_washout(db):
+    made = _study(db, design="two_sessions", ask_low=True, name="S2")
+    at = _sign_in(_reader_page(), "S2", made.reader_codes["Ann"])
+    for k in range(4):
+        qid = _current_qid(at)
+        assert _progress_text(at) == f"Case {k + 1} of 8, unaided"
+        assert not at.metric
+        at.radio(key=f"rs_call_{qid}").set_value("HER2-negative")
+        _button(at, "Save read").click()
+        _run(at)
+        assert any("HER2-low or HER2-zero" in e.value for e in at.error)   # asked, not answered
+        at.radio(key=f"rs_low_{qid}").set_value("HER2-low")
+        _button(at, "Save read").click()
+        _run(at)
+    assert _progress_text(at) == "4 of 8 read; washout"
+    assert any("Washout" in i.value for i in at.info)
+    assert not at.metric
+
+
+def test_owner_creates_a_study_sees_codes_once_progress_export_and_analysis(db):
+    _demo()
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    _run(at)
+    at.switch_page("pages/study_owner.py")
+    _run(at)
+    # wrong owner code refused (no study yet -> unknown study)
+    at.text_input(key="rs_owner_study").input("nope")
+    at.text_input(key="rs_owner_code").input("OWNER-AAAA")
+    _button(at, "Open").click()
+    _run(at)
+    assert any("wrong owner code" in e.value for e in at.error)
+    at.radio(key="rs_new_model").set_value("None")
+    _run(at)
+    at.text_input(key="rs_new_name").input("Owner study")
+    at.number_input(key="rs_new_limit").set_value(4)
+    _button(at, "Create the study").click()
+    _run(at)
+    codes = at.code[0].value
+    assert "owner code: OWNER-" in codes and codes.count("reader ") == 3
+    reader_codes = dict(l.split(": ", 1) for l in codes.splitlines() if l.startswith("reader "))
+    st_ = db.study_status(db.owner_sign_in("Owner study", codes.split("owner code: ")[1].split()[0]))
+    assert (st_.n_cases, len(st_.readers), st_.design) == (4, 3, "sequential")
+    assert 0 < st_.n_positive < 4                       # both classes in a small study
+    _button(at, "I have saved the codes - hide them").click()
+    _run(at)
+    assert not at.code                                  # shown once
+    # fill every queue through the service, then analyse on the page
+    for rname, code in reader_codes.items():
+        r = db.sign_in("Owner study", code.strip())
+        k = 0
+        while (n := db.next_case(r)).status == "case":
+            db.save_read(r, n.case.queue_item_id, call_positive=bool(k % 2), confidence=30 + 5 * k)
+            k += 1
+    _run(at)
+    prog = _frame(at, "done")
+    assert list(prog["done"]) == ["8/8"] * 3
+    _button(at, "Prepare the export").click()
+    _run(at)
+    assert at.session_state["rs_export"][2].count("\n") == 1 + 24
+    _button(at, "Run the analysis").click()
+    _run(at)
+    per = _frame(at, "AUC")
+    assert len(per) == 6 and set(per["arm"]) == {"unaided", "aided"}
+    mrmc = _frame(at, "covariance")
+    ref = db.analyze(db.owner_sign_in("Owner study", codes.split("owner code: ")[1].split()[0]))
+    rr = mrmc[(mrmc["covariance"] == "jackknife") & (mrmc["analysis"] == "RRRC")].iloc[0]
+    assert_allclose(rr["p"], round(ref["mrmc"]["jackknife"]["rrrc"]["p_value"], 4))
+    assert len(at.get("plotly_chart")) >= 4

@@ -1,0 +1,380 @@
+"""UI helpers of the reader-study pages (no numerics: every number comes from her2core).
+
+* :func:`service` -- the one :class:`ReaderStudyService` of the server process (database
+  from ``HER2_DB_URL``, else the SQLite default), shared by all sessions; state lives in the
+  database only, the page session holds nothing but the signed-in session token.
+* reading screen pieces: :func:`reading_case` (images of a study case, never truth,
+  clinical values or masks), :func:`model_panels` (what the service allows in the aided arm).
+* owner screen pieces: study-creation inputs (cases, readers, model output) and the tables
+  of the analysis result (formatting only).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from her2core.reader_study import (AccessDenied, NextCase, ReaderSession, ReaderStudyError,
+                                   ReaderStudyService)
+
+from . import services as S
+from . import widgets as W
+
+log = logging.getLogger(__name__)
+
+READER_KEY = "rs_reader"      # ReaderSession of the signed-in reader (the only reader state)
+OWNER_KEY = "rs_owner"        # OwnerSession of the signed-in owner
+CODES_KEY = "rs_new_codes"    # CreatedStudy just made (codes shown once, until dismissed)
+RESULT_KEY = "rs_result"      # (study name, analysis dict) of the last analysis run
+EXPORT_KEY = "rs_export"      # (study name, format, text) of the last prepared export
+
+DEFAULT_READERS = [
+    {"name": "Reader 1", "level": "junior", "years": 2.0},
+    {"name": "Reader 2", "level": "junior", "years": 4.0},
+    {"name": "Reader 3", "level": "senior", "years": 12.0},
+]
+MODEL_SOURCES = ("Predictions CSV", "Model bundle (run on each case's ROI)", "None")
+
+
+# ----------------------------------------------------------------------------- service
+def db_url() -> str | None:
+    return os.environ.get("HER2_DB_URL") or None
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _service(url: str | None) -> ReaderStudyService:
+    return ReaderStudyService.open(url)
+
+
+def service() -> ReaderStudyService:
+    """The process-wide service for the configured database (opened once per URL)."""
+    return _service(db_url())
+
+
+def sign_out(key: str) -> None:
+    st.session_state.pop(key, None)
+
+
+# ----------------------------------------------------------------------------- reading
+def reading_case(cohort_root: str | None, case_id: str) -> "S.CaseData | None":
+    """The case's images for reading: no truth, no clinical values, no masks."""
+    if not cohort_root or not Path(cohort_root).is_dir():
+        return None
+    files = {k: v for k, v in S.case_files(str(cohort_root), case_id).items()
+             if k in S.SEQUENCES and Path(v).exists()}
+    if not files:
+        return None
+    return S.CaseData(case_id=case_id, source="reader study",
+                      files=files, hashes={k: S.file_sha256(v) for k, v in files.items()
+                                           if Path(v).is_file()},
+                      clinical={}, label={}, note="")
+
+
+def queue_caption(nxt: NextCase) -> str:
+    """"Case 3 of 20, unaided" - the reader's own progress only."""
+    if nxt.status == "case" and nxt.case is not None:
+        c = nxt.case
+        return f"Case {c.position} of {c.total}, {c.arm}" + (
+            f" (session {c.session})" if c.session > 1 else "")
+    if nxt.status == "washout":
+        return f"{nxt.done} of {nxt.total} read; washout"
+    return f"All {nxt.total} reads saved"
+
+
+def _points(model_output: dict) -> dict[str, float]:
+    pts = dict(model_output.get("points") or {})
+    for k, v in model_output.items():
+        if k.startswith("points_") and isinstance(v, (int, float)):
+            pts.setdefault(k[len("points_"):], float(v))
+    return pts
+
+
+def model_panels(model_output: dict | None, case: "S.CaseData | None" = None,
+                 cohort_root: str | None = None) -> list[str]:
+    """Render the model output the service released for this aided step.
+
+    Returns the names of the panels shown (recorded with the read)."""
+    shown: list[str] = []
+    if not model_output:
+        st.info("This study has no model output for this case.", icon=":material/block:")
+        return shown
+    info = dict(model_output.get("model_info") or {})
+    if info.get("random_init") or info.get("synthetic"):
+        st.warning(W.RANDOM_INIT_TEXT, icon=":material/science:")
+    p = model_output.get("p_her2")
+    pts = _points(model_output)
+    total = model_output.get("total_points")
+    c1, c2 = st.columns([1, 2])
+    with c1:
+        with st.container(border=True, key="rs_panel_probability"):
+            st.markdown("#### Model: probability")
+            if isinstance(p, (int, float)):
+                st.metric("HER2-positive (model)", f"{p:.1%}")
+                shown.append("probability")
+            if isinstance(model_output.get("p_low"), (int, float)):
+                st.metric("HER2-low vs zero (model)", f"{model_output['p_low']:.1%}")
+            if isinstance(total, (int, float)):
+                st.caption(f"Total nomogram points: {total:.1f}")
+            src = info.get("source") or info.get("bundle") or ""
+            if src:
+                st.caption(f"Model: {src}")
+    with c2:
+        with st.container(border=True, key="rs_panel_nomogram"):
+            st.markdown("#### Nomogram points")
+            nom_d = info.get("nomogram")
+            drawn = False
+            if nom_d and pts:
+                try:
+                    from her2core.nomogram import Nomogram
+                    from her2core.plots import nomogram_figure
+                    nom = Nomogram.from_dict(nom_d)
+                    patient = {"points": pts, "total_points": float(total or sum(pts.values())),
+                               "probability": float(p) if p is not None else None}
+                    fig = nomogram_figure(nom, patient)
+                    fig.update_layout(height=max(320, 40 * (len(nom.variables) + 3)),
+                                      margin=dict(l=10, r=10, t=40, b=10))
+                    st.plotly_chart(fig, key="rs_fig_nomogram", config={"displaylogo": False})
+                    drawn = True
+                except Exception as err:  # noqa: BLE001 - fall back to the table
+                    log.info("nomogram figure not drawn: %s", err)
+            if pts:
+                tab = pd.DataFrame({"predictor": list(pts), "points": [round(v, 1) for v in pts.values()]})
+                if not drawn:
+                    import plotly.express as px
+                    fig = px.bar(tab, x="points", y="predictor", orientation="h")
+                    fig.update_layout(height=max(220, 34 * len(tab) + 80),
+                                      margin=dict(l=10, r=10, t=10, b=10))
+                    st.plotly_chart(fig, key="rs_fig_points", config={"displaylogo": False})
+                st.dataframe(tab, hide_index=True, key="rs_points_table")
+                shown.append("nomogram_points")
+            else:
+                st.caption("No per-predictor points for this case.")
+    shap = model_output.get("shap")
+    if isinstance(shap, dict) and shap:
+        with st.container(border=True, key="rs_panel_shap"):
+            st.markdown("#### SHAP contributions (log-odds)")
+            import plotly.express as px
+            tab = pd.DataFrame({"predictor": list(shap), "contribution": list(shap.values())})
+            fig = px.bar(tab, x="contribution", y="predictor", orientation="h")
+            fig.update_layout(height=max(220, 30 * len(tab) + 80), margin=dict(l=10, r=10, t=10, b=10))
+            st.plotly_chart(fig, key="rs_fig_shap", config={"displaylogo": False})
+            shown.append("shap")
+    if _live_gradcam(info, case, cohort_root):
+        shown.append("gradcam")
+    return shown
+
+
+def _live_gradcam(info: dict, case, cohort_root) -> bool:
+    """Grad-CAM from the loaded bundle, only when it is the bundle the study recorded."""
+    if case is None or not cohort_root or not info.get("bundle_checksum"):
+        return False
+    bi = S.bundle_info()
+    if not bi.available or not bi.checksum or bi.checksum != info.get("bundle_checksum"):
+        return False
+    from . import predict as P
+    files = S.case_files(str(cohort_root), case.case_id)
+    if "mask" not in files:
+        return False
+    with W.user_errors():
+        seq = case.reference
+        full = S.CaseData(case.case_id, "reader study", files=files,
+                          hashes={k: S.file_sha256(v) for k, v in files.items() if Path(v).is_file()})
+        mask = S.load_mask_array(full, seq, files["mask"], full.hashes["mask"])
+        part = P.run_image_part(full, seq, mask)
+        P.gradcam_panel(full, part, seq, mask)
+        return True
+    return False
+
+
+# ----------------------------------------------------------------------------- owner: creation
+def readers_from_table(df: pd.DataFrame) -> list[dict]:
+    out = []
+    for _, row in pd.DataFrame(df).iterrows():
+        name = str(row.get("name") or "").strip()
+        if not name or name.lower() == "nan":
+            continue
+        yrs = row.get("years")
+        out.append({"name": name, "level": str(row.get("level") or "").strip(),
+                    "years": None if yrs is None or pd.isna(yrs) else float(yrs)})
+    return out
+
+
+def pick_cases(root: str, ids_text: str, limit: int, seed: int) -> list[str]:
+    """Case ids with known HER2 truth: those listed, else all; ``limit`` > 0 keeps that many,
+    alternating HER2-positive and -negative cases (in an order drawn with ``seed``) so a
+    small study still has both classes."""
+    from her2core.cohort import read_cohort
+    her2 = read_cohort(root).labels("her2")
+    ids = [t.strip() for t in ids_text.replace(";", ",").replace("\n", ",").split(",") if t.strip()]
+    if ids:
+        for cid in ids:
+            if cid not in her2.index:
+                raise ReaderStudyError("case has no known her2 truth or is not in the cohort",
+                                       case_id=cid, file=Path(root) / "cohort.csv")
+    else:
+        ids = [str(c) for c in her2.index]
+    if limit and limit < len(ids):
+        import random
+        rnd = random.Random(seed)
+        pos = [c for c in ids if int(her2[c]) == 1]
+        neg = [c for c in ids if int(her2[c]) == 0]
+        rnd.shuffle(pos)
+        rnd.shuffle(neg)
+        chosen = []
+        while len(chosen) < limit and (pos or neg):
+            for grp in (pos, neg):
+                if grp and len(chosen) < limit:
+                    chosen.append(grp.pop(0))
+        ids = sorted(chosen)
+    return ids
+
+
+def predictions_from_upload(uploaded) -> tuple[dict, dict]:
+    """(case_id -> model output, model_info) from an uploaded predictions CSV."""
+    import hashlib
+
+    from her2core.reader_study.inputs import load_predictions
+    data = uploaded.getvalue()
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "predictions.csv"
+        p.write_bytes(data)
+        preds = load_predictions(p)
+    for rec in preds.values():
+        pts = {k[len("points_"):]: v for k, v in rec.items() if k.startswith("points_") and v is not None}
+        if pts:
+            rec["points"] = pts
+    return preds, {"source": f"predictions file {uploaded.name}",
+                   "predictions_sha256": hashlib.sha256(data).hexdigest()}
+
+
+def predictions_from_bundle(root: str, case_ids: list[str], progress=None) -> tuple[dict, dict]:
+    """Run the loaded bundle on each case's ROI (its mask file) with its clinical row."""
+    from . import clinical as clin
+    from . import predict as P
+    bi = S.bundle_info()
+    if not bi.available:
+        raise ReaderStudyError(f"no model bundle: {bi.message}")
+    table = S.cohort_table(root)
+    out, nom = {}, None
+    for i, cid in enumerate(case_ids):
+        files = S.case_files(root, cid)
+        if "mask" not in files:
+            raise ReaderStudyError("the case has no mask file: the model needs an ROI", case_id=cid)
+        case = S.CaseData(cid, "reader study", files=files,
+                          hashes={k: S.file_sha256(v) for k, v in files.items() if Path(v).is_file()})
+        seq = case.reference
+        mask = S.load_mask_array(case, seq, files["mask"], case.hashes["mask"])
+        part = P.run_image_part(case, seq, mask)
+        row = table.loc[cid].to_dict() if cid in table.index else {}
+        cp = P.run_clinical_part(part, clin.normalise({k: row.get(k) for k in clin.BY_NAME}))
+        rec: dict[str, Any] = {"p_her2": float(cp.p_her2)}
+        if cp.p_low is not None:
+            rec["p_low"] = float(cp.p_low)
+        if cp.patient_points:
+            rec["points"] = {k: float(v) for k, v in cp.patient_points["points"].items()}
+            rec["total_points"] = float(cp.patient_points["total_points"])
+        if cp.nomogram is not None and nom is None:
+            nom = cp.nomogram.to_dict()
+        if cp.contributions is not None:
+            c = cp.contributions
+            rec["shap"] = {str(k): float(v) for k, v in zip(c.predictors, c.contributions)}
+        out[cid] = rec
+        if progress:
+            progress((i + 1) / len(case_ids), f"{i + 1}/{len(case_ids)} cases")
+    info = {"source": f"bundle {bi.name}", "bundle": bi.name, "bundle_checksum": bi.checksum,
+            "random_init": bool(bi.random_init)}
+    if nom is not None:
+        info["nomogram"] = nom
+    return out, info
+
+
+def cases_for_study(root: str, ids: list[str], preds: dict | None) -> list[dict]:
+    from her2core.reader_study.inputs import cases_from_cohort
+    return cases_from_cohort(root, ids, preds)
+
+
+def codes_text(created) -> str:
+    lines = [f"study: {created.name}", f"owner code: {created.owner_code}"]
+    lines += [f"reader {n}: {c}" for n, c in created.reader_codes.items()]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- owner: tables
+def _ci(d: Any, digits: int = 2) -> str:
+    if isinstance(d, dict):
+        e, lo, hi = d.get("estimate"), d.get("lower"), d.get("upper")
+    else:
+        e, lo, hi = d, None, None
+    if e is None or (isinstance(e, float) and e != e):
+        return "-"
+    s = f"{e:.{digits}f}"
+    if lo is not None and hi is not None:
+        s += f" ({lo:.{digits}f}-{hi:.{digits}f})"
+    return s
+
+
+def per_reader_table(result: dict) -> pd.DataFrame:
+    """Per reader and arm (paper 002, Table 3): AUC and binary metrics with 95 % CIs."""
+    rows = []
+    for p in result.get("per_reader", []):
+        rows.append({"reader": p["reader"], "level": p.get("level"), "arm": p["arm"],
+                     "cases": p.get("n_cases"),
+                     "AUC": _ci({"estimate": p.get("auc"), "lower": p.get("auc_lower"),
+                                 "upper": p.get("auc_upper")}, 3),
+                     **{m.upper() if m in ("ppv", "npv") else m.capitalize(): _ci(p.get(m))
+                        for m in ("sensitivity", "specificity", "accuracy", "ppv", "npv")}})
+    return pd.DataFrame(rows)
+
+
+def deltas_table(result: dict) -> pd.DataFrame:
+    rows = []
+    for d in result.get("aided_minus_unaided", []):
+        rows.append({"reader": d["reader"], "level": d.get("level"),
+                     **{k: (None if d.get(k) is None else round(d[k], 3))
+                        for k in ("auc", "sensitivity", "specificity", "accuracy", "ppv", "npv")}})
+    return pd.DataFrame(rows)
+
+
+def groups_table(result: dict) -> pd.DataFrame:
+    rows = []
+    for level, g in result.get("groups", {}).items():
+        for arm, a in g.get("arms", {}).items():
+            rows.append({"level": level, "readers": ", ".join(g.get("readers", [])), "arm": arm,
+                         "mean AUC": None if a.get("mean_auc") is None else round(a["mean_auc"], 3),
+                         "sensitivity": _ci(a.get("sensitivity")),
+                         "specificity": _ci(a.get("specificity")),
+                         "accuracy": _ci(a.get("accuracy"))})
+    return pd.DataFrame(rows)
+
+
+def mrmc_table(result: dict) -> pd.DataFrame:
+    """OR-Hillis (RRRC) and fixed-reader / fixed-case tests per covariance method."""
+    rows = []
+    for method, m in result.get("mrmc", {}).items():
+        if "error" in m:
+            rows.append({"covariance": method, "analysis": "-", "note": m["error"]})
+            continue
+        for key in ("rrrc", "frrc", "rrfc"):
+            t = m.get(key) or {}
+            rows.append({"covariance": method, "analysis": t.get("analysis", key.upper()),
+                         "AUC unaided": round(m["auc_mean"][0], 4), "AUC aided": round(m["auc_mean"][1], 4),
+                         "difference": round(t.get("difference", float("nan")), 4),
+                         "statistic": f"{t.get('statistic')} = {t.get('value', float('nan')):.3f}",
+                         "df": (f"{t.get('df1'):g}, {t.get('df2'):.2f}" if t.get("df2") is not None
+                                else f"{t.get('df1'):g}"),
+                         "p": round(t.get("p_value", float("nan")), 4),
+                         "95% CI": f"{t.get('ci_lower', float('nan')):.3f} to {t.get('ci_upper', float('nan')):.3f}",
+                         "note": m.get("note") or ""})
+    return pd.DataFrame(rows)
+
+
+__all__ = ["service", "db_url", "reading_case", "queue_caption", "model_panels",
+           "readers_from_table", "pick_cases", "predictions_from_upload", "predictions_from_bundle",
+           "cases_for_study", "codes_text", "per_reader_table", "deltas_table", "groups_table",
+           "mrmc_table", "AccessDenied", "ReaderSession", "READER_KEY", "OWNER_KEY", "CODES_KEY",
+           "RESULT_KEY", "EXPORT_KEY", "DEFAULT_READERS", "MODEL_SOURCES", "sign_out"]
