@@ -487,6 +487,10 @@ def analyze_reads(reads, *, readers_info: Iterable[dict] | None = None,
         d = _jsonable(asdict(s))
         d["level"] = levels.get(rd)
         d["roc"] = empirical_roc(g["truth"].to_numpy(), g["rating"].to_numpy())
+        if "time_on_case_s" in g:
+            tt = g["time_on_case_s"].astype(float)
+            d["time_on_case_s"] = {"median": float(tt.median()), "mean": float(tt.mean()),
+                                   "total": float(tt.sum())}
         per.append(d)
 
     deltas = []

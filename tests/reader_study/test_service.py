@@ -63,6 +63,23 @@ def test_migrations_match_orm_metadata(svc):
     assert current_revision(svc.db.engine) == "0001"
 
 
+def test_migration_downgrade_and_upgrade_again(tmp_path):
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from her2core.reader_study.db import alembic_config, make_engine, upgrade
+    engine = make_engine(sqlite_url(tmp_path / "m.db"))
+    upgrade(engine)
+    with engine.begin() as c:
+        command.downgrade(alembic_config(c), "base")
+    assert inspect(engine).get_table_names() == ["alembic_version"]
+    upgrade(engine)
+    assert current_revision(engine) == "0001"
+    with engine.connect() as c:
+        assert len(c.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'")).all()) == 8
+    engine.dispose()
+
+
 def test_sqlite_pragmas(svc):
     with svc.db.engine.connect() as c:
         got = [c.execute(text(f"PRAGMA {p}")).scalar()
@@ -341,6 +358,7 @@ def test_full_study_analysis_and_exports(svc, clock):
     aided = [x for x in res["per_reader"] if x["arm"] == "aided"]
     assert_allclose([x["auc"] for x in aided], model_auc, rtol=1e-12)
     assert set(res["groups"]) == {"junior", "senior"}
+    assert all(x["time_on_case_s"]["median"] == 7.0 for x in res["per_reader"])
     # HER2-low vs zero: scored on truly negative cases called negative, per reader and arm
     eff = svc.reads_table(owner)
     for h in res["her2_low"]:
