@@ -698,6 +698,22 @@ class ReaderStudyService:
                   if len(df) else pd.Series(dtype=float))
         return df
 
+    def queue_table(self, owner: OwnerSession):
+        """Every reader's fixed worklist (the recorded randomised order), owner only."""
+        import pandas as pd
+
+        with self.db.session() as s:
+            study = self._owner(s, owner)
+            rows = s.execute(
+                select(Reader.number, Reader.name, Reader.order_seed, QueueItem.position,
+                       QueueItem.session, QueueItem.arm, StudyCase.case_id)
+                .join(QueueItem, QueueItem.reader_id == Reader.id)
+                .join(StudyCase, StudyCase.id == QueueItem.study_case_id)
+                .where(Reader.study_id == study.id)
+                .order_by(Reader.number, QueueItem.position)).all()
+        return pd.DataFrame(rows, columns=["reader_number", "reader", "order_seed", "position",
+                                           "session", "arm", "case_id"])
+
     def readers_info(self, owner: OwnerSession) -> list[dict]:
         with self.db.session() as s:
             study = self._owner(s, owner)

@@ -180,12 +180,9 @@ def test_sequential_queue_is_seeded_and_paired(svc):
     created = _create(svc)
     st = svc.study_status(svc.owner_sign_in("S1", created.owner_code))
     assert (st.n_cases, st.n_positive, st.seed, st.design) == (12, 6, 42, "sequential")
-    with svc.db.engine.connect() as c:
-        rows = c.execute(text(
-            "SELECT r.number, q.position, q.arm, q.session, sc.case_id FROM queue_items q "
-            "JOIN readers r ON r.id = q.reader_id JOIN study_cases sc ON sc.id = q.study_case_id "
-            "ORDER BY r.number, q.position")).all()
-    df = pd.DataFrame(rows, columns=["reader", "pos", "arm", "session", "case"])
+    q = svc.queue_table(svc.owner_sign_in("S1", created.owner_code))
+    df = q.rename(columns={"reader_number": "reader", "reader": "name", "case_id": "case"})
+    assert len(df) == 72 and set(df["session"]) == {1}
     orders = {}
     for rd, g in df.groupby("reader"):
         assert list(g["arm"]) == ["unaided", "aided"] * 12
