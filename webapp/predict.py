@@ -199,7 +199,7 @@ def gradcam_panel(case, part: ImagePart, seq: str | None, mask_canonical) -> Non
                         continue
                     try:
                         rgb = cam_overlay_rgb(case, s, cam, seq, mask_canonical)
-                        st.image(rgb, caption=f"{s} / {bb}", use_container_width=True)
+                        st.image(rgb, caption=f"{s} / {bb}", width="stretch")
                     except Exception as err:  # noqa: BLE001
                         W.show_error(err)
         if part.gradcam_note:

@@ -343,14 +343,21 @@ def bundle_info() -> BundleInfo:
             b = B.load_bundle(d)
         except Her2Error as err:
             return BundleInfo(False, path=str(d), message=str(err))
-        card = dict(getattr(b, "card", None) or getattr(b, "model_card", None) or {})
-        weights = dict(card.get("weights", {}) or {})
+        card = dict(getattr(b, "model_card", None) or {})
+        weights = {}
+        for name, v in dict(getattr(b, "backbones", {}) or {}).items():
+            weights[str(name)] = str(v.get("weights", v)) if isinstance(v, dict) else str(v)
+        checksum = ""
+        man = Path(d) / "MANIFEST"
+        if man.is_file():
+            last = man.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1]
+            if last.startswith("overall "):
+                checksum = "sha256:" + last.split(" ", 1)[1].strip()
         rnd = bool(getattr(b, "random_init", False)) or any(
-            str(v).startswith("random") for v in weights.values())
-        return BundleInfo(True, name=str(card.get("name", d.name)), path=str(d),
-                          checksum=str(getattr(b, "checksum", card.get("checksum", ""))),
-                          weights={str(k): str(v) for k, v in weights.items()}, random_init=rnd,
-                          tasks=list(card.get("tasks", ["her2"])), card=card, bundle=b)
+            w.startswith("random") for w in weights.values())
+        return BundleInfo(True, name=str(card.get("name", d.name)), path=str(d), checksum=checksum,
+                          weights=weights, random_init=rnd, tasks=list(getattr(b, "tasks", [])),
+                          card=card, bundle=b)
     return BundleInfo(False, message="no model bundle found (assets/demo_bundle is missing; set "
                       "HER2_BUNDLE to a bundle folder or train one on the Cohort page)")
 
