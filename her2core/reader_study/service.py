@@ -473,8 +473,12 @@ class ReaderStudyService:
         return NextCase("case", case=view, done=done, total=total)
 
     @staticmethod
-    def _model_payload(study: Study, sc: StudyCase) -> dict:
-        out = dict(sc.model_output or {})
+    def _model_payload(study: Study, sc: StudyCase) -> dict | None:
+        """What the aided arm shows: the case's model output plus the model's identity
+        (None when the study has no model output for this case)."""
+        if not sc.model_output:
+            return None
+        out = dict(sc.model_output)
         if study.model_info:
             out["model_info"] = dict(study.model_info)
         return out
