@@ -48,9 +48,9 @@ def add_arguments(p) -> None:
     p.add_argument("--background-max", type=int, default=100, metavar="N",
                    help="at most N cohort cases as the SHAP background (default 100)")
     p.add_argument("--cache", metavar="DIR", help="feature cache folder (default: none)")
-    p.add_argument("--direction", choices=("predicted", "positive", "negative"), default="predicted",
-                   help="map what raises the D-score (positive), lowers it (negative), or the side "
-                        "the case's D-score falls on (predicted, default)")
+    p.add_argument("--direction", choices=("auto", "positive", "negative"), default="auto",
+                   help="map what raises the D-score (positive), what lowers it (negative), or "
+                        "auto: positive unless that map is empty, then negative (default)")
     p.add_argument("--no-gradcam", action="store_true", help="SHAP only")
     p.add_argument("--opacity", type=float, default=0.4, help="overlay opacity 0..1 (default 0.4)")
     p.add_argument("--cmap", default="jet", help="matplotlib colour map of the overlays (default jet)")
@@ -58,13 +58,19 @@ def add_arguments(p) -> None:
                    help="time bound of the model-agnostic SHAP explainer (default 60 s)")
 
 
-def _model_input(model, features: pd.DataFrame | None, table: pd.DataFrame) -> pd.DataFrame:
-    """The DataFrame the model was fitted on: its feature_names_in_ from features + clinical table."""
-    parts = [table]
-    if features is not None and len(features.columns):
-        parts.insert(0, features)
-    X = pd.concat(parts, axis=1, join="inner") if features is not None else table.copy()
-    names = [str(c) for c in getattr(model, "feature_names_in_", X.columns)]
+def _model_input(model, features: pd.DataFrame | None, cohort, ids) -> pd.DataFrame:
+    """The DataFrame the model was fitted on (its feature_names_in_): features + clinical columns.
+
+    Built as the train command builds it (``models.workflow.model_frame``).
+    """
+    from her2core.models.workflow import model_frame
+    names = [str(c) for c in getattr(model, "feature_names_in_", [])]
+    feat_cols = set(features.columns) if features is not None else set()
+    clinical = [c for c in names if c not in feat_cols] if names else list(cohort.table.columns)
+    X = model_frame(cohort, features, clinical)
+    X = X.loc[[i for i in ids if i in X.index]]
+    if not names:
+        names = list(X.columns)
     missing = [c for c in names if c not in X.columns]
     if missing:
         raise BundleError(f"the model needs columns the cohort / features lack: {missing[:5]}"
@@ -118,8 +124,7 @@ def run(args) -> int:
     random_init = bundle.random_init or any(str(v).startswith("random-init") for v in weights.values())
     if random_init and not warning:
         warning = RANDOM_INIT_NOTE
-    table = cohort.table.loc[[c for c in ids if features is None or c in features.index]]
-    X = _model_input(model, features, table)
+    X = _model_input(model, features, cohort, ids)
 
     # ------------------------------------------------------------ SHAP
     prov = {"random_init": random_init, "bundle": str(bundle.path), "task": args.task,

@@ -134,14 +134,15 @@ def _slice_for_display(image: Image, placed: Image, z: int | None) -> tuple[np.n
 def case_gradcam(model, config, backbones: Mapping[str, Any], images: Mapping[str, Image],
                  masks: Mapping[str, Image], features: pd.DataFrame, *, method: str = "gradcam",
                  out_dir: str | Path | None = None, case_id: str = "case", opacity: float = 0.4,
-                 cmap: str = "jet", direction: str = "predicted") -> list[CamResult]:
+                 cmap: str = "jet", direction: str = "auto") -> list[CamResult]:
     """Grad-CAM of every (sequence, backbone) with a D-score in ``model``.
 
     ``features``: the case's feature row (one-row DataFrame with the deep columns).
     ``direction``: "positive" maps what raises the D-score (evidence for
-    HER2-positive), "negative" what lowers it, "predicted" the side the case's
-    D-score falls on (positive when >= 0). Grad-CAM keeps only evidence *for*
-    its target (ReLU), so a map of the other side is usually empty.
+    HER2-positive), "negative" what lowers it, "auto" the positive side unless
+    that map is empty, then the negative side (noted). Grad-CAM keeps only
+    evidence *for* its target (ReLU): with a D-score built on a few pooled
+    channels, one side is often empty everywhere.
     With ``out_dir`` each map is written as ``<case>_<seq>_<backbone>_<method>.nii.gz``
     (source geometry) and ``.png`` (slice + overlay).
     """
@@ -163,29 +164,41 @@ def case_gradcam(model, config, backbones: Mapping[str, Any], images: Mapping[st
                 log.info("D-score %s does not use %s: no map", col, seq)
                 continue
             d_model = float(np.ravel(scorer.decision_function(features))[0])
-            if direction not in ("positive", "negative", "predicted"):
-                raise Her2Error(f"direction {direction!r}: choose positive, negative or predicted")
-            side = direction if direction != "predicted" else ("positive" if d_model >= 0 else "negative")
+            if direction not in ("positive", "negative", "auto"):
+                raise Her2Error(f"direction {direction!r}: choose positive, negative or auto")
+            notes: list[str] = []
+            side = "negative" if direction == "negative" else "positive"
             sign = 1.0 if side == "positive" else -1.0
             head = G.score_head_from_model(bb.model, scorer, scorer.columns_, features,
-                                           sequence_columns=seq_cols, sign=sign)
-            head = head.to(bb.device)
-            notes: list[str] = []
+                                           sequence_columns=seq_cols, sign=sign).to(bb.device)
             if float(head.linear.weight.abs().max()) == 0.0:
                 notes.append(f"D-score {col} uses no feature of {seq}: nothing to map")
+            final_vars = getattr(getattr(model, "final_", None), "variables_", None)
+            if final_vars is not None and col not in final_vars:
+                notes.append(f"{col} is not in the final nomogram (dropped by its selection): "
+                             "this map explains a score that does not change the prediction")
             if bb.kind == "3d":
                 x, crop = cam_input_3d(bb, images[seq], masks[seq], config)
-                layers, _, desc = G.target_layers_for(head)
-                cam = G.gradcam_3d(head, x)
+                z = None
                 if method != "gradcam":
                     notes.append(f"3-D backbone: 3-D Grad-CAM used instead of {method} "
                                  "(pytorch-grad-cam's other methods are 2-D only)")
-                z = None
             else:
                 x, crop, z = cam_input_2d(bb, images[seq], masks[seq], config)
-                layers, reshape, desc = G.target_layers_for(head)
-                cam = G.compute_cam(head, x, method, target_layers=layers,
-                                    reshape_transform=reshape)
+            layers, reshape, desc = G.target_layers_for(head)
+
+            def run_cam(h):
+                if bb.kind == "3d":
+                    return G.gradcam_3d(h, x)
+                return G.compute_cam(h, x, method, target_layers=layers, reshape_transform=reshape)
+
+            cam = run_cam(head)
+            if direction == "auto" and np.max(cam) <= 0:
+                side, sign = "negative", -1.0
+                head = G.score_head_from_model(bb.model, scorer, scorer.columns_, features,
+                                               sequence_columns=seq_cols, sign=sign).to(bb.device)
+                cam = run_cam(head)
+                notes.append("no region raises this D-score: the map shows what lowers it")
             G.assert_no_hooks(bb.model)
             import torch
             with torch.inference_mode():

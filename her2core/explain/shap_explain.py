@@ -51,12 +51,15 @@ _DEEP_FEATURE = re.compile(r"^[^_].*__[^_].*__f\d+$")
 def predictor_group(name: str) -> str:
     """Group of a predictor by its column name.
 
-    ``dscore_*`` is a deep score; ``*__radiomics__*`` is radiomics; a raw deep
+    ``dscore_*`` is a deep score, except ``dscore_radiomics*`` (a score built on
+    radiomics features) which is radiomics; ``*__radiomics__*`` is radiomics; a raw deep
     feature column (``{sequence}__{backbone}__f0012``, as explained inside a
     deep-score model) counts as "deep score" too; everything else is clinical.
     """
     name = str(name)
-    if name.startswith("dscore_") or name.startswith("dscore"):
+    if name.startswith("dscore_radiomics"):
+        return "radiomics"          # the radiomics score of a nomogram is radiomics, not deep
+    if name.startswith("dscore"):
         return "deep score"
     if "__radiomics__" in name:
         return "radiomics"

@@ -93,8 +93,10 @@ def test_score_head_reproduces_the_fitted_dscore():
     w, b = linearize_score(pipe, cols, X.iloc[[0]])
     assert_allclose(X.iloc[:5].to_numpy() @ w + b, pipe.decision_function(X.iloc[:5]), atol=1e-9)
     head2 = score_head_from_model(bb, pipe, cols, X.iloc[[0]])
+    neg = score_head_from_model(bb, pipe, cols, X.iloc[[0]], sign=-1)   # "what lowers it"
     with torch.no_grad():
         assert_allclose(head2(imgs[:5])[:, 0].numpy(), out, rtol=1e-4, atol=1e-4)
+        assert_allclose(neg(imgs[:5])[:, 0].numpy(), -out, rtol=1e-4, atol=1e-4)
 
 
 def test_score_head_for_one_sequence_keeps_others_fixed():

@@ -47,6 +47,7 @@ def pipeline(data):
 
 def test_groups_by_column_name():
     assert predictor_group("dscore_vgg16") == "deep score"
+    assert predictor_group("dscore_radiomics") == "radiomics"
     assert predictor_group("T2__radiomics__original_glcm_Contrast") == "radiomics"
     assert predictor_group("DCE__resnet50__f0012") == "deep score"
     assert predictor_group("aln_abnormal") == "clinical"
