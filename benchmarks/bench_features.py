@@ -45,7 +45,7 @@ from her2core.features import FeatureConfig, extract_case_features, extract_coho
 from her2core.features import deep  # noqa: E402
 from her2core.features.backbones import amp_dtype, resolve_device  # noqa: E402
 from her2core.features.config import PAPER_000_BACKBONES  # noqa: E402
-from her2core.features.extract import load_backbones  # noqa: E402
+from her2core.features.extract import FeatureExtractor, load_backbones  # noqa: E402
 
 log = logging.getLogger("bench_features")
 
@@ -184,7 +184,10 @@ def main(argv=None) -> int:
         pc = per_case(root, backbones, cfg, a.repeats)
 
         # end to end (first a short warm-up run so workers / cudnn are not timed cold)
-        extract_cohort_features(root, cfg, backbones=backbones)
+        from her2core.cohort import read_cohort
+        warm = read_cohort(root)
+        FeatureExtractor(cfg, backbones).extract_cohort(
+            warm, case_ids=warm.case_ids[:min(a.n, 2 * bs if device == "cuda" else 2)])
         sync(device)
         t = time.perf_counter()
         df, errors = extract_cohort_features(root, cfg, backbones=backbones)
@@ -215,6 +218,8 @@ def main(argv=None) -> int:
                     "bare": t_bare, "naive": t_naive},
         "cpu_count": os.cpu_count(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "note": ("timings on a shared machine: compare ratios measured in the same run; "
+                 "load_average shows how busy the CPU was"),
         "when_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     out = Path(a.out)

@@ -250,7 +250,10 @@ def create_backbone(name: str, weights: str | None = "auto", *, weights_dir=None
                                classifier=pcfg.get("classifier"))
         dcfg = timm.data.resolve_model_data_config(model)
         input_size = tuple(int(v) for v in dcfg["input_size"])
-        if input_px:  # resolution override (quick runs, tests); ViTs need their own size
+        if input_px and hasattr(model, "patch_embed"):
+            log.info("backbone %s: fixed input size %s kept (input_size override ignored)",
+                     name, input_size[1:])
+        elif input_px:  # resolution override (quick runs, tests)
             input_size = (input_size[0], int(input_px), int(input_px))
         mean, std = tuple(dcfg["mean"]), tuple(dcfg["std"])
         interpolation = str(dcfg.get("interpolation", "bilinear"))

@@ -73,7 +73,7 @@ class FeatureConfig:
             "mri_filters", "us_filters"); default "mri" for MR, "us" for US.
         input_size: override of the 2-D backbones' input resolution (square
             edge in pixels) for quick runs and tests; None = each backbone's
-            own (224 for all registered ones).
+            own (224 for all registered ones). Ignored by ViTs (fixed patch grid).
         device: "auto" (CUDA when present), "cpu" or "cuda".
         amp: mixed precision (bf16 where supported, else fp16) on CUDA.
         batch_size: cases per batch.

@@ -165,7 +165,8 @@ def test_found_in_hf_and_torch_hub_caches(tmp_path, monkeypatch):
 
 
 def test_normalisation_is_the_backbones_own():
-    bb = create_backbone("vit_small_patch16_224", "random-init")
+    bb = create_backbone("vit_small_patch16_224", "random-init", input_px=32)
+    assert bb.input_size == (3, 224, 224)  # ViT keeps its patch grid
     assert bb.mean == (0.5, 0.5, 0.5) and bb.std == (0.5, 0.5, 0.5)
     x = torch.full((1, 1, 224, 224), 0.75)
     assert_allclose(bb.prepare(x).numpy(), 0.5, atol=1e-6)
