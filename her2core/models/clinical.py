@@ -216,7 +216,9 @@ def _fit_lr(X: np.ndarray, y: np.ndarray, C: float):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
-        return make_logistic(C=C, max_iter=5000, tol=1e-8).fit(X, y)
+        # Newton-Cholesky: a few exact steps on these small dense designs (lbfgs crawls
+        # for hundreds of iterations when the data are nearly separable)
+        return make_logistic(C=C, max_iter=100, tol=1e-8, solver="newton-cholesky").fit(X, y)
 
 
 def _loglik(model, X, y) -> float:
@@ -234,7 +236,8 @@ class ClinicalModel(ClassifierMixin, BaseEstimator):
 
     predictors : columns to consider (None: every column of X).
     force : columns always in the model (deep scores in the combined nomogram).
-    selection : "univariate" (likelihood-ratio p < alpha) or "none".
+    selection : "univariate" (likelihood-ratio p < alpha), "lasso" (variables with a
+        non-zero L1 coefficient, 10-fold CV 1-SE rule) or "none".
     stepwise : backward elimination on AIC after the screen (R ``step``).
     C : inverse penalty of the final model; ``inf`` = unpenalised (nomogram).
     positive : columns (of ``force``) whose coefficient must be positive: a
@@ -288,10 +291,13 @@ class ClinicalModel(ClassifierMixin, BaseEstimator):
             chosen = [v for v in candidates if pvals[v] < self.alpha]
             if not chosen and not force and candidates:
                 chosen = [min(candidates, key=lambda v: pvals[v])]
+        elif self.selection == "lasso":
+            chosen = self._lasso_variables(Z, yi, groups, candidates)
         elif self.selection == "none":
             chosen = candidates
         else:
-            raise ValueError(f"selection must be 'univariate' or 'none', got {self.selection!r}")
+            raise ValueError("selection must be 'univariate', 'lasso' or 'none', got "
+                             f"{self.selection!r}")
         variables = [v for v in force if v in groups] + chosen
         if self.stepwise:
             variables = self._backward_aic(Z, yi, groups, variables, set(force))
@@ -310,7 +316,7 @@ class ClinicalModel(ClassifierMixin, BaseEstimator):
             if not bad:
                 break
             worst = min(bad)[1]
-            log.info("%s has a negative weight in the second level: dropped", worst)
+            log.debug("%s has a negative weight in the second level: dropped", worst)
             variables = [v for v in variables if v != worst]
             self.dropped_negative_.append(worst)
         self.variables_ = variables
@@ -318,8 +324,22 @@ class ClinicalModel(ClassifierMixin, BaseEstimator):
         self.coef_ = np.asarray(coef, float)
         self.intercept_ = np.asarray(intercept, float)
         self.model_ = "fitted"
-        log.info("clinical model: %d variable(s) kept: %s", len(variables), ", ".join(variables))
+        log.debug("clinical model: %d variable(s) kept: %s", len(variables), ", ".join(variables))
         return self
+
+    def _lasso_variables(self, Z, yi, groups, candidates):
+        """Variables with a non-zero LASSO coefficient (10-fold CV, 1-SE; paper 002)."""
+        from her2core.selection import LassoSelector
+        names = [n for v in candidates for n in groups[v]]
+        if not names:
+            return []
+        Xa = Z[names].to_numpy(dtype=float)
+        sd = Xa.std(axis=0)
+        sd[sd == 0] = 1.0
+        Xs = (Xa - Xa.mean(axis=0)) / sd
+        sel = LassoSelector(cv=10, rule="1se").fit(Xs, yi)
+        kept = {self.prep_.variable_of_[n] for n, k in zip(names, sel.support_) if k}
+        return [v for v in candidates if v in kept]
 
     def _backward_aic(self, Z, yi, groups, variables, fixed):
         def aic(vs):
@@ -357,7 +377,8 @@ class ClinicalModel(ClassifierMixin, BaseEstimator):
         return self._design(X) @ self.coef_[0] + self.intercept_[0]
 
     def predict_proba(self, X):
-        p1 = 1.0 / (1.0 + np.exp(-self.decision_function(X)))
+        from scipy.special import expit
+        p1 = expit(self.decision_function(X))
         return np.column_stack([1 - p1, p1])
 
     def predict(self, X):

@@ -110,7 +110,9 @@ class DeepScore(ClassifierMixin, BaseEstimator):
                                                  n_Cs=self.lasso_n_Cs, max_features=self.max_features,
                                                  random_state=self.random_state)))
         steps.append(("clf", make_logistic(C=self.C, random_state=self.random_state)))
-        return Pipeline(steps).set_output(transform="pandas")
+        # numpy between the steps (faster); the first step gets the DataFrame, so
+        # the ICC filter sees case ids and feature names chain through the steps
+        return Pipeline(steps)
 
     def fit(self, X, y):
         X = as_frame(X)
@@ -130,9 +132,9 @@ class DeepScore(ClassifierMixin, BaseEstimator):
             raise ValueError(f"n_samples={Xb.shape[0]}: at least 2 samples are needed")
         self.pipeline_ = self._build().fit(Xb, y)
         self.classes_ = self.pipeline_.classes_
-        clf_in = self.pipeline_[:-1].get_feature_names_out()
+        clf_in = self.pipeline_[:-1].get_feature_names_out(cols)
         self.selected_features_ = [str(c) for c in clf_in]
-        log.info("%s: %d of %d features selected", self.score_name, len(self.selected_features_),
+        log.debug("%s: %d of %d features selected", self.score_name, len(self.selected_features_),
                  len(cols))
         return self
 

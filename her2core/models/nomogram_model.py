@@ -88,6 +88,13 @@ class StackedNomogram(ClassifierMixin, BaseEstimator):
 
     # -- fit -----------------------------------------------------------------
     def fit(self, X, y):
+        from threadpoolctl import threadpool_limits
+
+        # many tiny fits: BLAS threads only add contention
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._fit(X, y)
+
+    def _fit(self, X, y):
         X = as_frame(X)
         y = check_binary(y)
         self.classes_, yi = np.unique(y, return_inverse=True)

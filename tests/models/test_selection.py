@@ -126,3 +126,16 @@ def test_sklearn_compatible(estimator, check):
     # ICCFilter runs with second=None here: the side input (a case_id-indexed DataFrame)
     # cannot be expressed in the generic checks' numpy inputs; it is tested above.
     check(estimator)
+
+
+def test_vectorised_welch_matches_scipy():
+    from scipy import stats
+    from her2core.selection import _univariate_p
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 5))
+    X[3, 2] = np.nan
+    X[:, 4] = 1.0
+    y = (rng.random(50) < 0.4).astype(int)
+    ref = [stats.ttest_ind(X[y == 0, j][~np.isnan(X[y == 0, j])], X[y == 1, j][~np.isnan(X[y == 1, j])],
+                           equal_var=False).pvalue for j in range(4)]
+    assert_allclose(_univariate_p(X, y, "ttest"), ref + [1.0], rtol=1e-10)

@@ -1,0 +1,173 @@
+"""Recipes: the five papers' pipelines as JSON presets (her2core/models/recipes/*.json).
+
+A recipe holds
+
+- ``features``: a FeatureConfig dict (None: no images, clinical model only);
+- ``scorers``: a list of block scorers ``{"name", "block", "sequences", "pca", ...}``
+  or ``"per_backbone"`` (one D-score per backbone of the feature config, across
+  its sequences, as paper 000);
+- ``scorer_settings``: defaults for every scorer (``icc``, ``icc_threshold``,
+  ``univariate``, ``alpha``, ``corr_threshold``, ``lasso_rule``, ``lasso_cv``, ``C``);
+- ``clinical_predictors``, ``clinical_selection`` ("univariate" / "lasso" / "none"),
+  ``stepwise``;
+- optionally ``compare_zoo``: model-zoo names compared by nested CV (model card).
+
+``build_model(recipe, columns, icc_second=None)`` turns a recipe into one
+:class:`~her2core.models.nomogram_model.StackedNomogram` for the columns at hand:
+scorers whose block has no column (e.g. a cohort without images) are left out
+with a log line, clinical predictors absent from the cohort likewise.
+A ``--config`` file (JSON, or YAML when PyYAML is installed) is merged over the
+recipe: top-level keys replace, ``features`` and ``scorer_settings`` merge.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from pathlib import Path
+
+from her2core.errors import Her2Error
+from her2core.models.deepscore import DeepScore, block_columns
+from her2core.models.nomogram_model import StackedNomogram
+from her2core.selection import SideTable
+
+log = logging.getLogger(__name__)
+
+__all__ = ["RECIPE_DIR", "RECIPES", "load_recipe", "merge_config", "build_model", "scorer_specs"]
+
+RECIPE_DIR = Path(__file__).with_name("recipes")
+RECIPES = ["000", "001", "002", "003", "004", "clinical", "demo"]
+_SCORER_KEYS = {"icc", "icc_threshold", "icc_kind", "univariate", "alpha", "corr_threshold",
+                "lasso", "lasso_rule", "lasso_cv", "lasso_n_Cs", "max_features", "C", "pca",
+                "sequences", "block", "name"}
+
+
+def _read_config_file(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise Her2Error(f"cannot read the config: {exc}", file=path) from exc
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError as exc:
+            raise Her2Error("YAML configs need PyYAML", file=path,
+                            hint="pip install pyyaml, or write the config as JSON") from exc
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise Her2Error(f"config is not valid YAML: {exc}", file=path) from exc
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise Her2Error(f"config is not valid JSON: {exc}", file=path) from exc
+    if not isinstance(data, dict):
+        raise Her2Error("config must be a mapping (JSON object)", file=path)
+    return data
+
+
+def load_recipe(name_or_path: str | Path = "clinical") -> dict:
+    """A recipe by name (000, 001, 002, 003, 004, clinical, demo) or from a file."""
+    p = Path(str(name_or_path))
+    if str(name_or_path) in RECIPES:
+        p = RECIPE_DIR / f"{name_or_path}.json"
+    elif not p.is_file():
+        raise Her2Error(f"unknown recipe {name_or_path!r}",
+                        hint="use one of " + ", ".join(RECIPES) + " or a JSON/YAML file")
+    recipe = _read_config_file(p)
+    recipe.setdefault("name", p.stem)
+    _check(recipe, p)
+    return recipe
+
+
+def merge_config(recipe: dict, config: dict) -> dict:
+    """``config`` over ``recipe``: ``features`` / ``scorer_settings`` merge, others replace."""
+    out = copy.deepcopy(recipe)
+    for k, v in config.items():
+        if k in ("features", "scorer_settings") and isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = {**out[k], **v}
+        else:
+            out[k] = copy.deepcopy(v)
+    _check(out, None)
+    return out
+
+
+def load_config_over(recipe: dict, path) -> dict:
+    return merge_config(recipe, _read_config_file(Path(path)))
+
+
+def _check(recipe: dict, path) -> None:
+    sc = recipe.get("scorers", [])
+    if sc != "per_backbone" and not isinstance(sc, list):
+        raise Her2Error("recipe 'scorers' must be a list or \"per_backbone\"", file=path)
+    for s in sc if isinstance(sc, list) else []:
+        bad = set(s) - _SCORER_KEYS
+        if bad or "block" not in s:
+            raise Her2Error(f"recipe scorer {s} has unknown keys {sorted(bad)} or no 'block'",
+                            file=path, hint="keys: " + ", ".join(sorted(_SCORER_KEYS)))
+    bad = set(recipe.get("scorer_settings", {})) - _SCORER_KEYS
+    if bad:
+        raise Her2Error(f"unknown scorer_settings {sorted(bad)}", file=path)
+    if recipe.get("clinical_selection", "univariate") not in ("univariate", "lasso", "none"):
+        raise Her2Error(f"clinical_selection {recipe.get('clinical_selection')!r} must be "
+                        "univariate, lasso or none", file=path)
+
+
+def scorer_specs(recipe: dict) -> list[dict]:
+    """The recipe's scorers with ``scorer_settings`` applied (per_backbone expanded)."""
+    settings = dict(recipe.get("scorer_settings", {}))
+    sc = recipe.get("scorers", [])
+    if sc == "per_backbone":
+        feats = recipe.get("features") or {}
+        names = []
+        for seq in feats.get("sequences", []):
+            for b in feats.get("backbones", {}).get(seq, []):
+                if b not in names:
+                    names.append(b)
+        sc = [{"name": b, "block": b} for b in names]
+        if feats.get("radiomics"):
+            sc.append({"name": "radiomics", "block": "radiomics"})
+    return [{**settings, **s} for s in sc]
+
+
+def build_model(recipe: dict, columns, icc_second=None, random_state: int = 0,
+                cv: int = 5) -> StackedNomogram:
+    """One StackedNomogram for the recipe, restricted to what ``columns`` holds."""
+    columns = [str(c) for c in columns]
+    scorers = []
+    side = icc_second if icc_second is None or isinstance(icc_second, SideTable) \
+        else SideTable(icc_second)
+    for spec in scorer_specs(recipe):
+        block, seqs = spec["block"], spec.get("sequences")
+        if not block_columns(columns, block, seqs):
+            log.warning("recipe %s: no %s feature columns%s: score %s left out", recipe.get("name"),
+                        block, f" for {seqs}" if seqs else "", spec.get("name", block))
+            continue
+        use_icc = bool(spec.get("icc", False)) and side is not None
+        if spec.get("icc") and side is None:
+            log.warning("recipe asks for the ICC filter but no second-ROI features were given: "
+                        "ICC filtering skipped for %s", block)
+        scorers.append((spec.get("name", block), DeepScore(
+            block=block, sequences=seqs, icc_second=side if use_icc else None,
+            icc_threshold=spec.get("icc_threshold", 0.9), icc_kind=spec.get("icc_kind", "ICC(3,1)"),
+            pca=spec.get("pca"), univariate=spec.get("univariate", "ttest"),
+            alpha=spec.get("alpha", 0.05), corr_threshold=spec.get("corr_threshold", 0.8),
+            lasso=spec.get("lasso", True), lasso_rule=spec.get("lasso_rule", "1se"),
+            lasso_cv=spec.get("lasso_cv", 10), lasso_n_Cs=spec.get("lasso_n_Cs", 12),
+            max_features=spec.get("max_features"), C=spec.get("C", 1.0),
+            random_state=random_state)))
+    wanted = recipe.get("clinical_predictors", [])
+    clinical = [c for c in wanted if c in columns]
+    absent = [c for c in wanted if c not in columns]
+    if absent:
+        log.warning("clinical predictors not in the cohort, left out: %s", ", ".join(absent))
+    if not scorers and not clinical:
+        raise Her2Error(f"recipe {recipe.get('name')}: nothing to train on (no feature column "
+                        "for any scorer and no clinical predictor in the cohort)",
+                        hint="check the cohort's images and cohort.csv columns, or pick another "
+                             "--recipe")
+    return StackedNomogram(scorers=scorers, clinical_predictors=clinical,
+                           clinical_selection=recipe.get("clinical_selection", "univariate"),
+                           alpha=recipe.get("alpha", 0.05), stepwise=bool(recipe.get("stepwise", False)),
+                           cv=cv, random_state=random_state)

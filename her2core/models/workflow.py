@@ -1,0 +1,199 @@
+"""Glue between cohort, features and models, shared by `train`, `predict` and the app.
+
+- :func:`feature_config_for` builds the FeatureConfig of a recipe (``random_init``
+  makes random initialisation explicit for every backbone);
+- :func:`compute_features` runs ``extract_cohort_features`` (bad cases are
+  reported and skipped, the rest finish) and, when asked, the second-ROI
+  features for the ICC filter: ``mask_reader2`` where the case has one, else
+  the ROI dilated (even case positions) or eroded (odd) by one voxel;
+- :func:`model_frame` joins features and clinical columns;
+- :func:`nomogram_for` / :func:`total_points` give the nomogram of a fitted
+  StackedNomogram (her2core.nomogram) and the patients' total points.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from her2core.errors import Her2Error
+
+log = logging.getLogger(__name__)
+
+__all__ = ["feature_config_for", "compute_features", "model_frame", "nomogram_for",
+           "total_points", "ProgressLog"]
+
+
+class ProgressLog:
+    """``progress(done, total, message)`` callback that logs cases done / total and an ETA."""
+
+    def __init__(self, what: str, every_s: float = 5.0):
+        self.what, self.every_s, self.t0, self.last = what, every_s, time.time(), 0.0
+
+    def __call__(self, done: int, total: int, message: str = "") -> None:
+        now = time.time()
+        if done < total and now - self.last < self.every_s:
+            return
+        self.last = now
+        el = now - self.t0
+        eta = el / done * (total - done) if done else float("nan")
+        log.info("%s: %d / %d cases, %.0f s elapsed, ETA %.0f s %s", self.what, done, total, el,
+                 eta, message)
+
+
+def feature_config_for(recipe: dict, *, random_init: bool = False, weights_dir=None,
+                       weights: dict | None = None, device: str | None = None):
+    """The recipe's FeatureConfig, or None for a recipe without images."""
+    feats = recipe.get("features")
+    if not feats:
+        return None
+    from her2core.features.config import FeatureConfig
+
+    d = dict(feats)
+    if random_init:
+        d["default_weights"] = "random-init"
+        d["weights"] = {}
+    if weights:
+        d["weights"] = {**d.get("weights", {}), **weights}
+    if weights_dir:
+        d["weights_dir"] = str(weights_dir)
+    if device:
+        d["device"] = device
+    return FeatureConfig.from_dict(d)
+
+
+def _perturbed_mask(mask, position: int):
+    from her2core.imaging.ops import dilate_mask, erode_mask
+
+    if position % 2 == 0:
+        return dilate_mask(mask, 1)
+    out = erode_mask(mask, 1)
+    if int((out.array > 0).sum()) < 8:  # erosion emptied a tiny ROI: dilate instead
+        return dilate_mask(mask, 1)
+    return out
+
+
+def second_roi_features(cohort, config, extractor, case_ids) -> tuple[pd.DataFrame, list]:
+    """Features from the second ROI of each case (reader 2, else perturbed ROI)."""
+    from her2core.features.extract import load_case
+    from her2core.imaging import load_image
+
+    rows, errors = {}, []
+    prog = ProgressLog("second-ROI features (ICC)")
+    n_reader2 = 0
+    for i, cid in enumerate(case_ids):
+        try:
+            files = cohort.files(cid)
+            images, masks = load_case(files, config)
+            masks2 = {}
+            if files.mask_reader2 is not None:
+                masks2["mask"] = load_image(files.mask_reader2, sequence="mask", modality="SEG",
+                                            expected_ndim=3, case_id=cid)
+                n_reader2 += 1
+            elif files.mask is not None:
+                m = load_image(files.mask, sequence="mask", modality="SEG", expected_ndim=3,
+                               case_id=cid)
+                masks2["mask"] = _perturbed_mask(m, i)
+            if "US" in masks:
+                masks2["US"] = _perturbed_mask(masks["US"], i)
+            s = extractor.extract_case(images, masks2, case_id=cid)
+            rows[cid] = s
+        except Her2Error as err:
+            errors.append(err.with_context(case_id=cid))
+            log.warning("second ROI skipped: %s", err)
+        except Exception as exc:  # one bad case is reported, the rest finish
+            err = Her2Error(f"second-ROI features failed: {type(exc).__name__}: {exc}",
+                            case_id=cid)
+            errors.append(err)
+            log.warning("%s", err)
+        prog(i + 1, len(case_ids))
+    log.info("second ROI: %d case(s) with a reader-2 mask, %d perturbed (dilate/erode 1 voxel)",
+             n_reader2, len(rows) - n_reader2)
+    df = pd.DataFrame(rows).T if rows else pd.DataFrame()
+    df.index.name = "case_id"
+    return df.astype(float), errors
+
+
+def compute_features(cohort, config, *, cache_dir=None, second_roi: bool = False,
+                     case_ids=None) -> dict[str, Any]:
+    """Features (and optional second-ROI features) of a cohort.
+
+    Returns {"features": DataFrame, "second": DataFrame | None, "errors": [Her2Error],
+    "weights": {backbone: identity}, "provenance": dict, "warning": str | None}.
+    """
+    from her2core.features.extract import FeatureExtractor
+
+    extractor = FeatureExtractor(config)
+    sub = cohort if case_ids is None else cohort.subset(case_ids=case_ids)
+    feats, errors = extractor.extract_cohort(sub, cache_dir=cache_dir,
+                                             progress=ProgressLog("features"))
+    for err in errors:
+        log.warning("case skipped: %s", err)
+    second = None
+    if second_roi and len(feats):
+        second, err2 = second_roi_features(sub, config, extractor, list(feats.index))
+        errors = list(errors) + list(err2)
+    prov = dict(feats.attrs.get("provenance", {}))
+    return {"features": feats, "second": second, "errors": errors,
+            "weights": dict(feats.attrs.get("weights", extractor.weights)),
+            "provenance": prov, "warning": prov.get("warning")}
+
+
+def model_frame(cohort, features: pd.DataFrame | None, clinical_columns) -> pd.DataFrame:
+    """Features (rows: cases that have them) joined with the clinical columns of cohort.csv."""
+    table = cohort.table
+    cols = [c for c in clinical_columns if c in table.columns]
+    clin = table[cols].copy()
+    for c in cols:  # categorical dtype -> plain object (missing stays NaN)
+        if isinstance(clin[c].dtype, pd.CategoricalDtype):
+            clin[c] = clin[c].astype(object).where(clin[c].notna(), np.nan)
+    clin.index = clin.index.astype(str)
+    if features is None:
+        return clin
+    f = features.copy()
+    f.index = f.index.astype(str)
+    return f.join(clin, how="left")
+
+
+def nomogram_for(model, X: pd.DataFrame) -> dict | None:
+    """Nomogram (her2core.nomogram) of a fitted StackedNomogram's logistic second level."""
+    try:
+        from her2core.nomogram import Nomogram
+    except ImportError:  # pragma: no cover
+        return None
+    from her2core.models.clinical import ClinicalModel
+
+    final = getattr(model, "final_", None)
+    if not isinstance(final, ClinicalModel) or not final.columns_:
+        return None
+    Z = model.second_level(X)
+    D = final.prep_.transform(Z)[final.columns_]
+    coefs = final.coefficients()["coefficients"]
+    categorical = {}
+    for var in final.variables_:
+        if final.prep_.kinds_.get(var) == "categorical":
+            levels = final.prep_.levels_[var]
+            categorical[var] = {lv: (None if i == 0 else f"{var}={lv}") for i, lv in enumerate(levels)}
+    cat_cols = {c for m in categorical.values() for c in m.values() if c}
+    ranges = {c: (float(D[c].min()), float(D[c].max())) for c in D.columns if c not in cat_cols}
+    try:
+        nomo = Nomogram.from_coefficients(final.intercept_[0], coefs, ranges, categorical)
+        _ = nomo.lp_per_point
+    except ValueError as exc:
+        log.warning("no nomogram: %s", exc)
+        return None
+    return nomo.to_dict()
+
+
+def total_points(nomogram: dict | None, model, X: pd.DataFrame) -> np.ndarray | None:
+    """Nomogram total points of each row (from the model's linear predictor)."""
+    if not nomogram:
+        return None
+    from her2core.nomogram import Nomogram
+
+    nomo = Nomogram.from_dict(nomogram)
+    lp = model.final_.decision_function(model.second_level(X))
+    return (np.asarray(lp) - nomo.lp_at_zero_points) / nomo.lp_per_point
