@@ -123,12 +123,26 @@ def find_scorer(model, backbone: str):
 
 
 def _slice_for_display(image: Image, placed: Image, z: int | None) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """(image slice, map slice, source z) shown in the PNGs.
+
+    The slice is displayed in the viewer's canonical radiological orientation
+    (:func:`her2core.viewer.canonical`: rows anterior -> posterior, patient right on
+    screen left), the same for image and map; ``z`` stays the source array index.
+    """
     arr = np.asarray(image.array if not image.is_phases else image.array[-1], dtype=np.float32)
     if image.ndim == 2:
         return arr, placed.array, None
-    if z is None:  # 3-D map: show the slice holding most of the map
+    if z is None:  # 3-D map: the source slice holding most of the map
         z = int(np.argmax(placed.array.reshape(placed.array.shape[0], -1).sum(axis=1)))
-    return arr[z], placed.array[z], z
+    try:
+        from her2core.viewer import canonical
+        can = canonical(image.replace(array=arr))
+        m = can.to_canonical(placed.array)
+        k = int(np.argmax(m.reshape(m.shape[0], -1).sum(axis=1)))
+        return can.get_slice("axial", k), can.get_slice("axial", k, m), z
+    except Exception:  # noqa: BLE001 - display only: fall back to the array slice
+        log.debug("canonical display failed; showing the array slice", exc_info=True)
+        return arr[z], placed.array[z], z
 
 
 def case_gradcam(model, config, backbones: Mapping[str, Any], images: Mapping[str, Image],

@@ -156,6 +156,10 @@ class ScoreHead(nn.Module):
             self.linear.weight.copy_(torch.as_tensor(coef, dtype=torch.float32)[None, :])
             self.linear.bias.fill_(float(intercept))
         self.linear.requires_grad_(False)
+        # a new Module starts in training mode; mirror the (shared) backbone's mode so
+        # that nothing which saves and restores the head's mode flips the backbone
+        self.training = bool(backbone.training)
+        self.linear.training = self.training
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         f = self.backbone(x)
@@ -218,12 +222,14 @@ def linearize_score(score_model, columns: Sequence[str], x_row, *, check: bool =
 def _full_frame(score_model, block, x_row):
     """Rows of ``block`` completed with ``x_row``'s other columns the model needs."""
     import pandas as pd
-    need = list(getattr(score_model, "feature_names_in_", block.columns))
-    out = block.copy()
-    for c in need:
-        if c not in out.columns:
-            out[c] = x_row[c].iloc[0] if c in x_row.columns else np.nan
-    return out[[c for c in need]] if set(need) <= set(out.columns) else out
+    need = [str(c) for c in getattr(score_model, "feature_names_in_", block.columns)]
+    extra = [c for c in need if c not in block.columns]
+    if not extra:
+        return block[need] if list(block.columns) != need else block
+    fill = {c: np.repeat(x_row[c].iloc[0] if c in x_row.columns else np.nan, len(block))
+            for c in extra}
+    out = pd.concat([block, pd.DataFrame(fill, index=block.index)], axis=1)
+    return out[need]
 
 
 def score_head_from_model(backbone: nn.Module, score_model, feature_columns: Sequence[str],
@@ -427,6 +433,8 @@ class GradCAM3D:
             cam = cam[0, 0].detach().cpu().numpy().astype(np.float32)
         finally:
             self.model.train(was_training)
+        if cam.max() > 0 and cam.max() - cam.min() <= 1e-12 * cam.max():
+            return np.ones_like(cam)          # uniform positive evidence (tiny feature map)
         cam -= cam.min()
         mx = cam.max()
         return cam / mx if mx > 0 else cam

@@ -104,3 +104,51 @@ def test_unknown_case_is_a_user_error(demo_bundle, tiny_cohort_ro, tmp_path, cap
     assert rc == 2
     err = capsys.readouterr().err
     assert "case nope" in err and "cohort.csv" in err
+
+
+def test_case_gradcam_3d_resnet_map_on_the_dce_grid(tiny_cohort_ro, tmp_path):
+    """The 3-D backbone: 3-D Grad-CAM of its D-score, placed back on the DCE image's grid."""
+    from her2core.cohort import read_cohort
+    from her2core.explain.case import case_gradcam
+    from her2core.explain.gradcam import leftover_hooks
+    from her2core.features.config import FeatureConfig
+    from her2core.features.extract import FeatureExtractor, load_case
+    from her2core.imaging.io import load_image
+    from her2core.models.deepscore import DeepScore
+    from her2core.models.nomogram_model import StackedNomogram
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfg = FeatureConfig(sequences=["DCE"], backbones={"DCE": ["resnet3d18"]},
+                            default_weights="random-init", volume_size=32, volume_margin_px=4,
+                            device="cpu", num_workers=0)
+        cohort = read_cohort(tiny_cohort_ro)
+        ext = FeatureExtractor(cfg)
+        F, errors = ext.extract_cohort(cohort)
+        assert not errors
+        y = cohort.labels("her2").loc[F.index].to_numpy()
+        X = pd.concat([F, cohort.table.loc[F.index, ["age"]]], axis=1)
+        scorer = DeepScore(block="resnet3d18", univariate=None, corr_threshold=None, lasso=False, C=0.05)
+        model = StackedNomogram(scorers=[("resnet3d18", scorer)], clinical_predictors=["age"],
+                                clinical_selection="none", cv=2, C=1.0).fit(X, y)
+        case = "syn-0002"
+        images, masks = load_case(cohort.files(case), cfg)
+        cams = case_gradcam(model, cfg, ext.backbones, images, masks, F.loc[[case]],
+                            out_dir=tmp_path, case_id=case)
+    finally:
+        torch.set_num_threads(n)
+    assert len(cams) == 1
+    r = cams[0]
+    assert r.method == "gradcam3d" and r.target_layer.startswith("layer4")
+    assert_allclose(r.dscore_head, r.dscore_model, rtol=1e-4, atol=1e-4)
+    assert leftover_hooks(ext.backbones["resnet3d18"].model) == []
+    assert r.map_image.same_grid(images["DCE"])
+    back = load_image(tmp_path / f"{case}_DCE_resnet3d18_gradcam3d.nii.gz", expected_ndim=3)
+    assert back.same_grid(images["DCE"])
+    # the map covers several slices (a volume), and nothing outside the ROI box + margin
+    from her2core.imaging import ops
+    start, stop = ops.roi_bbox(masks["DCE"], margin_px=(4, 4, 0))
+    inside = np.zeros(images["DCE"].shape, bool)
+    inside[start[2]:stop[2], start[1]:stop[1], start[0]:stop[0]] = True
+    assert back.array[~inside].max() == 0
+    assert back.array.max() > 0 and len(np.unique(np.nonzero(back.array)[0])) > 1

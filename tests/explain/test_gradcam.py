@@ -257,3 +257,12 @@ def test_gradcam_3d_on_the_3d_resnet_matches_pytorch_grad_cam():
     with pytest.raises(RuntimeError):
         GradCAM3D(head)(vol)                      # only inside `with`
     assert leftover_hooks(head) == []
+
+
+def test_cam_does_not_change_the_shared_model_mode(shared_resnet):
+    bb = shared_resnet.backbone
+    assert not bb.training
+    head = ScoreHead(bb, [0], [1.0], 0.0)
+    assert not head.training
+    compute_cam(head, torch.randn(1, 3, 32, 32), "gradcam")
+    assert not any(m.training for m in bb.modules())
