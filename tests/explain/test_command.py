@@ -26,7 +26,8 @@ def demo_bundle(tiny_cohort_ro, tmp_path_factory):
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        cfg = FeatureConfig(sequences=["T1", "DCE"], backbones={"T1": ["resnet18"], "DCE": ["resnet18"]},
+        cfg = FeatureConfig(sequences=["T1", "DCE", "US"],
+                            backbones={"T1": ["resnet18"], "DCE": ["resnet18"], "US": ["resnet18"]},
                             default_weights="random-init", input_size=32, device="cpu", num_workers=0,
                             margin_px=3)
         cohort = read_cohort(tiny_cohort_ro)
@@ -79,19 +80,21 @@ def test_explain_command_end_to_end(demo_bundle, tiny_cohort_ro, tmp_path):
     assert_allclose(s["base_value"], model.decision_function(X).mean(), atol=1e-9)
     # --- Grad-CAM: one map per sequence, on its image's grid, target = the D-score
     cams = summary["gradcam"]
-    assert [c["sequence"] for c in cams] == ["T1", "DCE"]
+    assert [c["sequence"] for c in cams] == ["T1", "DCE", "US"]
     for c in cams:
         assert c["random_init"] and c["method"] == "gradcam++"
         assert_allclose(c["dscore_head"], c["dscore_model"], rtol=1e-4, atol=1e-4)
-        img = load_image(tiny_cohort_ro / "cases" / case / f"{c['sequence']}.nii.gz")
-        cam = load_image(c["nifti"], expected_ndim=3)
+        us = c["sequence"] == "US"
+        src = next((tiny_cohort_ro / "cases" / case).glob(f"{c['sequence']}.*"))
+        img = load_image(src, sequence=c["sequence"])
+        cam = load_image(c["nifti"], expected_ndim=2 if us else 3)
         assert cam.size == img.size
         assert_allclose(cam.spacing, img.spacing, rtol=1e-6)
         assert_allclose(cam.origin, img.origin, atol=1e-4)
         assert_allclose(cam.direction, img.direction, atol=1e-6)
         # the map sits on one slice, inside the ROI's neighbourhood
         nz = np.argwhere(cam.array > 0)
-        if len(nz):
+        if len(nz) and not us:
             assert len(np.unique(nz[:, 0])) == 1 and nz[0, 0] == c["slice_index"]
         assert (out / "gradcam" / c["png"].split("/")[-1]).is_file()
     assert (out / f"explain_{case}.html").stat().st_size > 10_000
