@@ -28,7 +28,7 @@ from . import deep
 from .backbones import Backbone, amp_dtype, create_backbone, random_init_warning, resolve_device
 from .cache import FeatureCache, cache_key, feature_versions, file_digest
 from .config import FeatureConfig
-from .radiomics import extract_radiomics, params_for, radiomics_columns, radiomics_provenance
+from .radiomics import extract_radiomics, params_for, radiomics_provenance
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +295,6 @@ class FeatureExtractor:
     def extract_cohort(self, cohort, cache_dir: str | Path | None = None,
                        progress: ProgressFn | None = None, case_ids: list[str] | None = None):
         """(DataFrame indexed by case_id, list[Her2Error]); see the module docstring."""
-        import torch
         from torch.utils.data import DataLoader
         if isinstance(cohort, (str, Path)):
             from ..cohort import read_cohort

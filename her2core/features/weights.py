@@ -216,7 +216,8 @@ def resolve_weights(name: str, spec: str | None, *, arch: str | None = None, tag
                 return f, "hf-cache"
     first_dir = weights_dirs(weights_dir)[0] if weights_dirs(weights_dir) else Path("<weights_dir>")
     places = list(dict.fromkeys(str(p) for _, p in cands))
-    shown = "; ".join(places if len(places) <= 4 else places[:1] + ["..."] + places[-2:])
+    shown = "; ".join(places if len(places) <= 4 else places[:1] + ["..."] + places[-2:]) \
+        or "nothing: no weights_dir / HER2_WEIGHTS_DIR set and no hub cache entry for this model"
     raise Her2Error(
         f"no pretrained weights found for backbone {name} (searched: {shown})",
         hint=(f"put the file at {first_dir / (name + '.safetensors')} (or set weights_dir / "
