@@ -221,7 +221,8 @@ def resolve_weights(name: str, spec: str | None, *, arch: str | None = None, tag
     raise Her2Error(
         f"no pretrained weights found for backbone {name} (searched: {shown})",
         hint=(f"put the file at {first_dir / (name + '.safetensors')} (or set weights_dir / "
-              f"HER2_WEIGHTS_DIR, or copy the timm Hugging Face cache to {hub}); nothing is "
+              f"HER2_WEIGHTS_DIR" + (f", or copy the timm Hugging Face cache to {hub}"
+                                     if hf_hub_id else "") + "); nothing is "
               f"downloaded. To run with untrained weights, choose weights='{RANDOM_INIT}' explicitly"))
 
 
