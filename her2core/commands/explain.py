@@ -150,18 +150,6 @@ def run(args) -> int:
         fh.write("\n".join(header) + "\n")
         pc.to_frame().to_csv(fh, index=False, float_format="%.12g")
     html_path = out / f"explain_{case}.html"
-    figs = [waterfall_figure(pc)]
-    if cohort_res is not None:
-        figs += [beeswarm_figure(cohort_res), bar_figure(cohort_res)]
-    with open(html_path, "w", encoding="utf-8") as fh:
-        fh.write("<html><head><meta charset='utf-8'><title>her2core explain</title></head><body>")
-        fh.write(f"<p><b>{DISCLAIMER}</b></p>")
-        if random_init:
-            fh.write(f"<p style='color:red'><b>{warning}</b></p>")
-        for i, f in enumerate(figs):
-            fh.write(f.to_html(full_html=False, include_plotlyjs=(i == 0)))
-        fh.write("</body></html>")
-
     summary = {
         "case_id": case, "task": args.task, "random_init": random_init, "warning": warning,
         "disclaimer": DISCLAIMER,
@@ -208,6 +196,22 @@ def run(args) -> int:
                 "size": list(r.map_image.size), "spacing": list(r.map_image.spacing),
                 "origin": list(r.map_image.origin), "direction": list(r.map_image.direction)})
         summary["gradcam_grid"] = str(grid_path) if grid_path else None
+    figs = [waterfall_figure(pc)]
+    if cohort_res is not None:
+        figs += [beeswarm_figure(cohort_res), bar_figure(cohort_res)]
+    if summary["gradcam"]:
+        from her2core.explain.figures import cam_grid_figure
+        figs.append(cam_grid_figure(cells, cmap=args.cmap, opacity=args.opacity,
+                                    title=f"{case}: {args.method} maps of each D-score",
+                                    random_init=random_init))
+    with open(html_path, "w", encoding="utf-8") as fh:
+        fh.write("<html><head><meta charset='utf-8'><title>her2core explain</title></head><body>")
+        fh.write(f"<p><b>{DISCLAIMER}</b></p>")
+        if random_init:
+            fh.write(f"<p style='color:red'><b>{warning}</b></p>")
+        for i, f in enumerate(figs):
+            fh.write(f.to_html(full_html=False, include_plotlyjs=(i == 0)))
+        fh.write("</body></html>")
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     (out / f"explain_{case}.json").write_text(json.dumps(summary, indent=2, default=float) + "\n",
                                               encoding="utf-8")

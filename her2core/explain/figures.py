@@ -26,7 +26,8 @@ from her2core.explain.shap_explain import GROUPS, CohortContributions, PatientCo
 log = logging.getLogger(__name__)
 
 __all__ = ["GROUP_COLOURS", "waterfall_figure", "beeswarm_figure", "bar_figure",
-           "overlay_rgb", "save_overlay_png", "save_cam_grid_png", "RANDOM_INIT_NOTE"]
+           "overlay_rgb", "save_overlay_png", "save_cam_grid_png", "cam_grid_figure",
+           "RANDOM_INIT_NOTE"]
 
 GROUP_COLOURS = {"clinical": "#1f77b4", "deep score": "#d62728", "radiomics": "#2ca02c"}
 RANDOM_INIT_NOTE = "RANDOM-INIT weights: not a meaningful explanation"
@@ -233,3 +234,36 @@ def save_cam_grid_png(path: str | Path, cells: Mapping[tuple[str, str], tuple[np
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def cam_grid_figure(cells: Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray]], *,
+                    cmap: str = "jet", opacity: float = 0.4, title: str = "",
+                    random_init: bool = False):
+    """Plotly grid of overlays: rows = sequences, columns = backbones (for the app).
+
+    ``cells`` maps (sequence, backbone) -> (image slice, map slice), e.g. from
+    :class:`her2core.explain.case.CamResult` ``image_slice`` / ``map_slice``.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    seqs = list(dict.fromkeys(k[0] for k in cells))
+    bbs = list(dict.fromkeys(k[1] for k in cells))
+    fig = make_subplots(rows=len(seqs), cols=len(bbs),
+                        subplot_titles=[f"{s} {b}" if (s, b) in cells else "" for s in seqs for b in bbs],
+                        horizontal_spacing=0.02, vertical_spacing=0.06)
+    for r, s in enumerate(seqs):
+        for c, b in enumerate(bbs):
+            if (s, b) not in cells:
+                continue
+            img, cam = cells[(s, b)]
+            rgb = (overlay_rgb(img, cam, cmap=cmap, opacity=opacity) * 255).astype(np.uint8)
+            fig.add_trace(go.Image(z=rgb, hovertemplate="map %{customdata:.2f}<extra></extra>",
+                                   customdata=np.asarray(cam)), row=r + 1, col=c + 1)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    t = title
+    if random_init:
+        t = (t + "<br>" if t else "") + f"<span style='color:red'>{RANDOM_INIT_NOTE}</span>"
+    fig.update_layout(title=t, height=260 * len(seqs) + 80, width=240 * len(bbs) + 40,
+                      margin={"l": 10, "r": 10, "t": 80, "b": 10})
+    return fig

@@ -160,3 +160,16 @@ def test_figures_from_results(data, pipeline):
     bar = bar_figure(res)
     per_pred = dict(zip(bar.data[0].y, bar.data[0].x))
     assert_allclose(per_pred["dscore_resnet50"], np.mean(np.abs(res.contributions[:, 1])))
+
+
+def test_cam_grid_figure_places_each_overlay():
+    from her2core.explain.figures import cam_grid_figure, overlay_rgb
+    img = np.arange(16, dtype=float).reshape(4, 4)
+    cam = np.zeros((4, 4))
+    cam[1, 2] = 1.0
+    cells = {("T1", "resnet50"): (img, cam), ("T2", "vgg16"): (img, cam)}
+    fig = cam_grid_figure(cells, opacity=0.5, random_init=True)
+    assert len(fig.data) == 2
+    expected = (overlay_rgb(img, cam, opacity=0.5) * 255).astype(np.uint8)
+    assert_allclose(np.asarray(fig.data[0].z), expected)
+    assert "RANDOM-INIT" in fig.layout.title.text
