@@ -86,17 +86,23 @@ def load_case(files, config: FeatureConfig) -> tuple[dict[str, Any], dict[str, A
     images: dict[str, Any] = {}
     masks: dict[str, Any] = {}
     mri_mask = None
+    checked: list[tuple[Any, Any]] = []  # (image, its checked mask), reused on the same grid
     for seq in config.sequences:
         images[seq] = load_image(paths[seq], sequence=seq, case_id=cid)
         if seq == "US":
             masks[seq] = load_mask(paths["US_mask"], images[seq], case_id=cid)
-        else:
-            if mri_mask is None:
-                mri_mask = load_image(paths["mask"], sequence="mask", modality="SEG",
-                                      expected_ndim=3, case_id=cid)
-            # the MRI mask is drawn on DCE (or T1); other sequences get it
-            # resampled nearest-neighbour by physical coordinates (warned)
-            masks[seq] = check_mask(mri_mask, images[seq], resample=True, case_id=cid)
+            continue
+        same = next((m for im, m in checked if im.same_grid(images[seq])), None)
+        if same is not None:
+            masks[seq] = same
+            continue
+        if mri_mask is None:
+            mri_mask = load_image(paths["mask"], sequence="mask", modality="SEG",
+                                  expected_ndim=3, case_id=cid)
+        # the MRI mask is drawn on DCE (or T1); other sequences get it
+        # resampled nearest-neighbour by physical coordinates (warned)
+        masks[seq] = check_mask(mri_mask, images[seq], resample=True, case_id=cid)
+        checked.append((images[seq], masks[seq]))
     return images, masks
 
 

@@ -76,8 +76,13 @@ def test_volume_is_zscored_roi_crop():
     assert tuple(t.shape) == (1, 32, 32, 32)
 
 
-def test_aggregate_features_are_the_mean_of_slice_features():
-    bb = create_backbone("resnet18", "random-init", seed=0, input_px=32)
+@pytest.fixture(scope="module")
+def r18():
+    return create_backbone("resnet18", "random-init", seed=0, input_px=32)
+
+
+def test_aggregate_features_are_the_mean_of_slice_features(r18):
+    bb = r18
     cfg = FeatureConfig(sequences=["DCE"], backbones={"DCE": ["resnet18"]},
                         slice_mode="aggregate", default_weights="random-init", input_size=32)
     g = torch.Generator().manual_seed(0)
@@ -94,8 +99,8 @@ def test_aggregate_features_are_the_mean_of_slice_features():
     assert deep.deep_columns("DCE", "resnet18", 512)[7] == "DCE__resnet18__f0007"
 
 
-def test_batching_does_not_change_features():
-    bb = create_backbone("resnet18", "random-init", seed=0, input_px=32)
+def test_batching_does_not_change_features(r18):
+    bb = r18
     x = torch.rand(5, 1, 32, 32, generator=torch.Generator().manual_seed(1))
     together = bb.embed(x).numpy()
     alone = np.concatenate([bb.embed(x[i:i + 1]).numpy() for i in range(5)])
