@@ -337,10 +337,14 @@ def _cam_session(method: str, model: nn.Module, layers, reshape) -> Iterator[Any
 def compute_cam(model: nn.Module, input_tensor: torch.Tensor, method: str = "gradcam", *,
                 target_layers: Sequence[nn.Module] | None = None,
                 reshape_transform: Callable | None = None, output_index: int = 0,
-                batch_size: int = 32) -> np.ndarray:
+                batch_size: int = 32, isolate: bool = False) -> np.ndarray:
     """One CAM (H, W) in [0, 1] for ``input_tensor`` (1, C, H, W), target output ``output_index``.
 
     With a :class:`ScoreHead` the target is the D-score (its single output).
+    ``isolate=True`` runs on a deep copy of the model, so that forward passes of
+    other threads on the shared model never meet this call's hooks (costs one
+    copy of the weights); by default hooks live on the shared model only inside
+    this call, under a per-model lock that serialises CAM calls.
     """
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     if input_tensor.ndim != 4 or input_tensor.shape[0] != 1:
@@ -348,6 +352,14 @@ def compute_cam(model: nn.Module, input_tensor: torch.Tensor, method: str = "gra
     if target_layers is None:
         target_layers, auto_reshape, _ = target_layers_for(model)
         reshape_transform = reshape_transform or auto_reshape
+    if isolate:
+        import copy
+        names = {id(m): n for n, m in model.named_modules()}
+        missing = [layer for layer in target_layers if id(layer) not in names]
+        if missing:
+            raise ValueError("isolate=True needs target layers that are submodules of the model")
+        model = copy.deepcopy(model)
+        target_layers = [model.get_submodule(names[id(layer)]) for layer in target_layers]
     x = input_tensor.detach().clone().float()
     # gradients must flow even if the shared model's parameters are frozen
     x.requires_grad_(method not in ("scorecam", "eigencam"))

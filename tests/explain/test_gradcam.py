@@ -266,3 +266,17 @@ def test_cam_does_not_change_the_shared_model_mode(shared_resnet):
     assert not head.training
     compute_cam(head, torch.randn(1, 3, 32, 32), "gradcam")
     assert not any(m.training for m in bb.modules())
+
+
+def test_isolated_cam_equals_shared_cam_and_never_touches_the_shared_model(shared_resnet):
+    x = torch.randn(1, 3, 40, 40, generator=torch.Generator().manual_seed(4))
+    shared = compute_cam(shared_resnet, x, "gradcam++")
+    seen = []
+    layer4 = shared_resnet.backbone.layer4
+    handle = layer4.register_forward_hook(lambda mod, i, o: seen.append(mod is layer4))
+    try:
+        isolated = compute_cam(shared_resnet, x, "gradcam++", isolate=True)
+    finally:
+        handle.remove()
+    assert seen == [False]                 # only the copy ran (deepcopy copies the probe hook)
+    assert_allclose(isolated, shared, atol=1e-5)
