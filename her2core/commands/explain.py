@@ -14,7 +14,7 @@ Writes into --out:
   ``random_init`` field.
 
 The reference (background) cohort for SHAP is the cohort the case is read from
-(up to --background-max cases, the case included).
+(up to --background-max cases, the case included), or --background.
 """
 from __future__ import annotations
 
@@ -45,8 +45,11 @@ def add_arguments(p) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--method", choices=METHODS, default="gradcam", help="CAM method (default gradcam)")
     p.add_argument("--task", default="her2", help="bundle task (default her2)")
+    p.add_argument("--background", metavar="DIR",
+                   help="reference cohort for SHAP (default: the --cohort itself), e.g. the "
+                        "training cohort when --cohort holds a single new case")
     p.add_argument("--background-max", type=int, default=100, metavar="N",
-                   help="at most N cohort cases as the SHAP background (default 100)")
+                   help="at most N reference cases as the SHAP background (default 100)")
     p.add_argument("--cache", metavar="DIR", help="feature cache folder (default: none)")
     p.add_argument("--direction", choices=("auto", "positive", "negative"), default="auto",
                    help="map what raises the D-score (positive), what lowers it (negative), or "
@@ -100,12 +103,20 @@ def run(args) -> int:
     if case not in cohort.case_ids:
         raise CohortError("no such case in the cohort", case_id=case, file=Path(args.cohort) / "cohort.csv",
                           hint="check --case against cohort.csv")
-    others = [c for c in cohort.case_ids if c != case]
-    ids = [case] + others[: max(0, int(args.background_max) - 1)]
+    n_bg = max(1, int(args.background_max))
+    separate = args.background is not None and \
+        Path(args.background).resolve() != Path(args.cohort).resolve()
+    bg_cohort = read_cohort(args.background) if separate else cohort
+    if separate:
+        bg_ids = list(bg_cohort.case_ids)[:n_bg]
+        case_ids = [case]
+    else:
+        bg_ids = [case] + [c for c in cohort.case_ids if c != case][: n_bg - 1]
+        case_ids = bg_ids
 
     # ------------------------------------------------------------ features
     config = extractor = None
-    features = None
+    features = bg_features = None
     warning = None
     weights: dict[str, str] = {}
     if bundle.feature_config:
@@ -113,10 +124,14 @@ def run(args) -> int:
         from her2core.features.extract import FeatureExtractor
         config = FeatureConfig.from_dict(bundle.feature_config)
         extractor = FeatureExtractor(config)
-        features, errors = extractor.extract_cohort(cohort, cache_dir=args.cache, case_ids=ids)
+        features, errors = extractor.extract_cohort(cohort, cache_dir=args.cache, case_ids=case_ids)
         bad = [e for e in errors if e.case_id == case]
         if bad:
             raise bad[0]
+        bg_features = features
+        if separate:
+            bg_features, errors = extractor.extract_cohort(bg_cohort, cache_dir=args.cache,
+                                                           case_ids=bg_ids)
         for e in errors:
             log.warning("background case skipped: %s", e)
         weights = dict(features.attrs.get("weights", {}))
@@ -124,12 +139,16 @@ def run(args) -> int:
     random_init = bundle.random_init or any(str(v).startswith("random-init") for v in weights.values())
     if random_init and not warning:
         warning = RANDOM_INIT_NOTE
-    X = _model_input(model, features, cohort, ids)
+    X_case = _model_input(model, features, cohort, [case])
+    X = _model_input(model, bg_features, bg_cohort, bg_ids)
+    if len(X) < 20:
+        log.warning("only %d background case(s): the SHAP base value (their mean log-odds) is "
+                    "unstable; pass --background with a larger reference cohort", len(X))
 
     # ------------------------------------------------------------ SHAP
     prov = {"random_init": random_init, "bundle": str(bundle.path), "task": args.task,
             "her2core": __version__}
-    res_case = explain_model(model, X, X.loc[[case]], case_ids=[case],
+    res_case = explain_model(model, X, X_case, case_ids=[case],
                              time_budget_s=args.time_budget, provenance=prov)
     pc = res_case.patient(0)
     cohort_res = None
@@ -142,7 +161,7 @@ def run(args) -> int:
               f"# scale {pc.scale}; base value (background mean) {pc.base_value:.10g}; "
               f"prediction {pc.prediction:.10g}; p = {pc.probability:.6g}",
               f"# method {pc.method}; approximate {pc.approximate}; {pc.note}",
-              f"# background: {len(X)} cases of {args.cohort}",
+              f"# background: {len(X)} cases of {args.background if separate else args.cohort}",
               f"# {DISCLAIMER}"]
     if random_init:
         header.insert(1, "# RANDOM-INIT weights: " + (warning or RANDOM_INIT_NOTE))
@@ -157,7 +176,7 @@ def run(args) -> int:
                  "scale": pc.scale, "base_value": pc.base_value, "prediction": pc.prediction,
                  "probability": pc.probability, "sum_of_contributions": float(np.sum(pc.contributions)),
                  "additivity_error": pc.additivity_error,
-                 "model_log_odds": float(np.ravel(model.decision_function(X.loc[[case]])
+                 "model_log_odds": float(np.ravel(model.decision_function(X_case)
                                                   if hasattr(model, "decision_function") else
                                                   [pc.prediction])[0]),
                  "group_totals": pc.group_totals(), "n_background": int(len(X)),

@@ -155,3 +155,35 @@ def test_case_gradcam_3d_resnet_map_on_the_dce_grid(tiny_cohort_ro, tmp_path):
     inside[start[2]:stop[2], start[1]:stop[1], start[0]:stop[0]] = True
     assert back.array[~inside].max() == 0
     assert back.array.max() > 0 and len(np.unique(np.nonzero(back.array)[0])) > 1
+
+
+def test_single_case_cohort_with_a_reference_background(demo_bundle, tiny_cohort_ro, tmp_path):
+    """A new case alone in its cohort, explained against the training-like cohort."""
+    import shutil
+
+    from her2core import cli
+    from her2core.bundle import load_bundle
+    bundle_path, X = demo_bundle
+    case = "syn-0005"
+    one = tmp_path / "one"
+    (one / "cases").mkdir(parents=True)
+    shutil.copytree(tiny_cohort_ro / "cases" / case, one / "cases" / case)
+    lines = (tiny_cohort_ro / "cohort.csv").read_text().splitlines()
+    (one / "cohort.csv").write_text("\n".join([lines[0]] + [ln for ln in lines[1:]
+                                                            if ln.startswith(case + ",")]) + "\n")
+    out = tmp_path / "out"
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rc = cli.main(["explain", "--bundle", str(bundle_path), "--cohort", str(one), "--case", case,
+                       "--background", str(tiny_cohort_ro), "--out", str(out), "--no-gradcam"])
+    finally:
+        torch.set_num_threads(n)
+    assert rc == 0
+    s = json.loads((out / f"explain_{case}.json").read_text())["shap"]
+    model = load_bundle(bundle_path).models["her2"]
+    assert s["n_background"] == 8
+    assert_allclose(s["base_value"], model.decision_function(X).mean(), atol=1e-9)
+    assert_allclose(s["prediction"], model.decision_function(X.loc[[case]])[0], atol=1e-9)
+    table = pd.read_csv(out / f"shap_{case}.csv", comment="#")
+    assert_allclose(s["base_value"] + table["contribution"].sum(), s["prediction"], atol=1e-9)
