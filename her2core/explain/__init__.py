@@ -13,3 +13,6 @@ Heavy dependencies (torch, shap, pytorch-grad-cam) are imported by the submodule
 from her2core.explain.shap_explain import (  # noqa: F401
     GROUPS, CohortContributions, PatientContributions, explain_model, explain_patient,
     predictor_group)
+
+__all__ = ["GROUPS", "CohortContributions", "PatientContributions", "explain_model",
+           "explain_patient", "predictor_group"]
