@@ -43,7 +43,9 @@ def add_arguments(p) -> None:
                    help="cohort folder holding the case; also the SHAP reference population")
     p.add_argument("--case", required=True, metavar="ID", help="case_id to explain")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--method", choices=METHODS, default="gradcam", help="CAM method (default gradcam)")
+    p.add_argument("--method", choices=METHODS, default="gradcam",
+                   help="CAM method (default gradcam; scorecam runs one forward pass per channel of "
+                        "the target layer: minutes per map on a CPU)")
     p.add_argument("--task", default="her2", help="bundle task (default her2)")
     p.add_argument("--background", metavar="DIR",
                    help="reference cohort for SHAP (default: the --cohort itself), e.g. the "
@@ -93,6 +95,10 @@ def run(args) -> int:
     out = Path(args.out)
     if not 0 <= args.opacity <= 1:
         raise Her2Error(f"--opacity {args.opacity} outside 0..1")
+    import matplotlib
+    if args.cmap not in matplotlib.colormaps:
+        raise Her2Error(f"--cmap {args.cmap!r} is not a matplotlib colour map",
+                        hint="e.g. jet, turbo, inferno, viridis")
     bundle = load_bundle(args.bundle)
     if args.task not in bundle.models:
         raise BundleError(f"bundle has no model for task {args.task!r} (tasks: {bundle.tasks})",
