@@ -3,6 +3,8 @@
 Creating a study needs no code; it shows the owner code and one access code per reader
 ONCE (they are stored only as salted hashes). Everything else needs the owner code.
 """
+import shutil
+
 import pandas as pd
 import streamlit as st
 
@@ -39,6 +41,10 @@ with tab_new:
     up_cohort = None
     if src != "Demo cohort":
         up_cohort = st.file_uploader("Cohort zip or cohort.csv", type=["zip", "csv"], key="rs_new_cohort")
+        st.caption("An uploaded cohort is unpacked in a temporary folder of this server. For a study "
+                   "that runs for weeks, create it from a permanent folder with "
+                   "`python -m her2core reader-study create --cohort DIR ...`; a cohort.csv alone "
+                   "has no images to show the readers.")
     model_src = st.radio("Model output shown in the aided arm", R.MODEL_SOURCES, key="rs_new_model",
                          horizontal=True)
     up_pred = None
@@ -78,12 +84,12 @@ with tab_new:
             elif up_cohort.name.lower().endswith(".zip"):
                 root = S.extract_cohort_zip(up_cohort)
             else:
-                path, _ = S.save_upload_any(up_cohort, "cohort", (".csv",))
-                root = str(S.session_upload_dir() / f"cohort_csv_{_[:12]}")
-                import pathlib
-                import shutil
-                pathlib.Path(root).mkdir(parents=True, exist_ok=True)
-                shutil.copy(path, pathlib.Path(root) / "cohort.csv")
+                # a table only: the study has truth but no images to show the readers
+                path, sha = S.save_upload_any(up_cohort, "cohort", (".csv",))
+                root = S.session_upload_dir() / f"cohort_csv_{sha[:12]}"
+                root.mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, root / "cohort.csv")
+                root = str(root)
             ids = R.pick_cases(root, ids_text, int(limit), int(seed))
             preds, info = None, None
             if model_src == R.MODEL_SOURCES[0]:

@@ -146,7 +146,7 @@ def model_panels(model_output: dict | None, case: "S.CaseData | None" = None,
                 tab = pd.DataFrame({"predictor": list(pts), "points": [round(v, 1) for v in pts.values()]})
                 if not drawn:
                     import plotly.express as px
-                    fig = px.bar(tab, x="points", y="predictor", orientation="h")
+                    fig = px.bar(tab, x="points", y="predictor", orientation="h", text="points")
                     fig.update_layout(height=max(220, 34 * len(tab) + 80),
                                       margin=dict(l=10, r=10, t=10, b=10))
                     st.plotly_chart(fig, key="rs_fig_points", config={"displaylogo": False})

@@ -38,18 +38,33 @@ def db(tmp_path, monkeypatch):
     svc.db.dispose()
 
 
+def _nomogram():
+    from her2core.nomogram import Nomogram
+    return Nomogram.from_coefficients(-3.0, {"age": 0.03, "DCE score": 0.8},
+                                      ranges={"age": (30.0, 80.0), "DCE score": (-2.0, 2.0)})
+
+
+def _model_outputs() -> dict:
+    """case -> model output (probability and points of a small nomogram, as a bundle run gives)."""
+    nom = _nomogram()
+    out = {}
+    for i, cid in enumerate(CASES):
+        pp = nom.patient_points({"age": 40.0 + 5 * i, "DCE score": -1.0 + 0.5 * i})
+        out[cid] = {"p_her2": pp["probability"], "total_points": pp["total_points"],
+                    "points": pp["points"]}
+    return out
+
+
 def _study(svc, design="sequential", ask_low=False, name="S1"):
     from her2core.reader_study.inputs import cases_from_cohort
     root = _demo()
-    preds = {cid: {"p_her2": 0.1 + 0.2 * i, "total_points": 40.0 + 10 * i,
-                   "points": {"age": 10.0 + i, "DCE score": 30.0 + 9 * i}}
-             for i, cid in enumerate(CASES)}
-    cases = cases_from_cohort(root, CASES, preds)
+    cases = cases_from_cohort(root, CASES, _model_outputs())
     readers = [{"name": "Ann", "level": "junior", "years": 2},
                {"name": "Bo", "level": "senior", "years": 15}]
     return svc.create_study(name, cases, readers, design=design, seed=7, ask_her2_low=ask_low,
                             washout_days=(1.0 if design == "two_sessions" else 0.0),
-                            model_info={"source": "test predictions"}, cohort_root=str(root))
+                            model_info={"source": "test nomogram", "nomogram": _nomogram().to_dict()},
+                            cohort_root=str(root))
 
 
 def _run(at: AppTest) -> AppTest:
@@ -144,11 +159,16 @@ def test_model_output_absent_before_the_unaided_read_then_shown_and_queue_moves_
     _read(at, qid, "HER2-negative", 70, notes="smooth margin")
     assert _progress_text(at) == "Case 2 of 8, aided"
     assert at.subheader[0].value.startswith(f"Case {case_id} - aided")
-    i = CASES.index(case_id)
+    expected = _model_outputs()[case_id]
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["HER2-positive (model)"] == f"{0.1 + 0.2 * i:.1%}"
-    pts = _frame(at, "points")
-    assert_allclose(pts.set_index("predictor")["points"].to_numpy(), [10.0 + i, 30.0 + 9 * i])
+    assert metrics["HER2-positive (model)"] == f"{expected['p_her2']:.1%}"
+    pts = _frame(at, "points").set_index("predictor")["points"]
+    assert_allclose(pts.loc[["age", "DCE score"]].to_numpy(),
+                    [round(expected["points"]["age"], 1), round(expected["points"]["DCE score"], 1)])
+    # the nomogram itself is drawn with the patient's points marked
+    figs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert any("Total points" in json.dumps(f.get("layout", {})) + json.dumps(f.get("data", []))
+               for f in figs)
     # the saved read is in the database, committed, with its content
     owner = db.owner_sign_in("S1", made.owner_code)
     reads = db.reads_table(owner)
@@ -165,7 +185,7 @@ def test_model_output_absent_before_the_unaided_read_then_shown_and_queue_moves_
     reads = db.reads_table(owner)
     aided = reads[reads["arm"] == "aided"].iloc[0]
     shown = json.loads(aided["shown"])
-    assert_allclose(shown["model_output"]["p_her2"], 0.1 + 0.2 * i)
+    assert_allclose(shown["model_output"]["p_her2"], expected["p_her2"])
     assert shown["client"]["panels"] == ["probability", "nomogram_points"]
     assert not db.model_output_allowed(at.session_state["rs_reader"],
                                        at.subheader[0].value.split()[1])
