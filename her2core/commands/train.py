@@ -92,6 +92,9 @@ def run(args) -> int:
         weights, prov = res["weights"], res["provenance"]
         if res["warning"]:
             print("WARNING: " + res["warning"])
+        if res["second_errors"]:
+            print(f"ICC: no second-ROI features for {len(res['second_errors'])} case(s); the ICC "
+                  "is computed on the others")
         if feats.shape[1] == 0 or len(feats) == 0:
             raise Her2Error("no case gave image features", file=args.cohort,
                             hint="see the messages above; fix the cases or use --recipe clinical")
@@ -150,6 +153,12 @@ def run(args) -> int:
         summ["selected"] = {name: list(sc.selected_features_)
                             for name, sc in model.scorers_ if hasattr(sc, "selected_features_")}
         summ["second_level_variables"] = list(model.final_.variables_)
+        summ["icc"] = {name: {"kept": int(sc.pipeline_.named_steps["icc"].support_.sum()),
+                              "of": len(sc.columns_),
+                              "cases": int(sc.pipeline_.named_steps["icc"].n_matched_),
+                              "threshold": sc.icc_threshold, "kind": sc.icc_kind}
+                       for name, sc in model.scorers_
+                       if hasattr(sc, "pipeline_") and "icc" in sc.pipeline_.named_steps}
         training[task] = summ
         card_perf[task] = perf
         nomos[task] = nomogram_for(model, X)
@@ -192,7 +201,10 @@ def run(args) -> int:
             line += f"  external AUC ({args.where})={p['external_validation']['auc']:.3f}"
         print(line)
     if errors:
-        print(f"{len(errors)} case(s) skipped (see model_card.json data.skipped_cases)")
+        bad = sorted({str(e.case_id) for e in errors if getattr(e, "case_id", None)})
+        print(f"{len(bad)} case(s) skipped: {', '.join(bad)} (model_card.json data.skipped_cases)")
+        for e in errors:
+            print(f"  {e}")
     return 0
 
 

@@ -71,7 +71,8 @@ def _perturbed_mask(mask, position: int):
     if position % 2 == 0:
         return dilate_mask(mask, 1)
     out = erode_mask(mask, 1)
-    if int((out.array > 0).sum()) < 8:  # erosion emptied a tiny ROI: dilate instead
+    n0, n1 = int((mask.array > 0).sum()), int((out.array > 0).sum())
+    if n1 < 40 or n1 < 0.5 * n0:  # erosion would nearly empty a small ROI: dilate instead
         return dilate_mask(mask, 1)
     return out
 
@@ -121,7 +122,9 @@ def compute_features(cohort, config, *, cache_dir=None, second_roi: bool = False
                      case_ids=None) -> dict[str, Any]:
     """Features (and optional second-ROI features) of a cohort.
 
-    Returns {"features": DataFrame, "second": DataFrame | None, "errors": [Her2Error],
+    Returns {"features": DataFrame, "second": DataFrame | None, "errors": [Her2Error] (cases
+    skipped), "second_errors": [Her2Error] (cases without second-ROI features: the ICC is
+    computed without them),
     "weights": {backbone: identity}, "provenance": dict, "warning": str | None}.
     """
     from her2core.features.extract import FeatureExtractor
@@ -132,12 +135,11 @@ def compute_features(cohort, config, *, cache_dir=None, second_roi: bool = False
                                              progress=ProgressLog("features"))
     for err in errors:
         log.warning("case skipped: %s", err)
-    second = None
+    second, err2 = None, []
     if second_roi and len(feats):
         second, err2 = second_roi_features(sub, config, extractor, list(feats.index))
-        errors = list(errors) + list(err2)
     prov = dict(feats.attrs.get("provenance", {}))
-    return {"features": feats, "second": second, "errors": errors,
+    return {"features": feats, "second": second, "errors": errors, "second_errors": err2,
             "weights": dict(feats.attrs.get("weights", extractor.weights)),
             "provenance": prov, "warning": prov.get("warning")}
 

@@ -19,7 +19,7 @@ def clinical_cohort(tmp_path_factory):
 @pytest.fixture(scope="module")
 def image_cohort(tmp_path_factory):
     from her2core.synthetic import make_cohort
-    return make_cohort(tmp_path_factory.mktemp("img") / "c", n=24, seed=4, centres=2,
+    return make_cohort(tmp_path_factory.mktemp("img") / "c", n=16, seed=4, centres=2,
                        modalities="mri", shape=(32, 32, 8), signal=2.0)
 
 
@@ -70,21 +70,27 @@ def test_image_recipe_random_init_round_trip(tmp_path, image_cohort, capsys):
                                "scorers": [{"name": "resnet18", "block": "resnet18"}],
                                "scorer_settings": {"lasso_cv": 3, "lasso_n_Cs": 4, "icc": True},
                                "clinical_predictors": ["er", "aln_abnormal"], "cv": 3}))
+    # one broken case is reported and skipped, the others finish
+    bad = next((image_cohort / "cases").iterdir())
+    (bad / "DCE.nii.gz").write_bytes(b"not an image")
     out = tmp_path / "bundle"
     rc = main(["train", "--cohort", str(image_cohort), "--recipe", "demo", "--config", str(cfg),
                "--random-init", "--bootstrap", "0", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
-    assert "WEIGHTS: random-init" in text
+    assert "WEIGHTS: random-init" in text and "1 case(s) skipped" in text
     card = json.loads((out / "model_card.json").read_text())
     assert card["random_init"] is True and card["weights"] == {"resnet18": "random-init"}
+    icc = json.loads((out / "training.json").read_text())["her2"]["icc"]["dscore_resnet18"]
+    assert icc["cases"] == 15 and icc["of"] == 1024 and 1 <= icc["kept"] <= 1024
     backbones = json.loads((out / "backbones.json").read_text())
     assert backbones["resnet18"]["weights"] == "random-init"
     preds_csv = tmp_path / "p.csv"
     assert main(["predict", "--bundle", str(out), "--cohort", str(image_cohort), "--cache-dir",
                  str(tmp_path / "cache"), "--out", str(preds_csv)]) == 0
     p = pd.read_csv(preds_csv)
-    assert len(p) == 24 and "dscore_resnet18" in p.columns
+    assert len(p) == 15 and bad.name not in set(p["case_id"]) and "dscore_resnet18" in p.columns
+    assert f"skipped: case {bad.name}" in capsys.readouterr().out
     # same random-init features at prediction time -> same probabilities as the fitted model
     from her2core.bundle import load_bundle
     from her2core.cohort import read_cohort
