@@ -500,7 +500,7 @@ def slice_figure(rgb: np.ndarray, pixel_size: tuple[float, float] = (1.0, 1.0), 
                             font=dict(color="#ffd166", size=13)))
     fig.update_layout(title=dict(text=title or "", x=0.5, font=dict(size=13)), annotations=ann,
                       margin=dict(l=22, r=22, t=58 if title else 30, b=22), height=height,
-                      dragmode="lasso" if selectable else "pan",
+                      dragmode="lasso" if selectable else "pan", modebar=dict(orientation="v"),
                       paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="#000",
                       newselection=dict(line=dict(color="#ffd166", width=2)))
     return fig

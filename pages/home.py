@@ -31,6 +31,11 @@ with c1:
         if info.weights:
             st.table({"backbone": list(info.weights), "weights": list(info.weights.values())})
         W.model_output_banner(info)
+        try:  # load the adapter now: backbones and the decision-curve job start before a case is run
+            from webapp.adapter import get_adapter
+            get_adapter()._backbones()
+        except Exception as err:  # noqa: BLE001
+            W.show_error(err)
     else:
         st.warning(info.message, icon=":material/block:")
 with c2:

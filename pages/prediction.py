@@ -80,7 +80,7 @@ with right:
     r2a, r2b = st.columns(2)
     with r2a:
         with W.user_errors():
-            P.dca_panel(ad.validation_dca(), st.session_state["threshold"])
+            P.dca_panel(ad, st.session_state["threshold"])
     with r2b:
         P.gradcam_panel(case, part, seq, mask)
 st.page_link("pages/export.py", label="Export this case as a report", icon=":material/picture_as_pdf:")

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import threading
 import time
 from typing import Any
 
@@ -31,6 +33,7 @@ from . import services as S
 log = logging.getLogger(__name__)
 
 TASK = "her2"
+_VAL_LOCK = threading.Lock()
 LOW_TASK = "her2_low"
 
 
@@ -93,6 +96,7 @@ class BundleAdapter:
         self.config = FeatureConfig.from_dict(fc) if fc else None
         self._nomograms = {}
         self._fast_ok = None
+        self._val_job: dict[str, Any] = {"state": "idle"}
         from her2core.nomogram import Nomogram
         for task, d in (self.bundle.nomograms or {}).items():
             try:
@@ -113,7 +117,10 @@ class BundleAdapter:
         return [str(c) for c in cols]
 
     def clinical_fields(self) -> tuple[str, ...]:
-        cols = set(self.clinical_columns())
+        """Clinical inputs that change the prediction (the final model's variables)."""
+        final = getattr(self.model, "final_", None)
+        used = [str(v) for v in (getattr(final, "variables_", None) or [])]
+        cols = set(c for c in self.clinical_columns() if c in used) or set(self.clinical_columns())
         if self.low_model is not None:
             cols |= set(self.clinical_columns(self.low_model))
         return tuple(f.name for f in clin.FIELDS if f.name in cols)
@@ -218,7 +225,29 @@ class BundleAdapter:
         return part
 
     def _gradcam(self, case, images, masks, X):
-        """Maps of every (sequence, 2-D backbone) block whose D-score model is affine."""
+        """Maps of every (sequence, backbone) block with a D-score, placed in the image geometry.
+
+        Uses her2core.explain.case.case_gradcam when this build has it (it checks the
+        head's D-score against the model's), else the same steps written here for 2-D.
+        """
+        try:
+            from her2core.explain.case import case_gradcam
+        except ImportError:
+            case_gradcam = None
+        if case_gradcam is not None:
+            feats = self._frame(X, {}, self.model)
+            res = case_gradcam(self.model, self.config, self._backbones(), images, masks, feats,
+                               case_id=case.case_id)
+            maps = {(r.sequence, r.backbone): r.map_image for r in res}
+            notes = sorted({n for r in res for n in r.notes})
+            note = ("Target: each block's D-score (log-odds) through its fitted linear head; "
+                    + ", ".join(f"{r.sequence}/{r.backbone}: what {'raises' if r.direction == 'positive' else 'lowers'}"
+                                f" it" for r in res) + ".")
+            if self.info.random_init:
+                note += " Random-init weights: the maps show mechanics, not meaning."
+            if notes:
+                note += " " + " ".join(notes)
+            return maps, note
         from her2core.explain import gradcam as G
         from her2core.explain.placement import crop_box_image, place_map
         from her2core.features import deep as D
@@ -389,7 +418,10 @@ class BundleAdapter:
         except ImportError as err:
             return None, f"SHAP is not available in this build ({err})"
         final = getattr(self.model, "final_", self.model)
-        note = "Reference: the training cohort's out-of-fold D-scores with clinical values at their imputation values. "
+        note = ("Reference: the training cohort's out-of-fold D-scores with clinical values at their "
+                "imputation values. " if getattr(self.model, "oof_scores_", None) is not None else
+                "Reference: one case at the model's imputation values (training medians / most "
+                "frequent levels). ")
         try:
             bg = self._background(Z)
             fast = self._fast_linear_shap(final, bg, Z, case_id) if self._fast_ok is not False else None
@@ -437,12 +469,93 @@ class BundleAdapter:
 
     # ------------------------------------------------------------ validation / cohort
     def validation_dca(self):
-        """Decision curves of the model on the validation predictions stored in the bundle."""
+        """(DCAResult or None, status text) of the model on its validation predictions."""
         from her2core.metrics.dca import decision_curves
-        y, p = self._validation_predictions()
+        y, p, label = self.validation_predictions()
         if y is None:
-            return None
-        return decision_curves(y, {"model": p})
+            return None, label
+        key = (len(y), float(np.sum(p)))
+        if getattr(self, "_dca_key", None) != key:
+            self._dca = decision_curves(y, {"model": p})
+            self._dca_key = key
+        return self._dca, label
+
+    def validation_predictions(self):
+        """(y, p, label) of the model's validation predictions, or (None, None, status text).
+
+        Stored in the bundle when it has them; otherwise computed once on the demo
+        cohort in a background thread (own backbones, feature cache under
+        ~/.cache/her2) and kept on disk by bundle checksum, so only the very first
+        start of the app pays for it.
+        """
+        y, p = self._validation_predictions()
+        if y is not None:
+            return y, p, "model (validation predictions stored in the bundle)"
+        with _VAL_LOCK:
+            st_ = self._val_job
+            if st_["state"] == "done":
+                return st_["y"], st_["p"], st_["label"]
+            if st_["state"] == "idle":
+                cached = self._val_cache_file()
+                if cached.is_file():
+                    import json
+                    d = json.loads(cached.read_text())
+                    st_.update(state="done", y=np.asarray(d["y"], int), p=np.asarray(d["p"], float),
+                               label=d["label"])
+                    return st_["y"], st_["p"], st_["label"]
+                st_["state"] = "running"
+                import threading
+                threading.Thread(target=self._val_worker, name="her2-validation", daemon=True).start()
+            if st_["state"] == "failed":
+                return None, None, f"the decision curve could not be computed: {st_.get('error')}"
+            return None, None, (f"computing the model's predictions on the demo cohort for the decision "
+                                f"curve: {st_.get('done', 0)}/{st_.get('total', '?')} cases (first start only)")
+
+    def _val_cache_file(self):
+        from pathlib import Path
+        d = Path(os.environ.get("HER2_CACHE", Path.home() / ".cache" / "her2"))
+        tag = (self.info.checksum or "none").replace("sha256:", "")[:24]
+        return d / f"validation_{tag}.json"
+
+    def _val_worker(self) -> None:
+        import json
+        st_ = self._val_job
+        try:
+            from her2core.cohort import read_cohort
+            from her2core.features import extract_cohort_features
+            root = S.ASSETS / "demo_cohort"
+            if not (root / "cohort.csv").is_file():
+                raise Her2Error("assets/demo_cohort is missing")
+            coh = read_cohort(root)
+            cache_dir = self._val_cache_file().parent / "features"
+
+            def prog(done, total, *a):
+                st_.update(done=int(done), total=int(total))
+
+            import dataclasses
+            cfg = dataclasses.replace(self.config, num_workers=0)  # no worker processes from a thread
+            feats, errors = extract_cohort_features(coh, cfg, cache_dir=cache_dir, progress=prog)
+            cols = [str(c) for c in getattr(self.model, "feature_names_in_", [])]
+            X = feats.join(coh.table, how="left")
+            for c in cols:
+                if c not in X.columns:
+                    X[c] = np.nan
+            lab = coh.labels(TASK)
+            ids = [i for i in X.index if i in set(lab.index)]
+            p = np.asarray(self.model.predict_proba(X.loc[ids, cols]))[:, 1]
+            y = lab.loc[ids].to_numpy().astype(int)
+            trained_on = str((self.bundle.model_card or {}).get("data", {}).get("cohort", ""))
+            label = "model on the demo cohort" + (" (its training cohort: apparent)"
+                                                  if "demo_cohort" in trained_on else "")
+            f = self._val_cache_file()
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(json.dumps({"y": y.tolist(), "p": p.tolist(), "label": label}))
+            with _VAL_LOCK:
+                st_.update(state="done", y=y, p=p, label=label)
+        except Exception as err:  # noqa: BLE001 - shown in the panel
+            log.exception("validation predictions failed")
+            with _VAL_LOCK:
+                st_.update(state="failed", error=str(err))
 
     def _validation_predictions(self):
         for src in (self.bundle.training.get(TASK, {}) if isinstance(self.bundle.training, dict) else {},
@@ -500,4 +613,6 @@ def get_adapter() -> BundleAdapter:
     info = S.bundle_info()
     if not info.available:
         raise ImportError(info.message)
-    return _adapter_for(info.checksum, info.path)
+    ad = _adapter_for(info.checksum, info.path)
+    ad.validation_predictions()   # starts the one-time background job when needed
+    return ad

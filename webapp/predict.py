@@ -122,6 +122,28 @@ def run_clinical_part(part: ImagePart, clinical: dict[str, Any]) -> ClinicalPart
 
 
 # ----------------------------------------------------------------------------- rendering
+_DARK_INK = {"black", "#000", "#000000", "rgb(0,0,0)"}
+
+
+def readable(fig, height: int | None = None):
+    """Black lines / markers / text of her2core.plots figures -> light grey (the app theme is dark)."""
+    ink = "#c8c8c8"
+    for tr in fig.data:
+        line = getattr(tr, "line", None)
+        if line is not None and str(getattr(line, "color", "")).lower() in _DARK_INK:
+            line.color = ink
+        marker = getattr(tr, "marker", None)
+        if marker is not None and isinstance(getattr(marker, "color", None), str) \
+                and marker.color.lower() in _DARK_INK:
+            marker.color = ink
+        tf = getattr(tr, "textfont", None)
+        if tf is not None and str(getattr(tf, "color", "")).lower() in _DARK_INK:
+            tf.color = ink
+    if height:
+        fig.update_layout(height=height)
+    return fig
+
+
 def probability_panel(cp: ClinicalPart) -> None:
     with st.container(border=True, key="panel_probability"):
         st.markdown("#### Probability")
@@ -146,8 +168,8 @@ def nomogram_panel(cp: ClinicalPart) -> None:
             st.info(cp.nomogram_note or "This bundle's model has no nomogram.")
             return
         from her2core.plots import nomogram_figure
-        fig = nomogram_figure(cp.nomogram, cp.patient_points)
-        fig.update_layout(height=max(320, 40 * (len(cp.nomogram.variables) + 3)),
+        fig = readable(nomogram_figure(cp.nomogram, cp.patient_points))
+        fig.update_layout(height=max(380, 46 * (len(cp.nomogram.variables) + 3)),
                           margin=dict(l=10, r=10, t=40, b=10))
         st.plotly_chart(fig, key="fig_nomogram", config={"displaylogo": False})
 
@@ -159,25 +181,41 @@ def shap_panel(cp: ClinicalPart) -> None:
             st.info(cp.shap_note or "No SHAP contributions for this model.")
             return
         from her2core.explain.figures import waterfall_figure
-        fig = waterfall_figure(cp.contributions, max_rows=12)
+        fig = readable(waterfall_figure(cp.contributions, max_rows=12))
         fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10))
         st.plotly_chart(fig, key="fig_shap", config={"displaylogo": False})
         if cp.shap_note:
             st.caption(cp.shap_note)
 
 
-def dca_panel(dca, threshold: float) -> None:
-    with st.container(border=True, key="panel_dca"):
-        st.markdown("#### Decision curve (validation cohort)")
-        if dca is None:
-            st.info("The bundle carries no validation predictions: no decision curve.")
-            return
-        from her2core.plots import decision_curve_figure
-        fig = decision_curve_figure(dca)
-        fig.add_vline(x=threshold, line=dict(color="#e4572e", dash="dash"),
-                      annotation_text=f"threshold {threshold:.2f}")
-        fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10))
-        st.plotly_chart(fig, key="fig_dca", config={"displaylogo": False})
+def dca_panel(ad, threshold: float) -> None:
+    """Decision curve of the model on its validation predictions, threshold marked.
+
+    While the predictions are being computed (first start, background thread)
+    the panel polls every 2 s on its own (a fragment), without rerunning the page.
+    """
+    @st.fragment(run_every=None if _dca_ready(ad) else 2.0)
+    def body():
+        with st.container(border=True, key="panel_dca"):
+            st.markdown("#### Decision curve (validation cohort)")
+            dca, label = ad.validation_dca()
+            if dca is None:
+                st.info(label)
+                if "computing" not in label:
+                    return
+                return
+            from her2core.plots import decision_curve_figure
+            fig = readable(decision_curve_figure(dca))
+            fig.add_vline(x=threshold, line=dict(color="#e4572e", dash="dash"),
+                          annotation_text=f"threshold {threshold:.2f}")
+            fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10))
+            st.plotly_chart(fig, key="fig_dca", config={"displaylogo": False})
+            st.caption(f"{label}; n = {dca.n}, prevalence {dca.prevalence:.2f}")
+    body()
+
+
+def _dca_ready(ad) -> bool:
+    return ad.validation_dca()[0] is not None
 
 
 def gradcam_panel(case, part: ImagePart, seq: str | None, mask_canonical) -> None:
@@ -259,7 +297,7 @@ def teaching_decision_curve() -> None:
         return
     with W.user_errors():
         thr = st.slider("Threshold probability", 0.05, 0.95, 0.35, 0.05, key="teach_thr")
-        dca_panel(ad.validation_dca(), thr)
+        dca_panel(ad, thr)
         st.caption("At this threshold you accept treating (thr / (1 - thr)) false positives per "
                    "true positive; net benefit = TP/n - FP/n x thr / (1 - thr).")
 

@@ -210,7 +210,7 @@ def viewer(case: "S.CaseData", *, key: str = "case", draw: bool = True,
                 if hc is not None:
                     h = can.get_slice(v, j, hc)
             rgb = V.compose_rgb(grey, mask=m, mask_opacity=mask_op, heat=h, heat_opacity=heat_op)
-            title = f"{seq} - {v} {j + 1}/{ns}"
+            title = f"{seq} - {v} slice {j} (0-{ns - 1})"
             if seq != draw_seq and not can.is_2d and not img.same_grid(ref_img):
                 title += " (own grid)"
             fig = V.slice_figure(rgb, can.pixel_size(v), title=title, labels=V.axis_labels(v),

@@ -106,3 +106,37 @@ def lasso(page, chart, points) -> None:
         page.mouse.move(x, y, steps=6)
     page.mouse.move(xs[0], ys[0], steps=6)
     page.mouse.up()
+
+
+def roi_voxels(page) -> int:
+    """Voxel count in the ROI caption of the Case page (0 when none)."""
+    import re
+    els = page.locator('[data-testid="stCaptionContainer"]').all_inner_texts()
+    for t in els:
+        m = re.search(r"ROI on \w+: (\d+) voxels", t)
+        if m:
+            return int(m.group(1))
+    return 0
+
+
+def lasso_until_roi(page, points, attempts: int = 3, timeout_ms: int = 30_000) -> int:
+    """Draw the lasso on the first chart until the ROI caption shows voxels; returns the count.
+
+    A drag that starts while plotly is still mounting a freshly keyed chart is
+    lost, so the drag is repeated (after a pause) when nothing arrived.
+    """
+    before = roi_voxels(page)
+    for _ in range(attempts):
+        page.wait_for_selector(".stPlotlyChart .nsewdrag", timeout=120_000)
+        page.wait_for_timeout(800)
+        lasso(page, page.locator(".stPlotlyChart").first, points)
+        try:
+            page.wait_for_function(
+                "(b) => [...document.querySelectorAll('[data-testid=\"stCaptionContainer\"]')]"
+                ".some(e => { const m = /ROI on \\w+: (\\d+) voxels/.exec(e.innerText);"
+                " return m && +m[1] > 0 && +m[1] !== b; })", arg=before, timeout=timeout_ms)
+        except Exception:  # noqa: BLE001 - try the drag again
+            continue
+        wait_idle(page)
+        return roi_voxels(page)
+    raise TimeoutError("the lasso drag did not produce an ROI")
