@@ -36,13 +36,14 @@ SEQUENCES = ("T1", "T2", "DCE")
 
 
 def _timeit(fn, repeats: int) -> dict:
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
         times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
-            "repeats": repeats}
+            "median_cpu_s": statistics.median(cpu), "repeats": repeats}
 
 
 def bench_shap(repeats: int) -> dict:
@@ -120,9 +121,9 @@ def bench_gradcam(method: str, workdir: Path) -> dict:
             head = G.ScoreHead(bb.model, sel, rng.normal(0, 0.5, 12), 0.0)
             t0 = time.perf_counter()
             x, crop, z = cam_input_2d(bb, images[seq], masks[seq], cfg)
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             cam = G.compute_cam(head, x, method)
-            t2 = time.perf_counter()
+            t2, c2 = time.perf_counter(), time.process_time()
             placed = place_map(cam, crop, images[seq])
             stem = workdir / "maps" / f"{seq}_{name}"
             save_map(placed, stem.with_suffix(".nii.gz"))
@@ -132,13 +133,17 @@ def bench_gradcam(method: str, workdir: Path) -> dict:
             assert not G.leftover_hooks(bb.model)
             cells[(seq, name)] = (images[seq].array[z], placed.array[z])
             out["maps"].append({"sequence": seq, "backbone": name, "prepare_s": t1 - t0,
-                                "cam_s": t2 - t1, "place_write_s": t3 - t2,
+                                "cam_s": t2 - t1, "cam_cpu_s": c2 - c1, "place_write_s": t3 - t2,
                                 "same_grid": placed.same_grid(images[seq])})
     save_cam_grid_png(workdir / "maps" / "grid.png", cells, title="benchmark grid", random_init=True)
     out["grid_total_s"] = time.perf_counter() - t_grid
     out["cam_only_total_s"] = sum(m["cam_s"] for m in out["maps"])
     out["per_backbone_cam_median_s"] = {
         b: statistics.median(m["cam_s"] for m in out["maps"] if m["backbone"] == b) for b in BACKBONES}
+    out["per_backbone_cam_median_cpu_s"] = {
+        b: statistics.median(m["cam_cpu_s"] for m in out["maps"] if m["backbone"] == b)
+        for b in BACKBONES}
+    out["cam_only_total_cpu_s"] = sum(m["cam_cpu_s"] for m in out["maps"])
     return out
 
 
@@ -170,7 +175,9 @@ def main(argv=None) -> int:
           f"224 px, random-init, {cam_res['torch_threads']} threads): "
           f"{cam_res['grid_total_s']:.1f} s total, CAM alone {cam_res['cam_only_total_s']:.1f} s")
     for b, s in cam_res["per_backbone_cam_median_s"].items():
-        print(f"  {b:24s} {s:.2f} s per map (creation {cam_res['backbone_creation_s'][b]:.1f} s)")
+        print(f"  {b:24s} {s:.2f} s per map, {cam_res['per_backbone_cam_median_cpu_s'][b]:.2f} "
+              f"CPU-s (creation {cam_res['backbone_creation_s'][b]:.1f} s)")
+    print(f"  load average before / after: {info['load_average_before']} / {info['load_average_after']}")
     print(f"written {args.out}")
     return 0
 
