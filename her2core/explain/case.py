@@ -231,7 +231,9 @@ def case_gradcam(model, config, backbones: Mapping[str, Any], images: Mapping[st
             if out_dir is not None:
                 out_dir = Path(out_dir)
                 stem = f"{case_id}_{seq}_{name}_{res.method}".replace("+", "pp")
-                save_map(placed, out_dir / f"{stem}.nii.gz")
+                desc = f"her2core {res.method} {seq} {name} D-score" + \
+                    (" RANDOM-INIT weights: not meaningful" if res.random_init else "")
+                save_map(placed, out_dir / f"{stem}.nii.gz", description=desc)
                 title = (f"{case_id} {seq} {name} {res.method}: what "
                          f"{'raises' if side == 'positive' else 'lowers'} the D-score ({d_head:+.3f})")
                 save_overlay_png(out_dir / f"{stem}.png", img_slice, map_slice, title=title,

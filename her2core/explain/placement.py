@@ -132,16 +132,22 @@ def place_map(cam: np.ndarray, crop: Image, reference: Image, *, fill: float = 0
     return template.with_array(out, sequence="gradcam", modality=None)
 
 
-def save_map(image: Image, path: str | Path) -> Path:
-    """Write a placed map (NIfTI / NRRD / MHA by suffix) with its geometry."""
-    try:
-        from her2core.imaging.io import save_image
-    except ImportError:  # pragma: no cover - imaging.io is part of the project
-        save_image = None
+def save_map(image: Image, path: str | Path, description: str | None = None) -> Path:
+    """Write a placed map (NIfTI / NRRD / MHA by suffix) with its geometry.
+
+    ``description`` (NIfTI only) goes into the header's 80-byte ``descrip`` field,
+    e.g. that the map was made with random-init weights.
+    """
+    from her2core.imaging.io import save_image
     path = Path(path)
-    if save_image is not None:
-        return save_image(image, path)
-    import SimpleITK as sitk
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(image.to_sitk(), str(path), True)
-    return path
+    name = path.name.lower()
+    if description and (name.endswith(".nii") or name.endswith(".nii.gz")):
+        import nibabel as nib
+
+        from her2core.imaging.io import to_nibabel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nii = to_nibabel(image)
+        nii.header["descrip"] = description.encode("ascii", "replace")[:79]
+        nib.save(nii, str(path))
+        return path
+    return save_image(image, path)

@@ -97,6 +97,8 @@ def test_explain_command_end_to_end(demo_bundle, tiny_cohort_ro, tmp_path):
         if len(nz) and not us:
             assert len(np.unique(nz[:, 0])) == 1 and nz[0, 0] == c["slice_index"]
         assert (out / "gradcam" / c["png"].split("/")[-1]).is_file()
+        import nibabel as nib
+        assert b"RANDOM-INIT" in nib.load(c["nifti"]).header["descrip"].tobytes()
     assert (out / f"explain_{case}.html").stat().st_size > 10_000
 
 

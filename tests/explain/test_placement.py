@@ -64,6 +64,13 @@ def test_hot_spot_stays_at_its_physical_point(tmp_path):
     assert_allclose(back.array, placed.array, atol=1e-6)
     assert_allclose(back.index_to_physical((kx, ky, kz)), ref.index_to_physical((21, 17, z)),
                     atol=1e-4)
+    # the same through the nibabel writer that labels the file (random-init note)
+    import nibabel as nib
+    path2 = save_map(placed, tmp_path / "map2.nii.gz", description="RANDOM-INIT weights")
+    assert nib.load(str(path2)).header["descrip"].tobytes().startswith(b"RANDOM-INIT")
+    back2 = load_image(path2, expected_ndim=3)
+    assert back2.same_grid(ref)
+    assert_allclose(back2.array, placed.array, atol=1e-6)
 
 
 def test_2d_ultrasound_map_covers_exactly_the_crop():
