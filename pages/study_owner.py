@@ -130,7 +130,7 @@ with tab_open:
         st.stop()
 
     h1, h2 = st.columns([4, 1])
-    if h2.button("Close the study", key="rs_owner_out", icon=":material/logout:"):
+    if h2.button("Sign out", key="rs_owner_out", icon=":material/logout:"):
         R.sign_out(R.OWNER_KEY)
         st.session_state.pop(R.RESULT_KEY, None)
         st.session_state.pop(R.EXPORT_KEY, None)
@@ -139,13 +139,14 @@ with tab_open:
         status = svc.study_status(owner)
         h1.markdown(f"### {status.name}")
         m = st.columns(5)
-        m[0].metric("Design", status.design + (f" ({status.washout_days:g} d washout)"
-                                               if status.design == "two_sessions" else ""))
-        m[1].metric("Cases", f"{status.n_cases} ({status.n_positive} HER2+)")
+        m[0].metric("Cases", status.n_cases)
+        m[1].metric("HER2-positive", status.n_positive)
         m[2].metric("Readers", len(status.readers))
         m[3].metric("Reads saved", status.n_reads)
         m[4].metric("Corrections", status.n_corrections)
-        st.caption(f"Seed {status.seed}; HER2-low/zero asked: {'yes' if status.ask_her2_low else 'no'}")
+        st.caption(f"Design {status.design}"
+                   + (f" with a {status.washout_days:g}-day washout" if status.design == "two_sessions" else "")
+                   + f"; seed {status.seed}; HER2-low/zero asked: {'yes' if status.ask_her2_low else 'no'}")
         st.markdown("#### Progress")
         st.dataframe(pd.DataFrame([{
             "reader": f"R{p.reader_number} {p.reader_name}", "level": p.level, "years": p.years,

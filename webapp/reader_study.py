@@ -150,7 +150,7 @@ def model_panels(model_output: dict | None, case: "S.CaseData | None" = None,
                     fig.update_layout(height=max(220, 34 * len(tab) + 80),
                                       margin=dict(l=10, r=10, t=10, b=10))
                     st.plotly_chart(fig, key="rs_fig_points", config={"displaylogo": False})
-                st.dataframe(tab, hide_index=True, key="rs_points_table")
+                st.table(tab.set_index("predictor"))
                 shown.append("nomogram_points")
             else:
                 st.caption("No per-predictor points for this case.")

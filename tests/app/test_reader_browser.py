@@ -67,7 +67,9 @@ def _wait_text(page, pattern: str, timeout=60_000) -> None:
 
 
 def create_study(page, url: str, name: str, preds_path: Path) -> dict[str, str]:
-    B.goto_page(page, url, "study_owner")
+    B.goto_page(page, url, "")                 # through the app's navigation (app.py PAGES)
+    page.get_by_role("link", name="Study owner").first.click()
+    B.wait_idle(page)
     page.get_by_role("tab", name="Create a study").click()
     page.locator('.st-key-rs_new_pred input[type="file"]').set_input_files(str(preds_path))
     B.wait_idle(page)
@@ -161,7 +163,7 @@ def test_two_readers_read_their_queue_in_the_browser_then_analysis(tmp_path, mon
         codes = create_study(page, url, study, tmp_path / "predictions.csv")
         browser = page.context.browser
         for no, rname in ((1, "Reader 1"), (2, "Reader 3")):
-            ctx = browser.new_context(viewport={"width": 1600, "height": 1100})
+            ctx = browser.new_context(viewport={"width": 1600, "height": 1500})
             rp = ctx.new_page()
             sign_in(rp, url, study, codes[f"reader {rname}"])
             entered[rname] = read_queue(rp, tmp_path, no, preds, shots=(no == 1))

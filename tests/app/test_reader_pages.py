@@ -162,7 +162,7 @@ def test_model_output_absent_before_the_unaided_read_then_shown_and_queue_moves_
     expected = _model_outputs()[case_id]
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["HER2-positive (model)"] == f"{expected['p_her2']:.1%}"
-    pts = _frame(at, "points").set_index("predictor")["points"]
+    pts = at.table[0].value["points"]
     assert_allclose(pts.loc[["age", "DCE score"]].to_numpy(),
                     [round(expected["points"]["age"], 1), round(expected["points"]["DCE score"], 1)])
     # the nomogram itself is drawn with the patient's points marked
