@@ -226,14 +226,13 @@ def gradcam_panel(case, part: ImagePart, seq: str | None, mask_canonical) -> Non
             return
         seqs = sorted({s for s, _ in part.gradcam})
         bbs = sorted({b for _, b in part.gradcam})
-        grid = st.columns(max(len(bbs), 1))
-        for j, bb in enumerate(bbs):
-            with grid[j]:
-                st.caption(f"**{bb}**")
-                for s in seqs:
+        for bb in bbs:                       # one row per backbone, one column per sequence
+            cols = st.columns(max(len(seqs), 1))
+            for col, s in zip(cols, seqs):
+                with col:
                     cam = part.gradcam.get((s, bb))
                     if cam is None:
-                        st.caption(f"{s}: -")
+                        st.caption(f"{s} / {bb}: no map")
                         continue
                     try:
                         rgb = cam_overlay_rgb(case, s, cam, seq, mask_canonical)
@@ -262,7 +261,8 @@ def cam_overlay_rgb(case, s: str, cam, roi_seq: str | None, mask_canonical) -> n
     wl = V.window_presets(can.array)["Auto (1-99 %)"]
     grey = V.apply_window(can.get_slice("axial", k), *wl)
     heat = can.get_slice("axial", k, hc) if hc is not None else None
-    rgb = V.compose_rgb(grey, mask=m_sl, mask_opacity=0.0, heat=heat, heat_opacity=0.5)
+    rgb = V.compose_rgb(grey, mask=m_sl, mask_opacity=0.0, heat=heat, heat_opacity=0.5,
+                        heat_threshold=0.2)
     # upscale small slices so they are readable (nearest, aspect from spacing)
     sx, sy = can.pixel_size("axial")
     f = max(1, int(round(256 / max(rgb.shape[:2]))))

@@ -195,3 +195,44 @@ def test_teaching_sliders_regenerate_the_case():
     assert not at.exception
     second = [t for t in _texts(at.caption) if t.startswith("synthetic teaching case")][0]
     assert "size_mm=40.00" in second
+
+
+def _bundle_available() -> bool:
+    import os
+    return (ROOT / "assets" / "demo_bundle" / "MANIFEST").exists() or bool(os.environ.get("HER2_BUNDLE"))
+
+
+@pytest.mark.slow
+def test_prediction_one_screen_and_what_if_without_rerunning_networks():
+    if not _bundle_available():
+        pytest.skip("no model bundle in this checkout (assets/demo_bundle)")
+    _demo_root()
+    at = _open_demo(_app(), "syn-0000")
+    at.button(key="case_usecase").click()
+    at.run()
+    _go(at, "prediction")
+    assert any("random-initialised" in w for w in _texts(at.warning))   # banner with model output
+    at.button(key="run_prediction").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    part = at.session_state["prediction"]
+    from webapp import predict as P
+    cp = P.run_clinical_part(part, at.session_state["clinical"])
+    assert at.metric[0].label == "HER2-positive"
+    assert at.metric[0].value == f"{cp.p_her2:.1%}"
+    if cp.patient_points:
+        assert f"Total points: {cp.patient_points['total_points']:.1f}" in _texts(at.caption)
+        assert cp.patient_points["probability"] == pytest.approx(cp.p_her2, abs=1e-9)
+    if cp.contributions is not None:
+        c = cp.contributions
+        assert c.base_value + float(np.sum(c.contributions)) == pytest.approx(c.prediction, abs=1e-9)
+    # what if: flip one binary clinical value of the final model; the networks are not re-run
+    fields = [w for w in at.selectbox if w.key and w.key.startswith("wi_")]
+    assert fields, "no what-if inputs"
+    w = fields[0]
+    w.set_value("no" if w.value == "yes" else "yes")
+    at.run()
+    assert not at.exception
+    assert at.session_state["prediction"] is part
+    cp2 = P.run_clinical_part(part, at.session_state["clinical"])
+    assert at.metric[0].value == f"{cp2.p_her2:.1%}"
