@@ -195,10 +195,12 @@ def run(args) -> int:
         from her2core.explain.case import case_gradcam
         from her2core.features.extract import load_case
         images, masks = load_case(cohort.files(case), config)
+        skipped: list[str] = []
         cams = case_gradcam(model, config, extractor.backbones, images, masks,
                             features.loc[[case]], method=args.method, out_dir=out / "gradcam",
                             case_id=case, opacity=args.opacity, cmap=args.cmap,
-                            direction=args.direction)
+                            direction=args.direction, skipped=skipped)
+        summary["gradcam_skipped"] = skipped
         cells = {(r.sequence, r.backbone): (r.image_slice, r.map_slice) for r in cams}
         grid_path = None
         if cells:

@@ -148,7 +148,8 @@ def _slice_for_display(image: Image, placed: Image, z: int | None) -> tuple[np.n
 def case_gradcam(model, config, backbones: Mapping[str, Any], images: Mapping[str, Image],
                  masks: Mapping[str, Image], features: pd.DataFrame, *, method: str = "gradcam",
                  out_dir: str | Path | None = None, case_id: str = "case", opacity: float = 0.4,
-                 cmap: str = "jet", direction: str = "auto") -> list[CamResult]:
+                 cmap: str = "jet", direction: str = "auto",
+                 skipped: list[str] | None = None) -> list[CamResult]:
     """Grad-CAM of every (sequence, backbone) with a D-score in ``model``.
 
     ``features``: the case's feature row (one-row DataFrame with the deep columns).
@@ -157,6 +158,8 @@ def case_gradcam(model, config, backbones: Mapping[str, Any], images: Mapping[st
     that map is empty, then the negative side (noted). Grad-CAM keeps only
     evidence *for* its target (ReLU): with a D-score built on a few pooled
     channels, one side is often empty everywhere.
+    A (sequence, backbone) whose input cannot be rebuilt (e.g. slice modes other
+    than "largest") is skipped with a message appended to ``skipped``.
     With ``out_dir`` each map is written as ``<case>_<seq>_<backbone>_<method>.nii.gz``
     (source geometry) and ``.png`` (slice + overlay).
     """
@@ -191,14 +194,21 @@ def case_gradcam(model, config, backbones: Mapping[str, Any], images: Mapping[st
             if final_vars is not None and col not in final_vars:
                 notes.append(f"{col} is not in the final nomogram (dropped by its selection): "
                              "this map explains a score that does not change the prediction")
-            if bb.kind == "3d":
-                x, crop = cam_input_3d(bb, images[seq], masks[seq], config)
-                z = None
-                if method != "gradcam":
-                    notes.append(f"3-D backbone: 3-D Grad-CAM used instead of {method} "
-                                 "(pytorch-grad-cam's other methods are 2-D only)")
-            else:
-                x, crop, z = cam_input_2d(bb, images[seq], masks[seq], config)
+            try:
+                if bb.kind == "3d":
+                    x, crop = cam_input_3d(bb, images[seq], masks[seq], config)
+                    z = None
+                    if method != "gradcam":
+                        notes.append(f"3-D backbone: 3-D Grad-CAM used instead of {method} "
+                                     "(pytorch-grad-cam's other methods are 2-D only)")
+                else:
+                    x, crop, z = cam_input_2d(bb, images[seq], masks[seq], config)
+            except Her2Error as err:
+                msg = f"{seq} {name}: no map ({err})"
+                log.warning("Grad-CAM skipped: %s", msg)
+                if skipped is not None:
+                    skipped.append(msg)
+                continue
             layers, reshape, desc = G.target_layers_for(head)
 
             def run_cam(h):
