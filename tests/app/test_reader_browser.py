@@ -129,6 +129,8 @@ def read_queue(page, tmp_path, reader_no: int, preds: pd.DataFrame, shots: bool)
         else:
             expect(prob).to_contain_text(f"{preds.loc[case_id, 'p_her2']:.1%}", timeout=30_000)
             page.locator(".st-key-rs_panel_nomogram .stPlotlyChart .main-svg").first.wait_for(state="visible")
+            expect(page.locator(".st-key-rs_panel_nomogram table")).to_contain_text(
+                f"{preds.loc[case_id, 'points_DCE score']:.1f}", timeout=30_000)
             if shots and k == 1:
                 _save(page, tmp_path, "reader_aided.png")
         call = "HER2-positive" if (k + reader_no) % 3 else "HER2-negative"
