@@ -214,8 +214,9 @@ def _as_array(Z) -> np.ndarray:
 class _FnTransform:
     """A ``transform``-only wrapper around a function (preprocessing of a composite model)."""
 
-    def __init__(self, fn: Callable[[pd.DataFrame], Any]):
+    def __init__(self, fn: Callable[[pd.DataFrame], Any], owners: list[str] | None = None):
         self.fn = fn
+        self.owners = owners   # input column of each output column, when known by construction
 
     def transform(self, X):
         return self.fn(X)
@@ -241,7 +242,9 @@ def _split(model):
     if all(hasattr(model, a) for a in ("prep_", "columns_", "coef_", "intercept_")):
         # ClinicalModel: encoded design = prep_.transform(X)[columns_], then coef_ / intercept_
         cols = list(model.columns_)
-        return _FnTransform(lambda X, m=model, c=cols: m.prep_.transform(X)[c]), model
+        var_of = getattr(model.prep_, "variable_of_", None)
+        owners = [var_of[c] for c in cols] if var_of and all(c in var_of for c in cols) else None
+        return _FnTransform(lambda X, m=model, c=cols: m.prep_.transform(X)[c], owners), model
     return None, model
 
 
@@ -304,8 +307,15 @@ def _linear_exact(model, pre, est, background: pd.DataFrame, X: pd.DataFrame):
     phi_z = coef[None, :] * (Zx - zbar[None, :])
     base = intercept + float(coef @ zbar)
     pred = Zx @ coef + intercept
+    owners_known = getattr(pre, "owners", None)
     if pre is None:
         dep = np.eye(X.shape[1], dtype=bool)
+    elif owners_known is not None and set(owners_known) <= set(X.columns):
+        # ClinicalModel: each encoded column names its variable (col, col=level, col__missing)
+        cols = list(X.columns)
+        dep = np.zeros((len(cols), len(owners_known)), dtype=bool)
+        for k, v in enumerate(owners_known):
+            dep[cols.index(v), k] = True
     else:
         dep = dependence_map(pre, _probe_rows(background, X))
     owners = dep.sum(axis=0)

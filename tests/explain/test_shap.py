@@ -195,3 +195,23 @@ def test_opaque_additive_model_is_exact():
     assert_allclose(res.contributions[0], [np.sin(1.2) - np.sin(bg["a"]).mean(),
                                            1.0 - (bg["b"] ** 2 / 4).mean()], atol=1e-9)
     assert res.additivity_error < 1e-9
+
+
+def test_clinical_model_owner_map_equals_the_perturbation_map():
+    from her2core.explain.shap_explain import _FnTransform, _split, dependence_map
+    from her2core.models.clinical import ClinicalModel
+    rng = np.random.default_rng(5)
+    n = 90
+    X = pd.DataFrame({"age": rng.normal(55, 10, n), "er": rng.integers(0, 2, n).astype(float),
+                      "enhancement_curve": rng.choice(["persistent", "plateau", "washout"], n)})
+    X.loc[[2, 7], "er"] = np.nan
+    y = (rng.random(n) < 0.4).astype(int)
+    m = ClinicalModel(selection="none").fit(X, y)
+    pre, est = _split(m)
+    assert est is m and pre.owners is not None
+    known = np.array([[o == c for o in pre.owners] for c in X.columns])
+    probed = dependence_map(_FnTransform(pre.fn), X)
+    assert (known == probed).all()
+    res = explain_model(m, X, X.iloc[:3])
+    assert_allclose(res.base_value + res.contributions.sum(axis=1), m.decision_function(X.iloc[:3]),
+                    atol=1e-10)
