@@ -73,6 +73,12 @@ def draw(page, scale: float) -> int:
     return B.lasso_until_roi(page, pts)
 
 
+#: what the page shows that depends on the clinical values: probability, points, compute time
+SNAP_JS = ("() => [...document.querySelectorAll('[data-testid=\"stMetricValue\"],"
+           " [data-testid=\"stCaptionContainer\"]')].map(e => e.innerText)"
+           ".filter(t => /%|points|recomputed/.test(t)).join('|')")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
@@ -120,29 +126,32 @@ def main() -> int:
             print(f"run {i}: {dt:.2f} s to all panels (networks {server:.2f} s, ROI {voxels} voxels)",
                   flush=True)
         page.screenshot(path=str(shots / "bench_prediction.png"), full_page=True)
-        age = page.get_by_label("Age (years)")
+        box = page.locator('[data-testid="stExpander"]').filter(has_text="What if").first
+        field = box.locator('[data-testid="stNumberInputField"]').first
+        label = field.get_attribute("aria-label") or "first numeric clinical value"
+        base = float(field.input_value() or 20)
         for j in range(args.edits):
             before = page.locator('[data-testid="stMetricValue"]').first.inner_text()
-            new = 40 + 7 * (j + 1)
+            snap = page.evaluate(SNAP_JS)
+            new = round(base + 3.0 * (j + 1), 2)
             t0 = time.perf_counter()
-            age.fill(str(new))
-            age.press("Enter")
-            page.wait_for_function(
-                "(b) => { const e = document.querySelector('[data-testid=\"stMetricValue\"]');"
-                " return e && e.innerText !== b; }", arg=before, timeout=60_000)
+            field.fill(str(new))
+            field.press("Enter")
+            page.wait_for_function(f"(b) => ({SNAP_JS})() !== b", arg=snap, timeout=60_000)
             dt = time.perf_counter() - t0
             B.wait_idle(page)
             cap = page.get_by_text(re.compile(r"nomogram recomputed in [\d.]+ ms")).first.inner_text()
             ms = float(re.search(r"recomputed in ([\d.]+) ms", cap).group(1))
             after = page.locator('[data-testid="stMetricValue"]').first.inner_text()
-            edits.append({"age": new, "p_before": before, "p_after": after,
+            edits.append({"field": label, "value": new, "p_before": before, "p_after": after,
                           "browser_round_trip_s": round(dt, 3), "server_compute_ms": ms})
-            print(f"edit age={new}: {before} -> {after} in {dt * 1000:.0f} ms round trip, "
+            print(f"edit {label}={new}: {before} -> {after} in {dt * 1000:.0f} ms round trip, "
                   f"{ms:.1f} ms computation", flush=True)
     warm = [r["click_to_all_panels_s"] for r in runs[1:]] or [runs[0]["click_to_all_panels_s"]]
     result = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
+                    "platform": platform.platform(),
+                    "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()]},
         "bundle": os.environ.get("HER2_BUNDLE", "assets/demo_bundle"),
         "runs": runs, "edits": edits, "server_rss_mb_after_each_run": memory,
         "summary": {
