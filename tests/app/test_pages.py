@@ -236,3 +236,19 @@ def test_prediction_one_screen_and_what_if_without_rerunning_networks():
     assert at.session_state["prediction"] is part
     cp2 = P.run_clinical_part(part, at.session_state["clinical"])
     assert at.metric[0].value == f"{cp2.p_her2:.1%}"
+
+
+def test_cohort_trains_a_clinical_bundle_and_offers_it_for_download():
+    _demo_root()
+    at = _go(_app(), "cohort")
+    at.selectbox(key="train_recipe").set_value("clinical")
+    at.run()
+    at.button(key="train_go").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, _texts(at.error)
+    res = at.session_state["train_result"]
+    from her2core.bundle import load_bundle
+    b = load_bundle(res["path"])                       # a verified bundle, not just a folder
+    assert b.tasks == ["her2"]
+    assert "Download the bundle (.zip)" in [d.label for d in at.get("download_button")]
