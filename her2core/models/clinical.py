@@ -245,11 +245,14 @@ class ClinicalModel(ClassifierMixin, BaseEstimator):
         refitted (non-negativity as in Breiman's stacked regressions; on data
         without signal, out-of-fold scores are anti-correlated with the label
         and would otherwise get a negative weight).
+    screen : columns always screened by the univariable test (p < alpha), whatever
+        ``selection`` says (the deep scores of the combined model).
     With no variable left the model predicts the training prevalence.
     """
 
     def __init__(self, predictors=None, force=(), selection: str = "univariate",
-                 alpha: float = 0.05, stepwise: bool = False, C: float = np.inf, positive=()):
+                 alpha: float = 0.05, stepwise: bool = False, C: float = np.inf, positive=(),
+                 screen=()):
         self.predictors = predictors
         self.force = force
         self.selection = selection
@@ -257,6 +260,7 @@ class ClinicalModel(ClassifierMixin, BaseEstimator):
         self.stepwise = stepwise
         self.C = C
         self.positive = positive
+        self.screen = screen
 
     def fit(self, X, y):
         X = as_frame(X)
@@ -266,7 +270,7 @@ class ClinicalModel(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = X.shape[1]
         force = [c for c in (self.force or ())]
         preds = list(X.columns) if self.predictors is None else list(self.predictors)
-        cols = list(dict.fromkeys(force + preds))
+        cols = list(dict.fromkeys(force + list(self.screen or ()) + preds))
         if not cols:
             raise ValueError(f"0 feature(s) (shape=({X.shape[0]}, 0)) while a minimum of 1 is "
                              "required.")
@@ -286,11 +290,11 @@ class ClinicalModel(ClassifierMixin, BaseEstimator):
             ll1 = _loglik(_fit_lr(Xa, yi, np.inf), Xa, yi)
             pvals[var] = float(stats.chi2.sf(max(2 * (ll1 - ll0), 0.0), df=len(names)))
         self.univariate_p_ = pvals
-        candidates = [v for v in groups if v not in force]
+        screen = [v for v in (self.screen or ()) if v in groups and v not in force]
+        candidates = [v for v in groups if v not in force and v not in screen]
+        screened = [v for v in screen if pvals[v] < self.alpha]
         if self.selection == "univariate":
             chosen = [v for v in candidates if pvals[v] < self.alpha]
-            if not chosen and not force and candidates:
-                chosen = [min(candidates, key=lambda v: pvals[v])]
         elif self.selection == "lasso":
             chosen = self._lasso_variables(Z, yi, groups, candidates)
         elif self.selection == "none":
@@ -298,6 +302,9 @@ class ClinicalModel(ClassifierMixin, BaseEstimator):
         else:
             raise ValueError("selection must be 'univariate', 'lasso' or 'none', got "
                              f"{self.selection!r}")
+        # no fallback to the "best" variable: with nothing significant the model is the
+        # intercept (prevalence), which is what the data support
+        chosen = screened + chosen
         variables = [v for v in force if v in groups] + chosen
         if self.stepwise:
             variables = self._backward_aic(Z, yi, groups, variables, set(force))

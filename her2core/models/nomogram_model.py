@@ -56,11 +56,16 @@ class StackedNomogram(ClassifierMixin, BaseEstimator):
         second level instead (e.g. a model-zoo search; then no nomogram).
     nonnegative_scores : a score whose second-level weight is not positive is
         dropped (see :class:`ClinicalModel` ``positive``).
+    score_selection : "screen" (default): a score enters the second level only if
+        its out-of-fold values pass the univariable test (p < alpha), like the
+        clinical predictors; "force": always enters. Screening keeps a score
+        without signal out (on such data the in-sample score is overfit, and the
+        bootstrap optimism estimate under-corrects overfit learners).
     """
 
     def __init__(self, scorers=(), clinical_predictors=None, clinical_selection="univariate",
                  alpha=0.05, stepwise=False, cv=5, C=np.inf, final=None, nonnegative_scores=True,
-                 random_state=0):
+                 score_selection="screen", random_state=0):
         self.scorers = scorers
         self.clinical_predictors = clinical_predictors
         self.clinical_selection = clinical_selection
@@ -70,6 +75,7 @@ class StackedNomogram(ClassifierMixin, BaseEstimator):
         self.C = C
         self.final = final
         self.nonnegative_scores = nonnegative_scores
+        self.score_selection = score_selection
         self.random_state = random_state
 
     # -- helpers -------------------------------------------------------------
@@ -124,7 +130,13 @@ class StackedNomogram(ClassifierMixin, BaseEstimator):
                              "required (no scorers and no clinical predictors).")
         self.oof_scores_ = Z[self.score_columns_].copy()
         if self.final is None:
-            self.final_ = ClinicalModel(predictors=self.clinical_columns_, force=self.score_columns_,
+            screen = self.score_selection == "screen"
+            if self.score_selection not in ("screen", "force"):
+                raise ValueError(f"score_selection must be 'screen' or 'force', got "
+                                 f"{self.score_selection!r}")
+            self.final_ = ClinicalModel(predictors=self.clinical_columns_,
+                                        force=() if screen else self.score_columns_,
+                                        screen=self.score_columns_ if screen else (),
                                         selection=self.clinical_selection, alpha=self.alpha,
                                         stepwise=self.stepwise, C=self.C,
                                         positive=self.score_columns_ if self.nonnegative_scores
