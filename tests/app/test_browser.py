@@ -97,10 +97,11 @@ def run_prediction(page, timeout_ms: int = 300_000) -> None:
         page.wait_for_selector(sel, timeout=timeout_ms, state="visible")
 
 
-def test_demo_case_lasso_roi_and_one_screen_prediction(tmp_path):
+def test_demo_case_lasso_roi_and_one_screen_prediction(tmp_path, demo_bundle, monkeypatch):
     if B.chromium_path() is None:
         pytest.skip("chromium is not installed (apt-get install -y chromium)")
     pytest.importorskip("playwright.sync_api")
+    monkeypatch.setenv("HER2_BUNDLE", str(demo_bundle))   # inherited by the app's process
     with B.running_app(log_path=tmp_path / "streamlit.log") as url, \
             B.browser_page(width=1700, height=1900) as page:
         voxels, expected = open_demo_and_draw(page, url)

@@ -197,15 +197,8 @@ def test_teaching_sliders_regenerate_the_case():
     assert "size_mm=40.00" in second
 
 
-def _bundle_available() -> bool:
-    import os
-    return (ROOT / "assets" / "demo_bundle" / "MANIFEST").exists() or bool(os.environ.get("HER2_BUNDLE"))
-
-
 @pytest.mark.slow
-def test_prediction_one_screen_and_what_if_without_rerunning_networks():
-    if not _bundle_available():
-        pytest.skip("no model bundle in this checkout (assets/demo_bundle)")
+def test_prediction_one_screen_and_what_if_without_rerunning_networks(with_bundle):
     _demo_root()
     at = _open_demo(_app(), "syn-0000")
     at.button(key="case_usecase").click()
