@@ -286,8 +286,10 @@ def predictions_from_bundle(root: str, case_ids: list[str], progress=None) -> tu
         out[cid] = rec
         if progress:
             progress((i + 1) / len(case_ids), f"{i + 1}/{len(case_ids)} cases")
+    # weights may be recorded as dicts ({"identity": "random-init", ...}): look inside them too
+    rnd = bool(bi.random_init) or any("random" in str(w).lower() for w in bi.weights.values())
     info = {"source": f"bundle {bi.name}", "bundle": bi.name, "bundle_checksum": bi.checksum,
-            "random_init": bool(bi.random_init)}
+            "random_init": rnd}
     if nom is not None:
         info["nomogram"] = nom
     return out, info

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 import pytest
 from numpy.testing import assert_allclose
 
@@ -288,3 +290,87 @@ def test_owner_creates_a_study_sees_codes_once_progress_export_and_analysis(db):
     rr = mrmc[(mrmc["covariance"] == "jackknife") & (mrmc["analysis"] == "RRRC")].iloc[0]
     assert_allclose(rr["p"], round(ref["mrmc"]["jackknife"]["rrrc"]["p_value"], 4))
     assert len(at.get("plotly_chart")) >= 4
+
+
+# ----------------------------------------------------------------------------- with a model bundle
+@pytest.fixture(scope="module")
+def tiny_bundle(tiny_cohort_ro, tmp_path_factory):
+    """A random-init bundle trained on the tiny synthetic cohort (as tests/explain builds it)."""
+    pytest.importorskip("timm")
+    pytest.importorskip("pytorch_grad_cam")
+    import pandas as pd
+    import torch
+    from her2core.bundle import save_bundle
+    from her2core.cohort import read_cohort
+    from her2core.features.config import FeatureConfig
+    from her2core.features.extract import FeatureExtractor
+    from her2core.models.deepscore import DeepScore
+    from her2core.models.nomogram_model import StackedNomogram
+    clinical = ["age", "er", "enhancement_curve"]
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        # MRI only: the app's single-case adapter takes one ROI (on DCE) for 3-D sequences
+        cfg = FeatureConfig(sequences=["T1", "DCE"],
+                            backbones={"T1": ["resnet18"], "DCE": ["resnet18"]},
+                            default_weights="random-init", input_size=32, device="cpu", num_workers=0,
+                            margin_px=3)
+        cohort = read_cohort(tiny_cohort_ro)
+        F, errors = FeatureExtractor(cfg).extract_cohort(cohort)
+        assert not errors
+        y = cohort.labels("her2").loc[F.index].to_numpy()
+        X = pd.concat([F, cohort.table.loc[F.index, clinical]], axis=1)
+        scorer = DeepScore(block="resnet18", univariate=None, corr_threshold=None, lasso=False, C=0.05)
+        model = StackedNomogram(scorers=[("resnet18", scorer)], clinical_predictors=clinical,
+                                clinical_selection="none", cv=2, C=1.0).fit(X, y)
+        path = save_bundle(tmp_path_factory.mktemp("rs_bundle") / "b", {"her2": model},
+                           model_card={"name": "reader-study test"}, feature_config=cfg.to_dict(),
+                           backbones=F.attrs["provenance"]["backbones"])
+    finally:
+        torch.set_num_threads(n)
+    return path
+
+
+@pytest.mark.slow
+def test_aided_arm_with_a_bundle_shows_probability_nomogram_shap_and_gradcam(db, tiny_bundle,
+                                                                              tiny_cohort_ro, monkeypatch):
+    from webapp import reader_study as R
+    from webapp import services as S
+    from her2core.reader_study.inputs import cases_from_cohort
+    monkeypatch.setenv("HER2_BUNDLE", str(tiny_bundle))
+    S.reset_for_tests()
+    try:
+        root = str(tiny_cohort_ro)
+        ids = R.pick_cases(root, "", 2, 0)
+        preds, info = R.predictions_from_bundle(root, ids)
+        assert info["bundle_checksum"].startswith("sha256:") and info["random_init"]
+        for cid in ids:
+            rec = preds[cid]
+            assert 0.0 < rec["p_her2"] < 1.0
+            # the stacked model's SHAP contributions (log-odds) over its second-level inputs
+            assert len(rec["shap"]) >= 2 and all(np.isfinite(list(rec["shap"].values())))
+            # this bundle has no nomogram: no points are made up
+            assert ("points" in rec) == ("nomogram" in info)
+        made = db.create_study("Bundle study", cases_from_cohort(root, ids, preds),
+                               [{"name": "Eve", "level": "senior", "years": 20}], seed=1,
+                               model_info=info, cohort_root=root)
+        at = _sign_in(_reader_page(), "Bundle study", made.reader_codes["Eve"])
+        assert not at.metric and "Model output" not in _texts(at)
+        case_id = at.subheader[0].value.split()[1]
+        _read(at, _current_qid(at), "HER2-positive", 65)
+        assert _progress_text(at) == "Case 2 of 4, aided"
+        assert any("random-initialised" in w.value for w in at.warning)   # banner with model output
+        metrics = {m.label: m.value for m in at.metric}
+        assert metrics["HER2-positive (model)"] == f"{preds[case_id]['p_her2']:.1%}"
+        md = [m.value for m in at.markdown]
+        assert "#### Grad-CAM (sequence x backbone)" in md
+        assert "#### SHAP contributions (log-odds)" in md
+        assert any(type(x).__name__ == "Image" for x in at.main)         # the Grad-CAM overlays
+        assert not [i.value for i in at.info if "No Grad-CAM" in i.value]
+        _read(at, _current_qid(at), "HER2-positive", 75)
+        owner = db.owner_sign_in("Bundle study", made.owner_code)
+        aided = db.reads_table(owner).query("arm == 'aided'").iloc[0]
+        panels = json.loads(aided["shown"])["client"]["panels"]
+        assert panels == ["probability", "shap", "gradcam"]
+    finally:
+        S.reset_for_tests()
