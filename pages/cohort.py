@@ -89,6 +89,9 @@ with tab_eval:
             if len(ev.comparisons):
                 st.markdown("**Paired DeLong tests**")
                 st.dataframe(ev.comparisons, hide_index=True)
+            from webapp.predict import readable
+            for f in ev.figures.values():
+                readable(f)
             g1, g2 = st.columns(2)
             g1.plotly_chart(ev.figures["roc"], key="ev_roc")
             if "calibration" in ev.figures:
@@ -100,7 +103,7 @@ with tab_eval:
                     st.dataframe(pd.DataFrame(ev.confusion).T)
             if cc is not None:
                 from her2core.explain.figures import beeswarm_figure
-                st.plotly_chart(beeswarm_figure(cc), key="ev_shap")
+                st.plotly_chart(readable(beeswarm_figure(cc)), key="ev_shap")
             out = {"n": ev.n, "n_pos": ev.n_pos, "metrics": ev.table.to_dict("records"),
                    "delong": ev.comparisons.to_dict("records"), "confusion": ev.confusion}
             d1, d2 = st.columns(2)
