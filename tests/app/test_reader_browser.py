@@ -12,6 +12,7 @@ HER2_SCREENSHOTS=1, to benchmarks/results/screenshots/.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
@@ -22,12 +23,19 @@ import pytest
 from numpy.testing import assert_allclose
 
 from . import browser as B
-from .test_browser import _shots_target
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
 DEMO = B.ROOT / "assets" / "demo_cohort"
 N_CASES = 4
+
+
+def _shots_target() -> Path | None:
+    """benchmarks/results/screenshots/ when HER2_SCREENSHOTS=1 (or the folder it names)."""
+    v = os.environ.get("HER2_SCREENSHOTS")
+    if not v:
+        return None
+    return B.ROOT / "benchmarks" / "results" / "screenshots" if v in ("1", "true", "yes") else Path(v)
 
 
 def _save(page, tmp_path: Path, name: str) -> Path:
