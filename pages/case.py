@@ -80,7 +80,15 @@ st.subheader(f"Case {case.case_id}")
 st.caption(f"{case.note or case.source} - sequences: {', '.join(case.sequences) or 'none'}"
            + (f" - ROI file: {', '.join(k for k in S.MASK_KEYS if k in case.files)}"
               if any(k in case.files for k in S.MASK_KEYS) else ""))
-W.viewer(case, key="case", draw=True)
+heat = None
+part = st.session_state.get("prediction")
+if part is not None and part.case_key == case.key and part.gradcam:
+    bbs = sorted({b for _, b in part.gradcam})
+    pick = st.selectbox("Heat-map overlay (Grad-CAM of the last prediction)", ["none"] + bbs,
+                        key="case_heat")
+    if pick != "none":
+        heat = {s: m for (s, b), m in part.gradcam.items() if b == pick}
+W.viewer(case, key="case", draw=True, heat=heat)
 
 st.subheader("Clinical values")
 st.caption("Leave a value missing when it is unknown (it is never treated as zero).")
