@@ -106,50 +106,54 @@ if nxt.status == "washout":
 
 # ----------------------------------------------------------------------------- reading
 cv = nxt.case
-allowed = cv.arm == "aided" and svc.model_output_allowed(reader, cv.case_id)
-st.subheader(f"Case {cv.case_id} - {'unaided' if cv.arm == 'unaided' else 'aided'} read")
-case = R.reading_case(cv.cohort_root, cv.case_id)
-if case is None:
-    st.warning("The images of this case are not available on this server "
-               f"(cohort folder: {cv.cohort_root or 'not recorded'}). Tell the study owner.")
-else:
-    W.viewer(case, key=f"rs_view_{cv.case_id}", draw=False)
-
-shown_panels: list[str] = []
-if cv.arm == "aided":
-    st.markdown("### Model output")
-    if allowed and cv.model_output is not None:
-        shown_panels = R.model_panels(cv.model_output, case, cv.cohort_root)
-    elif allowed:
-        st.info("This study has no model output for this case.", icon=":material/block:")
-    else:  # the service withholds it: never shown before the unaided read is saved
-        st.info("The model output is shown once your unaided read of this case is saved.")
-
-with st.form(f"rs_read_{cv.queue_item_id}", clear_on_submit=False):
-    st.markdown(f"**Your {cv.arm} read**")
-    call = st.radio("Call", ["HER2-positive", "HER2-negative"], index=None, horizontal=True,
-                    key=f"rs_call_{cv.queue_item_id}")
-    low = None
-    if cv.ask_her2_low:
-        low = st.radio("If HER2-negative: HER2-low or HER2-zero?", ["HER2-low", "HER2-zero"],
-                       index=None, horizontal=True, key=f"rs_low_{cv.queue_item_id}")
-    conf = st.slider("Confidence (0 = guess, 100 = certain)", 0, 100, 50,
-                     key=f"rs_conf_{cv.queue_item_id}")
-    notes = st.text_area("Notes (optional)", key=f"rs_notes_{cv.queue_item_id}", height=80)
-    save = st.form_submit_button("Save read", type="primary", icon=":material/save:")
-if save:
-    if call is None:
-        st.error("Choose HER2-positive or HER2-negative before saving.")
-    elif cv.ask_her2_low and call == "HER2-negative" and low is None:
-        st.error("This study also asks HER2-low or HER2-zero for a HER2-negative call.")
+# one container per step: when the step changes, the previous step's elements (its model
+# panels included) are replaced at once instead of lingering while the new step renders
+step = st.container(key=f"rs_step_{cv.queue_item_id}")
+with step:
+    allowed = cv.arm == "aided" and svc.model_output_allowed(reader, cv.case_id)
+    st.subheader(f"Case {cv.case_id} - {'unaided' if cv.arm == 'unaided' else 'aided'} read")
+    case = R.reading_case(cv.cohort_root, cv.case_id)
+    if case is None:
+        st.warning("The images of this case are not available on this server "
+                   f"(cohort folder: {cv.cohort_root or 'not recorded'}). Tell the study owner.")
     else:
-        pos = call == "HER2-positive"
-        try:
-            svc.save_read(reader, cv.queue_item_id, call_positive=pos, confidence=float(conf),
-                          her2_low_call=None if (pos or not cv.ask_her2_low) else low == "HER2-low",
-                          notes=notes or None,
-                          client_shown={"panels": shown_panels, "images": bool(case)})
-            st.rerun()
-        except Exception as err:  # noqa: BLE001
-            W.show_error(err)
+        W.viewer(case, key=f"rs_view_{cv.case_id}", draw=False)
+
+    shown_panels: list[str] = []
+    if cv.arm == "aided":
+        st.markdown("### Model output")
+        if allowed and cv.model_output is not None:
+            shown_panels = R.model_panels(cv.model_output, case, cv.cohort_root)
+        elif allowed:
+            st.info("This study has no model output for this case.", icon=":material/block:")
+        else:  # the service withholds it: never shown before the unaided read is saved
+            st.info("The model output is shown once your unaided read of this case is saved.")
+
+    with st.form(f"rs_read_{cv.queue_item_id}", clear_on_submit=False):
+        st.markdown(f"**Your {cv.arm} read**")
+        call = st.radio("Call", ["HER2-positive", "HER2-negative"], index=None, horizontal=True,
+                        key=f"rs_call_{cv.queue_item_id}")
+        low = None
+        if cv.ask_her2_low:
+            low = st.radio("If HER2-negative: HER2-low or HER2-zero?", ["HER2-low", "HER2-zero"],
+                           index=None, horizontal=True, key=f"rs_low_{cv.queue_item_id}")
+        conf = st.slider("Confidence (0 = guess, 100 = certain)", 0, 100, 50,
+                         key=f"rs_conf_{cv.queue_item_id}")
+        notes = st.text_area("Notes (optional)", key=f"rs_notes_{cv.queue_item_id}", height=80)
+        save = st.form_submit_button("Save read", type="primary", icon=":material/save:")
+    if save:
+        if call is None:
+            st.error("Choose HER2-positive or HER2-negative before saving.")
+        elif cv.ask_her2_low and call == "HER2-negative" and low is None:
+            st.error("This study also asks HER2-low or HER2-zero for a HER2-negative call.")
+        else:
+            pos = call == "HER2-positive"
+            try:
+                svc.save_read(reader, cv.queue_item_id, call_positive=pos, confidence=float(conf),
+                              her2_low_call=None if (pos or not cv.ask_her2_low) else low == "HER2-low",
+                              notes=notes or None,
+                              client_shown={"panels": shown_panels, "images": bool(case)})
+                st.rerun()
+            except Exception as err:  # noqa: BLE001
+                W.show_error(err)
 correction_box()
