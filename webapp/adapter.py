@@ -117,12 +117,15 @@ class BundleAdapter:
         return [str(c) for c in cols]
 
     def clinical_fields(self) -> tuple[str, ...]:
-        """Clinical inputs that change the prediction (the final model's variables)."""
-        final = getattr(self.model, "final_", None)
-        used = [str(v) for v in (getattr(final, "variables_", None) or [])]
-        cols = set(c for c in self.clinical_columns() if c in used) or set(self.clinical_columns())
-        if self.low_model is not None:
-            cols |= set(self.clinical_columns(self.low_model))
+        """Clinical inputs that change a prediction (the final models' variables)."""
+        cols: set[str] = set()
+        for m in (self.model, self.low_model):
+            if m is None:
+                continue
+            used = [str(v) for v in (getattr(getattr(m, "final_", None), "variables_", None) or [])]
+            cols |= {c for c in self.clinical_columns(m) if c in used}
+        if not cols:
+            cols = set(self.clinical_columns())
         return tuple(f.name for f in clin.FIELDS if f.name in cols)
 
     # ------------------------------------------------------------ networks
