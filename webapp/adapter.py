@@ -55,16 +55,36 @@ class _BlockScore:
     def __init__(self, scorer, full_row: pd.DataFrame, block_cols: list[str]):
         self.scorer = scorer
         self.full_row = full_row
+        self.block = getattr(scorer, "block", None)
+        self.columns_ = list(block_cols)
         self.feature_names_in_ = np.asarray(block_cols, dtype=object)
         self._need = [str(c) for c in getattr(scorer, "feature_names_in_", full_row.columns)]
 
     def decision_function(self, Xb: pd.DataFrame):
+        Xb = Xb[self.columns_]
         n = len(Xb)
         block = Xb.to_numpy(float)
         pos = {c: i for i, c in enumerate(Xb.columns)}
         row = self.full_row.iloc[0]
         data = {c: (block[:, pos[c]] if c in pos else np.repeat(row[c], n)) for c in self._need}
         return _score(self.scorer, pd.DataFrame(data, index=Xb.index))
+
+
+class _CamModelView:
+    """The model as case_gradcam sees it: same final level, block scorers as fast _BlockScore views.
+
+    Each view computes its block's D-score from that block's columns with the
+    patient's other values fixed, so the linearisation needs no column-by-column
+    frame building; the D-scores are identical (checked by case_gradcam's head test).
+    """
+
+    def __init__(self, model, full_row: pd.DataFrame):
+        self.final_ = getattr(model, "final_", None)
+        self.scorers_ = []
+        for col, sc in getattr(model, "scorers_", []):
+            cols = [str(c) for c in getattr(sc, "columns_", [])]
+            if cols:
+                self.scorers_.append((col, _BlockScore(sc, full_row, cols)))
 
 
 def _progress(cb, frac, text):
@@ -215,6 +235,16 @@ class BundleAdapter:
                 part.scores[col] = float(_score(scorer, self._frame(X, {}, self.model))[0])
             except Exception as err:  # noqa: BLE001
                 part.notes.append(f"{col}: {err}")
+        for task, m in self.bundle.models.items():
+            if m is self.model:
+                continue
+            sc = {}
+            for col, scorer in getattr(m, "scorers_", []):
+                try:
+                    sc[col] = float(_score(scorer, self._frame(X, {}, m))[0])
+                except Exception as err:  # noqa: BLE001
+                    part.notes.append(f"{task} {col}: {err}")
+            part.scores_by_task[task] = sc
         _progress(progress, 0.6, "Grad-CAM maps")
         try:
             part.gradcam, part.gradcam_note = self._gradcam(case, images, masks, X)
@@ -239,7 +269,8 @@ class BundleAdapter:
             case_gradcam = None
         if case_gradcam is not None:
             feats = self._frame(X, {}, self.model)
-            res = case_gradcam(self.model, self.config, self._backbones(), images, masks, feats,
+            view = _CamModelView(self.model, feats)
+            res = case_gradcam(view, self.config, self._backbones(), images, masks, feats,
                                case_id=case.case_id)
             maps = {(r.sequence, r.backbone): r.map_image for r in res}
             notes = sorted({n for r in res for n in r.notes})
@@ -326,9 +357,11 @@ class BundleAdapter:
         if not hasattr(model, "final_") or not hasattr(model, "scorers_"):
             return self._frame(part.features, clinical, model)
         row: dict[str, Any] = {}
+        cached = part.scores if model is self.model else next(
+            (part.scores_by_task.get(t, {}) for t, m in self.bundle.models.items() if m is model), {})
         for col, scorer in model.scorers_:
-            if model is self.model and col in part.scores:
-                row[col] = part.scores[col]
+            if col in cached:
+                row[col] = cached[col]
             else:
                 row[col] = float(_score(scorer, self._frame(part.features, {}, model))[0])
         for c in model.clinical_columns_:

@@ -39,6 +39,7 @@ class ImagePart:
     case_key: str
     roi_hash: str
     scores: dict[str, float] = field(default_factory=dict)       # dscore_* -> log-odds
+    scores_by_task: dict[str, dict[str, float]] = field(default_factory=dict)  # other tasks' D-scores
     features: Any = None                                          # pandas row (1 x n)
     gradcam: dict[tuple[str, str], Any] = field(default_factory=dict)  # (seq, backbone) -> Image
     gradcam_note: str = ""

@@ -97,7 +97,10 @@ def goto_page(page, url: str, name: str) -> None:
 def lasso(page, chart, points) -> None:
     """Drag the mouse along points (fractions of the chart's plot area) with the lasso tool."""
     area = chart.locator(".nsewdrag").first
+    area.wait_for(state="visible", timeout=60_000)
     box = area.bounding_box()
+    if box is None:
+        raise RuntimeError("the chart has no drag area yet")
     xs = [box["x"] + fx * box["width"] for fx, _ in points]
     ys = [box["y"] + fy * box["height"] for _, fy in points]
     page.mouse.move(xs[0], ys[0])
@@ -129,8 +132,8 @@ def lasso_until_roi(page, points, attempts: int = 3, timeout_ms: int = 30_000) -
     for _ in range(attempts):
         page.wait_for_selector(".stPlotlyChart .nsewdrag", timeout=120_000)
         page.wait_for_timeout(800)
-        lasso(page, page.locator(".stPlotlyChart").first, points)
         try:
+            lasso(page, page.locator(".stPlotlyChart").first, points)
             page.wait_for_function(
                 "(b) => [...document.querySelectorAll('[data-testid=\"stCaptionContainer\"]')]"
                 ".some(e => { const m = /ROI on \\w+: (\\d+) voxels/.exec(e.innerText);"
