@@ -240,9 +240,15 @@ def to_pdf(report: CaseReport, *, compress: bool = True) -> bytes:
                                "synthetic data. The numbers carry no clinical meaning.", ss["Normal"]))
     story.append(Paragraph(esc(f"Created {report.created_utc} (UTC)"), ss["Normal"]))
 
+    def cell(c, limit=600):
+        text = str(c)
+        if len(text) > limit:  # a table row cannot split across pages: keep cells short
+            text = text[:limit] + " ... (see the JSON report)"
+        return Paragraph(esc(text), ss["BodyText"])
+
     def table(rows, widths=None):
-        t = Table([[Paragraph(esc(str(c)), ss["BodyText"]) for c in r] for r in rows],
-                  colWidths=widths, hAlign="LEFT")
+        t = Table([[cell(c) for c in r] for r in rows], colWidths=widths, hAlign="LEFT",
+                  splitByRow=1, repeatRows=0)
         t.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
                                ("VALIGN", (0, 0), (-1, -1), "TOP")]))
         return t
@@ -281,8 +287,7 @@ def to_pdf(report: CaseReport, *, compress: bool = True) -> bytes:
             story += [RLImage(io.BytesIO(f.png), width=width, height=height),
                       Paragraph(f"<b>{esc(f.title)}</b> {esc(f.caption)}", ss["Italic"]), Spacer(1, 4)]
     story.append(Paragraph("Case", ss["Heading2"]))
-    rows = [(k, _fmt(v) if not isinstance(v, (dict, list)) else json.dumps(_jsonable(v)))
-            for k, v in report.case.items() if k != "clinical"]
+    rows = _flat_rows({k: v for k, v in report.case.items() if k != "clinical"})
     if rows:
         story.append(table(rows, [55 * mm, 120 * mm]))
     clin = report.case.get("clinical") or {}
@@ -290,9 +295,7 @@ def to_pdf(report: CaseReport, *, compress: bool = True) -> bytes:
         story += [Paragraph("Clinical values", ss["Heading3"]),
                   table([(k, _fmt(v)) for k, v in clin.items()], [70 * mm, 105 * mm])]
     story.append(Paragraph("Model", ss["Heading2"]))
-    story.append(table([(k, json.dumps(_jsonable(v)) if isinstance(v, (dict, list)) else _fmt(v))
-                        for k, v in report.model.items()] or [("model", "none")],
-                       [55 * mm, 120 * mm]))
+    story.append(table(_flat_rows(report.model) or [("model", "none")], [55 * mm, 120 * mm]))
     story += [Paragraph("Software", ss["Heading2"]),
               table([(k, str(v)) for k, v in report.software.items()], [55 * mm, 120 * mm]),
               Paragraph("Notes", ss["Heading2"])]
@@ -300,6 +303,20 @@ def to_pdf(report: CaseReport, *, compress: bool = True) -> bytes:
         story.append(Paragraph(esc("- " + n), ss["Normal"]))
     doc.build(story)
     return buf.getvalue()
+
+
+def _flat_rows(d: dict[str, Any], prefix: str = "", depth: int = 0) -> list[tuple[str, str]]:
+    """(key, text) rows of a nested dict, one level of nesting spelled out as "a.b"."""
+    rows: list[tuple[str, str]] = []
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and depth < 1 and v:
+            rows += _flat_rows(v, key + ".", depth + 1)
+        elif isinstance(v, (dict, list)):
+            rows.append((key, json.dumps(_jsonable(v))))
+        else:
+            rows.append((key, _fmt(v)))
+    return rows
 
 
 # ----------------------------------------------------------------------------- figures

@@ -65,3 +65,12 @@ def _pdf_text(pdf: bytes) -> str:
 def test_contributions_png():
     png = R.contributions_png(_report().prediction["contributions"], base_value=-0.5)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pdf_survives_very_long_values():
+    r = _report()
+    r.case["note"] = "x" * 20000
+    r.model["model_card"] = {"recipe": {"description": "y" * 9000}, "data": list(range(3000))}
+    pdf = R.to_pdf(r)
+    assert pdf[:5] == b"%PDF-"
+    assert json.loads(R.to_json(r))["case"]["note"] == "x" * 20000   # the JSON keeps everything
