@@ -30,6 +30,7 @@ import inspect
 import json
 import logging
 import platform
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -285,7 +286,7 @@ def save_bundle(path, models: dict, *, model_card: dict, training: dict | None =
     coefs = {}
     for task, model in models.items():
         clean = _strip_for_saving(model)
-        data = sio.dumps(clean)
+        data = sio.dumps(clean, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
         unknown = sorted(set(sio.get_untrusted_types(data=data)) - trusted)
         if unknown:
             raise BundleError(f"model for task {task} contains types that a bundle cannot hold "

@@ -147,3 +147,16 @@ def test_external_validation_keeps_auc(frame_factory):
                           StackedNomogram(scorers=[("a", DeepScore(lasso=False))], cv=2, C=1.0)])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_bootstrap_matches_metrics_rms_validate(frame):
+    """Same resamples (same seed) -> same optimism as her2core.metrics.validation (rms validate)."""
+    from her2core.metrics.validation import bootstrap_validate
+    X, y = frame
+    model = ClinicalModel(predictors=CLIN)
+    mine = bootstrap_optimism(model, X, y, n_bootstrap=20, random_state=123)
+    ref = bootstrap_validate(model, X, y, B=20, seed=123)
+    assert ref.n_failed == 0
+    assert_allclose(mine.apparent["auc"], ref.apparent["auc"])
+    assert_allclose(mine.corrected["auc"], ref.corrected["auc"], rtol=1e-10)
+    assert_allclose(mine.corrected["brier"], ref.corrected["brier"], rtol=1e-10)
