@@ -30,8 +30,7 @@ fresh = part is not None and part.case_key == case.key and part.roi_hash == rh
 c_run, c_info = st.columns([1, 4])
 run = c_run.button("Run prediction", type="primary", key="run_prediction",
                    icon=":material/play_arrow:")
-c_info.caption(f"Case {case.case_id} - ROI on {seq}: {int(mask.sum())} voxels"
-               + ("" if fresh else " - not run yet for this ROI"))
+info_slot = c_info.empty()
 if run:
     with st.status("Running the networks on the case ...", expanded=False) as status:
         bar = st.progress(0.0, text="starting")
@@ -49,6 +48,8 @@ if run:
             status.update(label="The prediction failed", state="error")
             W.show_error(err)
             st.stop()
+info_slot.caption(f"Case {case.case_id} - ROI on {seq}: {int(mask.sum())} voxels"
+                  + ("" if fresh else " - not run yet for this ROI"))
 if not fresh:
     st.info("Press **Run prediction** to run the loaded bundle on this case.")
     st.stop()
