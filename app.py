@@ -7,11 +7,14 @@ import logging
 
 import streamlit as st
 
+from her2core import deid
+from webapp.reader_study import READER_KEY
 from webapp.state import init_state
 
 st.set_page_config(page_title="HER2 workbench", page_icon=":material/biotech:", layout="wide")
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-init_state()
+deid.install_log_redaction()      # DICOM identifiers seen on upload never reach the server log
+init_state(allow_during_reading=True)
 
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
@@ -20,10 +23,12 @@ PAGES = [
     st.Page("pages/cohort.py", title="Cohort", icon=":material/groups:"),
     st.Page("pages/teaching.py", title="Teaching", icon=":material/school:"),
     st.Page("pages/export.py", title="Export", icon=":material/picture_as_pdf:"),
-    st.Page("pages/reader_study.py", title="Reader study", icon=":material/assignment_ind:"),
+    READER_PAGE := st.Page("pages/reader_study.py", title="Reader study", icon=":material/assignment_ind:"),
     st.Page("pages/study_owner.py", title="Study owner", icon=":material/admin_panel_settings:"),
 ]
-nav = st.navigation(PAGES)
+# A signed-in reader sees only the reading screen: the other pages could show a demo
+# case's label, the model output before the unaided read, or other cases' results.
+nav = st.navigation([READER_PAGE] if st.session_state.get(READER_KEY) else PAGES)
 with st.sidebar:
     st.caption("Research and teaching tool - not a medical device.")
     case = st.session_state.get("case")

@@ -10,7 +10,7 @@ from webapp import reader_study as R
 from webapp import widgets as W
 from webapp.state import init_state
 
-init_state()
+init_state(allow_during_reading=True)
 st.title("Reader study")
 W.disclaimer()
 

@@ -19,6 +19,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from webapp.state import READING_LOCK_KEY
+
 from her2core.reader_study import (AccessDenied, NextCase, ReaderSession, ReaderStudyError,
                                    ReaderStudyService)
 
@@ -27,7 +29,7 @@ from . import widgets as W
 
 log = logging.getLogger(__name__)
 
-READER_KEY = "rs_reader"      # ReaderSession of the signed-in reader (the only reader state)
+READER_KEY = READING_LOCK_KEY   # "rs_reader": ReaderSession of the signed-in reader (the only reader state)
 OWNER_KEY = "rs_owner"        # OwnerSession of the signed-in owner
 CODES_KEY = "rs_new_codes"    # CreatedStudy just made (codes shown once, until dismissed)
 RESULT_KEY = "rs_result"      # (study name, analysis dict) of the last analysis run

@@ -32,11 +32,25 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
 }
 
 
-def init_state() -> None:
-    """Create missing keys with their defaults (copies, never shared objects)."""
+READING_LOCK_KEY = "rs_reader"   # set by the reader-study sign-in (webapp.reader_study.READER_KEY)
+
+
+def init_state(*, allow_during_reading: bool = False) -> None:
+    """Create missing keys with their defaults (copies, never shared objects).
+
+    While a reader-study reader is signed in, every page but the reading screen
+    stops here: the Case / Prediction / Export pages could show a case's label or
+    the model output before the reader's unaided read (the blinding of the study).
+    """
     for key, (default, _) in DEFAULTS.items():
         if key not in st.session_state:
             st.session_state[key] = copy.deepcopy(default)
+    if not allow_during_reading and st.session_state.get(READING_LOCK_KEY):
+        st.warning("A reader-study reading session is open in this browser: other pages are "
+                   "closed until you sign out of the reading screen.")
+        st.page_link("pages/reader_study.py", label="Back to the reading screen",
+                     icon=":material/assignment_ind:")
+        st.stop()
 
 
 def reset_case() -> None:

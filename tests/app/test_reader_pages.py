@@ -374,3 +374,18 @@ def test_aided_arm_with_a_bundle_shows_probability_nomogram_shap_and_gradcam(db,
         assert panels == ["probability", "shap", "gradcam"]
     finally:
         S.reset_for_tests()
+
+
+def test_signed_in_reader_sees_only_the_reading_screen(db):
+    """While a reader is signed in, no other page (case labels, model output) is reachable."""
+    _demo()
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception
+    at.session_state["rs_reader"] = object()          # any truthy session locks the navigation
+    at.switch_page("pages/case.py")
+    at.run()
+    # the Case page was asked for (as a direct URL would): it stops before showing anything
+    assert not at.exception
+    assert any("reading session is open" in w.value for w in at.warning)
+    assert not at.title
