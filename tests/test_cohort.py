@@ -198,7 +198,7 @@ def test_round_trip_write_read(tmp_path):
 def test_round_trip_of_synthetic_cohort(tiny_cohort_ro, tmp_path):
     c = read_cohort(tiny_cohort_ro, on_problem="raise")
     out = write_cohort(tmp_path / "copy", c.table)
-    assert (out / "cohort.csv").read_text() == (tiny_cohort_ro / "cohort.csv").read_text()
+    assert (out / "cohort.csv").read_text(encoding="utf-8") == (tiny_cohort_ro / "cohort.csv").read_text(encoding="utf-8")
 
 
 def test_other_formats_are_found(tmp_path):

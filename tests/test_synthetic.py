@@ -80,7 +80,7 @@ def test_random_labels_break_the_link(tmp_path):
     t = read_cohort(root).table
     diff = t[t.her2 == 0].er.mean() - t[t.her2 == 1].er.mean()
     assert abs(diff) < 0.12, diff   # linked: 0.80 - 0.46 = 0.34
-    truth = json.loads((root / "truth.json").read_text())
+    truth = json.loads((root / "truth.json").read_text(encoding="utf-8"))
     assert truth["random_labels"] is True
     latent = [c["latent_group"] == "pos" for c in truth["cases"]]
     labels = [c["label_group"] == "pos" for c in truth["cases"]]
@@ -202,7 +202,7 @@ def test_bad_arguments():
 def test_truth_and_extra_columns(tmp_path):
     root = make_cohort(tmp_path / "c", n=6, seed=0, modalities="mri", shape=SHAPE)
     t = pd.read_csv(root / "cohort.csv")
-    truth = json.loads((root / "truth.json").read_text())
+    truth = json.loads((root / "truth.json").read_text(encoding="utf-8"))
     assert [c["case_id"] for c in truth["cases"]] == list(t.case_id)
     for col in ("synthetic_rim", "synthetic_edema", "synthetic_size_mm",
                 "synthetic_heterogeneity", "synthetic_irregularity"):

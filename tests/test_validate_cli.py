@@ -31,7 +31,7 @@ def test_synthetic_cohort_is_valid_exit_0(tiny_cohort_ro, tmp_path):
     assert "found cases/syn-0000/DCE_phases.nii.gz: 4-D 32x32x8, 4 phases, spacing 1.6x1.6x3 mm, LPS" \
         in r.stdout
     assert "found cases/syn-0001/DCE.nii.gz: 3-D 32x32x8, spacing 1.9x1.9x3.5 mm, RAS" in r.stdout
-    rep = json.loads(out.read_text())
+    rep = json.loads(out.read_text(encoding="utf-8"))
     assert rep["ok"] is True and len(rep["usable"]) == 8 and rep["unusable"] == []
     files = rep["cases"][1]["files"]
     assert files["T2"]["size"] == [26, 26, 8]  # centre B: T2 on its own grid
@@ -97,7 +97,7 @@ def _break(root: Path) -> dict[str, str]:
     _save(m, cases / "syn-0007" / "mask.nii.gz")
     done["syn-0007"] = "mask outside"
     # table: out of range, non-numeric, duplicate, unsafe id, row without folder
-    lines = (root / "cohort.csv").read_text().splitlines()
+    lines = (root / "cohort.csv").read_text(encoding="utf-8").splitlines()
     header = lines[0].split(",")
     iage, isize, iki = header.index("age"), header.index("tumor_size_mm"), header.index("ki67")
 
@@ -166,7 +166,7 @@ def test_broken_cohort_named_case_by_case(broken, tmp_path):
     # the second syn-0008 problem (ki67) is reported too
     assert "case syn-0008, file cohort.csv: column ki67: value '120' is out of range" in text
     good = [f"syn-{i:04d}" for i in range(11, 16)]
-    rep = json.loads(out.read_text())
+    rep = json.loads(out.read_text(encoding="utf-8"))
     assert sorted(rep["usable"]) == good
     assert set(rep["unusable"]) == set(EXPECT)
     assert f"Summary: 5 usable, {len(EXPECT)} not usable" in text

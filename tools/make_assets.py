@@ -65,7 +65,7 @@ def build(out: Path) -> None:
         "T2 on its own grid; higher scanner gain).\n"
         "Labels and phenotypes are a known ground truth: truth.json and the synthetic_* "
         "columns. Rates follow the seed papers (see her2core/synthetic.py); signal=1.5 "
-        "exaggerates them so that a small demo shows an effect.\n")
+        "exaggerates them so that a small demo shows an effect.\n", encoding="utf-8")
     busi = out / "busi"
     if busi.exists():
         shutil.rmtree(busi)
@@ -78,8 +78,8 @@ def build(out: Path) -> None:
         shutil.copyfile(BUSI_SOURCE / f"{cid}_US_mask.png", d / "US_mask.png")
         csv.append(f"{cid},,,BUSI")
         rows.append(f"| {cid} | {cid}_US.png, {cid}_US_mask.png |")
-    (busi / "cohort.csv").write_text("\n".join(csv) + "\n")
-    (busi / "README.md").write_text(BUSI_README.format(rows="\n".join(rows)))
+    (busi / "cohort.csv").write_text("\n".join(csv) + "\n", encoding="utf-8")
+    (busi / "README.md").write_text(BUSI_README.format(rows="\n".join(rows)), encoding="utf-8")
 
 
 def _hashes(root: Path) -> dict[str, str]:

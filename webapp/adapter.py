@@ -535,7 +535,7 @@ class BundleAdapter:
                 cached = self._val_cache_file()
                 if cached.is_file():
                     import json
-                    d = json.loads(cached.read_text())
+                    d = json.loads(cached.read_text(encoding="utf-8"))
                     st_.update(state="done", y=np.asarray(d["y"], int), p=np.asarray(d["p"], float),
                                label=d["label"])
                     return st_["y"], st_["p"], st_["label"]

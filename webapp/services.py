@@ -393,7 +393,7 @@ def teaching_case(seed: int, size_mm: float, rim: float, edema: float, irregular
     import json
     d = Path(_teaching_dir(int(seed), round(float(size_mm), 1), round(float(rim), 2),
                            round(float(edema), 2), round(float(irregularity), 2)))
-    meta = json.loads((d / "row.json").read_text())
+    meta = json.loads((d / "row.json").read_text(encoding="utf-8"))
     files = {k: str(d / f"{k}.nii.gz") for k in ("DCE", "T1", "T2", "mask") if (d / f"{k}.nii.gz").exists()}
     row = meta["row"]
     return CaseData(case_id=f"teaching-s{seed}", source="teaching", files=files,

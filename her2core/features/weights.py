@@ -144,7 +144,7 @@ def _weights_in_hf_repo(repo: Path) -> Path | None:
     order: list[Path] = []
     ref = repo / "refs" / "main"
     if ref.is_file():
-        order.append(snaps / ref.read_text().strip())
+        order.append(snaps / ref.read_text(encoding="utf-8").strip())
     order += sorted(p for p in snaps.iterdir() if p.is_dir()) if snaps.is_dir() else []
     for snap in order:
         for n in PREFERRED_FILES:

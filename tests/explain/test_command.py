@@ -62,13 +62,13 @@ def test_explain_command_end_to_end(demo_bundle, tiny_cohort_ro, tmp_path):
         torch.set_num_threads(n)
     assert rc == 0
     # --- SHAP table: contributions add up exactly to the model's log-odds
-    text = (out / f"shap_{case}.csv").read_text()
+    text = (out / f"shap_{case}.csv").read_text(encoding="utf-8")
     assert "RANDOM-INIT" in text.splitlines()[1]
     table = pd.read_csv(out / f"shap_{case}.csv", comment="#")
     assert list(table.columns) == ["predictor", "value", "contribution", "group"]
     assert list(table["predictor"]) == ["dscore_resnet18"] + CLINICAL
     assert list(table["group"]) == ["deep score", "clinical", "clinical", "clinical"]
-    summary = json.loads((out / f"explain_{case}.json").read_text())
+    summary = json.loads((out / f"explain_{case}.json").read_text(encoding="utf-8"))
     assert summary["random_init"] is True
     model = load_bundle(bundle_path).models["her2"]
     logodds = float(model.decision_function(X.loc[[case]])[0])
@@ -170,7 +170,7 @@ def test_single_case_cohort_with_a_reference_background(demo_bundle, tiny_cohort
     one = tmp_path / "one"
     (one / "cases").mkdir(parents=True)
     shutil.copytree(tiny_cohort_ro / "cases" / case, one / "cases" / case)
-    lines = (tiny_cohort_ro / "cohort.csv").read_text().splitlines()
+    lines = (tiny_cohort_ro / "cohort.csv").read_text(encoding="utf-8").splitlines()
     (one / "cohort.csv").write_text("\n".join([lines[0]] + [ln for ln in lines[1:]
                                                             if ln.startswith(case + ",")]) + "\n")
     out = tmp_path / "out"
@@ -182,7 +182,7 @@ def test_single_case_cohort_with_a_reference_background(demo_bundle, tiny_cohort
     finally:
         torch.set_num_threads(n)
     assert rc == 0
-    s = json.loads((out / f"explain_{case}.json").read_text())["shap"]
+    s = json.loads((out / f"explain_{case}.json").read_text(encoding="utf-8"))["shap"]
     model = load_bundle(bundle_path).models["her2"]
     assert s["n_background"] == 8
     assert_allclose(s["base_value"], model.decision_function(X).mean(), atol=1e-9)

@@ -13,7 +13,7 @@ TOL = dict(rtol=0, atol=1e-9)
 
 
 def test_expected_md_is_what_we_test():
-    text = shared("pROC_aSAH", "EXPECTED.md").read_text()
+    text = shared("pROC_aSAH", "EXPECTED.md").read_text(encoding="utf-8")
     for number in ("0.823678861788618", "0.00146991470882363", "2.20898359144091",
                    "0.152825378808796", "0.5261398281"):
         assert number in text

@@ -48,7 +48,7 @@ def test_asah_full_cohort_matches_proc(tmp_path, capsys):
                "--compare", "wfns", "s100b", "--compare", "wfns", "ndka",
                "--n-boot", 500, "--json", out])
     assert rc == 0
-    r = json.loads(out.read_text())
+    r = json.loads(out.read_text(encoding="utf-8"))
     assert r["n"] == 113 and r["positives"] == 41
     s = r["scores"]
     assert_allclose(s["wfns"]["auc"], 0.823678861788618, atol=1e-9)
@@ -80,7 +80,7 @@ def test_df_binary_probability_column_matches_dcurves_and_glm(tmp_path):
     html = tmp_path / "o.html"
     assert _run(["--predictions", tmp_path / "pred.csv", "--truth", coh, "--score", "p_her2",
                  "--threshold", 0.25, "--n-boot", 200, "--json", out, "--html", html]) == 0
-    r = json.loads(out.read_text())
+    r = json.loads(out.read_text(encoding="utf-8"))
     s = r["scores"]["p_her2"]
     dca = {round(x["threshold"], 2): x for x in s["dca"]}
     assert len(dca) == 99
@@ -97,7 +97,7 @@ def test_df_binary_probability_column_matches_dcurves_and_glm(tmp_path):
     n = r["n"]
     assert_allclose(s["at_threshold"]["tp"] / n - s["at_threshold"]["fp"] / n / 3, 0.064)
     assert r["comparisons"] == []
-    text = html.read_text()
+    text = html.read_text(encoding="utf-8")
     assert "ROC curve" in text and "Decision curves" in text and "Calibration" in text
 
 
@@ -116,7 +116,7 @@ def test_mtcars_hosmer_lemeshow_through_the_command(tmp_path):
     out = tmp_path / "o.json"
     assert _run(["--predictions", tmp_path / "p.csv", "--truth", tmp_path / "c",
                  "--hl-groups", 6, "--n-boot", 100, "--json", out]) == 0
-    hl = json.loads(out.read_text())["scores"]["p"]["hosmer_lemeshow"]
+    hl = json.loads(out.read_text(encoding="utf-8"))["scores"]["p"]["hosmer_lemeshow"]
     assert_allclose([hl["statistic"], hl["p"]], [2.350166448223214, 0.6716510821159789],
                     atol=1e-6)
     assert hl["df"] == 4
@@ -130,7 +130,7 @@ def test_exclusions_reported(asah_files, capsys):
     err = capsys.readouterr().err
     assert "excluded 2 prediction rows without a label: c32, zz-1" in err
     assert "excluded 1 cases without a value of ndka: c34" in err
-    r = json.loads(out.read_text())
+    r = json.loads(out.read_text(encoding="utf-8"))
     assert r["n"] == 112
     ex = r["excluded"]
     assert ex["counts"]["predictions_without_label"] == 2
@@ -171,7 +171,7 @@ def test_bad_truth_and_options(asah_files, capsys):
                  "nope", "--json", tmp / "o.json"]) == 2
     assert "--compare column nope" in capsys.readouterr().err
     other = tmp / "truth.csv"  # a cohort table under another name works too
-    other.write_text((coh / "cohort.csv").read_text())
+    other.write_text((coh / "cohort.csv").read_text(encoding="utf-8"))
     assert _run(["--predictions", tmp / "pred.csv", "--truth", other, "--n-boot", 100,
                  "--json", tmp / "o.json"]) == 0
 
@@ -190,7 +190,7 @@ def test_her2_low_task_uses_ihc(tmp_path):
     out = tmp_path / "o.json"
     assert main(["evaluate", "--predictions", str(tmp_path / "p.csv"), "--truth", str(coh),
                  "--task", "her2_low", "--n-boot", "100", "--json", str(out)]) == 0
-    r = json.loads(out.read_text())
+    r = json.loads(out.read_text(encoding="utf-8"))
     # HER2-positive k6, k7 and k8 (no IHC) have no her2_low label
     assert r["n"] == 7 and r["positives"] == 4
     assert r["excluded"]["predictions_without_label"] == ["k6", "k7", "k8"]
@@ -212,7 +212,7 @@ def test_compare_groups_unpaired_matches_proc(tmp_path):
     out = tmp_path / "o.json"
     assert main(["evaluate", "--predictions", str(tmp_path / "p.csv"), "--truth", str(coh),
                  "--compare-groups", "center", "--n-boot", "100", "--json", str(out)]) == 0
-    g = json.loads(out.read_text())["group_comparisons"][0]
+    g = json.loads(out.read_text(encoding="utf-8"))["group_comparisons"][0]
     ref = pd.read_csv(VENDORED / "proc_extra_tests.csv").iloc[1]
     assert (g["group_a"], g["group_b"]) == ("old", "young")
     assert_allclose([g["d"], g["df"], g["p"], g["auc_a"], g["auc_b"]],

@@ -48,7 +48,7 @@ def test_reader_study_command_end_to_end(setup, capsys, monkeypatch):
     owner = re.search(r"owner code: (\S+)", out).group(1)
     codes = dict(re.findall(r"reader (\w+): (\S+)", out))
     assert set(codes) == {"Ann", "Ben", "Cat"}
-    assert (t / "codes.txt").read_text() == out and (t / "codes.txt").stat().st_mode & 0o777 == 0o600
+    assert (t / "codes.txt").read_text(encoding="utf-8") == out and (t / "codes.txt").stat().st_mode & 0o777 == 0o600
 
     svc = ReaderStudyService.open(db, clock=lambda: pd.Timestamp("2026-03-01", tz="UTC").to_pydatetime()
                                   + pd.Timedelta(days=svc_days[0]).to_pytimedelta())
@@ -78,13 +78,13 @@ def test_reader_study_command_end_to_end(setup, capsys, monkeypatch):
     assert len(m) == 60 and set(m["case"]) == {f"K{i:02d}" for i in range(10)}
     assert main(["reader-study", "--db", db, "analyze", "--study", "pilot", "--json", str(t / "a.json"),
                  "--html", str(t / "a.html")]) == 0
-    res = json.loads((t / "a.json").read_text())
+    res = json.loads((t / "a.json").read_text(encoding="utf-8"))
     cube, truth, trs, rds, _ = mrmc.ratings_cube(m, treatments=["unaided", "aided"])
     ref = mrmc.or_analysis(cube, truth, treatments=trs, readers=rds)
     assert_allclose(res["mrmc"]["jackknife"]["rrrc"]["value"], ref.rrrc.value, rtol=1e-12)
     assert res["mrmc"]["jackknife"]["note"] is None
     assert res["study"]["design"] == "two_sessions"
-    assert "Reader study pilot" in (t / "a.html").read_text()
+    assert "Reader study pilot" in (t / "a.html").read_text(encoding="utf-8")
     # the aided arm showed the model output and the bundle checksum
     full = ReaderStudyService.open(db)
     tab = full.reads_table(full.owner_sign_in("pilot", owner))

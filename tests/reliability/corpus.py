@@ -291,7 +291,7 @@ def _unsafe(text: str) -> bytes:
 def _rename_case(new_id: str) -> Callable[[Path], Path]:
     def build(root: Path) -> Path:
         p = root / "cohort.csv"
-        p.write_text(p.read_text().replace(BAD, new_id))
+        p.write_text(p.read_text(encoding="utf-8").replace(BAD, new_id))
         return root
     return build
 

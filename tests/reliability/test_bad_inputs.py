@@ -15,7 +15,7 @@ def test_corpus_has_no_crash_and_every_error_names_its_file(tmp_path):
     proc = subprocess.run([sys.executable, str(HERE / "run_corpus.py"), "--json", str(out)],
                           capture_output=True, text=True, timeout=900)
     assert out.exists(), proc.stdout[-2000:] + proc.stderr[-2000:]
-    summary = json.loads(out.read_text())
+    summary = json.loads(out.read_text(encoding="utf-8"))
     bad = [r for r in summary["results"] if r["outcome"] != "clean"]
     assert summary["crash"] == 0, bad
     assert summary["wrong"] == 0, bad
