@@ -303,7 +303,7 @@ def save_bundle(path, models: dict, *, model_card: dict, training: dict | None =
             _write_json(path / f"nomogram_{task}.json", nomo)
     card = {"format": BUNDLE_FORMAT,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "intended_use": ("Research and teaching only. " + DISCLAIMER),
+            "intended_use": DISCLAIMER,
             "tasks": list(models), "library_versions": _library_versions()}
     card.update(model_card)
     card["format"] = BUNDLE_FORMAT

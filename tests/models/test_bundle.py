@@ -49,13 +49,13 @@ def test_round_trip_same_predictions_no_pickle(tmp_path, fitted):
     assert raw[:2] == b"PK"  # a skops zip, not a pickle stream
     with pytest.raises(Exception):
         pickle.loads(raw)
-    card = json.loads((path / "model_card.json").read_text())
+    card = json.loads((path / "model_card.json").read_text(encoding="utf-8"))
     assert card["format"] == "her2core-bundle/1" and "not a medical device" in card["intended_use"]
     assert card["internal_validation"]["auc"] == 0.8
     # side input and per-case tables are not stored (no case ids in the bundle)
     assert b"case0001" not in raw
     assert b.models["her2"].scorers_[0][1].icc_second is None
-    coefs = json.loads((path / "coefficients.json").read_text())
+    coefs = json.loads((path / "coefficients.json").read_text(encoding="utf-8"))
     second = coefs["her2"]["second_level"]
     assert_allclose(second["intercept"], m.final_.intercept_[0])
     assert set(second["coefficients"]) == set(m.final_.columns_)
@@ -78,7 +78,7 @@ def test_tampered_model_and_manifest_refused(tmp_path, fitted):
         verify_bundle(path)
     (path / "extra.txt").unlink()
     man = path / "MANIFEST"
-    man.write_text(man.read_text().replace("training.json", "training2.json"))
+    man.write_text(man.read_text(encoding="utf-8").replace("training.json", "training2.json"))
     with pytest.raises(BundleError, match="overall checksum"):
         verify_bundle(path)
 
@@ -118,3 +118,16 @@ def test_predictor_ranges_and_flags():
     new = pd.DataFrame({"age": [70.0, 50.0], "er": [1, 1], "enhancement_curve": ["persistent", "washout"]},
                        index=["p1", "p2"])
     assert out_of_range(new, r) == {"p1": ["age", "enhancement_curve"]}
+
+
+def test_demo_bundle_asset_verifies_and_is_marked_random_init():
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[2] / "assets" / "demo_bundle"
+    if not (path / "MANIFEST").is_file():
+        pytest.skip("assets/demo_bundle not generated (python tools/make_demo_bundle.py)")
+    b = load_bundle(path)
+    assert b.tasks == ["her2", "her2_low"] and b.random_init
+    assert b.model_card["random_init"] is True and b.model_card["weights"] == {"resnet18": "random-init"}
+    assert b.model_card["internal_validation"]["method"].startswith("bootstrap optimism")
+    assert "not a medical device" in b.model_card["intended_use"]
+    assert b.training["her2"]["n"] == 60
