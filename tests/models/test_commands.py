@@ -30,7 +30,7 @@ def test_clinical_only_train_predict_external(tmp_path, clinical_cohort, capsys)
     assert rc == 0
     text = capsys.readouterr().out
     assert "external AUC (center=B)" in text
-    card = json.loads((out / "model_card.json").read_text())
+    card = json.loads((out / "model_card.json").read_text(encoding="utf-8"))
     assert card["internal_validation"]["method"].startswith("bootstrap optimism")
     assert 0.6 < card["external_validation"]["auc"] <= 1.0
     assert card["external_validation"]["where"] == "center=B"
@@ -48,7 +48,7 @@ def test_clinical_only_train_predict_external(tmp_path, clinical_cohort, capsys)
     assert np.all(np.diff(p["p_her2"].to_numpy()[order]) >= -1e-6)
     # the bundle's nomogram maps total points back to the same probability
     from her2core.nomogram import Nomogram
-    nomo = Nomogram.from_dict(json.loads((out / "nomogram_her2.json").read_text()))
+    nomo = Nomogram.from_dict(json.loads((out / "nomogram_her2.json").read_text(encoding="utf-8")))
     assert_allclose(nomo.total_points_to_probability(p["nomogram_total_points"].to_numpy()),
                     p["p_her2"], rtol=1e-4, atol=1e-6)
 
@@ -57,7 +57,7 @@ def test_tampered_bundle_is_refused_by_predict(tmp_path, clinical_cohort, capsys
     out = tmp_path / "bundle"
     assert main(["train", "--cohort", str(clinical_cohort), "--bootstrap", "0", "--out", str(out)]) == 0
     card = out / "model_card.json"
-    card.write_text(card.read_text().replace('"seed": 0', '"seed": 1'))
+    card.write_text(card.read_text(encoding="utf-8").replace('"seed": 0', '"seed": 1'))
     rc = main(["predict", "--bundle", str(out), "--cohort", str(clinical_cohort), "--out",
                str(tmp_path / "p.csv")])
     assert rc == 2
@@ -79,11 +79,11 @@ def test_image_recipe_random_init_round_trip(tmp_path, image_cohort, capsys):
     assert rc == 0
     text = capsys.readouterr().out
     assert "WEIGHTS: random-init" in text and "1 case(s) skipped" in text
-    card = json.loads((out / "model_card.json").read_text())
+    card = json.loads((out / "model_card.json").read_text(encoding="utf-8"))
     assert card["random_init"] is True and card["weights"] == {"resnet18": "random-init"}
-    icc = json.loads((out / "training.json").read_text())["her2"]["icc"]["dscore_resnet18"]
+    icc = json.loads((out / "training.json").read_text(encoding="utf-8"))["her2"]["icc"]["dscore_resnet18"]
     assert icc["cases"] == 15 and icc["of"] == 1024 and 1 <= icc["kept"] <= 1024
-    backbones = json.loads((out / "backbones.json").read_text())
+    backbones = json.loads((out / "backbones.json").read_text(encoding="utf-8"))
     assert backbones["resnet18"]["weights"] == "random-init"
     preds_csv = tmp_path / "p.csv"
     assert main(["predict", "--bundle", str(out), "--cohort", str(image_cohort), "--cache-dir",
