@@ -45,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", default=None, help="feature cache folder")
     parser.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
     parser.add_argument("--n-jobs", type=int, default=1, help="parallel bootstrap workers")
+    parser.add_argument("--no-zoo", action="store_true",
+                        help="skip the model-zoo comparison of recipes that list compare_zoo")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="bundle folder to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
@@ -145,6 +147,8 @@ def run(args) -> int:
             else:
                 log.warning("task %s: held-out cases (%s) lack both classes: no external AUC",
                             task, args.where)
+        if recipe.get("compare_zoo") and not args.no_zoo:
+            perf["model_comparison"] = _compare_zoo(recipe["compare_zoo"], model, X, y, args.seed)
         models[task] = model
         centres = train_c.table.loc[[i for i in train_c.table.index if str(i) in set(ids)], "center"] \
             if "center" in train_c.table.columns else None
@@ -206,6 +210,37 @@ def run(args) -> int:
         for e in errors:
             print(f"  {e}")
     return 0
+
+
+def _compare_zoo(names, model, X, y, seed) -> dict:
+    """Nested CV AUC of model-zoo classifiers on the second-level inputs.
+
+    Inputs: the out-of-fold block scores + clinical predictors of the fitted
+    StackedNomogram (papers 002 / 003 compare classifiers on such inputs); outer
+    stratified 5-fold CV, inner 5-fold grid search. The out-of-fold scores were
+    computed once on all training cases, so this comparison is approximate.
+    """
+    import pandas as pd
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    from her2core.models.zoo import make_zoo_model
+
+    Z = pd.concat([model.oof_scores_, X[model.clinical_columns_]], axis=1)
+    out = {"method": "nested CV: outer stratified 5-fold, inner 5-fold grid search, ROC AUC, "
+                     "on out-of-fold block scores + clinical predictors"}
+    for name in names:
+        t = time.time()
+        try:
+            s = cross_val_score(make_zoo_model(name, cv=5, random_state=seed), Z, y,
+                                cv=StratifiedKFold(5, shuffle=True, random_state=seed),
+                                scoring="roc_auc", error_score="raise")
+            out[name] = {"cv_auc": float(np.mean(s)), "sd": float(np.std(s, ddof=1)),
+                         "seconds": round(time.time() - t, 1)}
+        except Exception as exc:  # one classifier failing does not stop training
+            log.warning("model zoo %s failed: %s", name, exc)
+            out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        log.info("model zoo %s: %s", name, out[name])
+    return out
 
 
 def _auc(y, p):
