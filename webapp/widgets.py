@@ -153,8 +153,11 @@ def viewer(case: "S.CaseData", *, key: str = "case", draw: bool = True,
             default_slice = drawn[len(drawn) // 2]
     k1, k2, k3, k4 = st.columns(4)
     with k1:
-        idx = st.slider("Slice", 0, max(n - 1, 0), min(default_slice, n - 1), key=f"{key}_slice_{view}",
-                        disabled=n <= 1)
+        if n > 1:
+            idx = st.slider("Slice", 0, n - 1, min(default_slice, n - 1), key=f"{key}_slice_{view}")
+        else:   # st.slider refuses min == max: a one-slice view has nothing to scroll
+            idx = 0
+            st.caption("Slice: 1 of 1")
     presets = V.window_presets(ref_can.array, mask_can)
     with k2:
         preset = st.selectbox("Window / level preset", list(presets) + ["Manual"], key=f"{key}_preset")
@@ -169,7 +172,7 @@ def viewer(case: "S.CaseData", *, key: str = "case", draw: bool = True,
         lo, hi = float(np.min(ref_can.array)), float(np.max(ref_can.array))
         m1, m2 = st.columns(2)
         w0, l0 = presets["Auto (1-99 %)"]
-        manual = (m1.slider("Window", 1.0, max(hi - lo, 1.0), float(min(w0, max(hi - lo, 1.0))),
+        manual = (m1.slider("Window", 1.0, max(hi - lo, 2.0), float(min(max(w0, 1.0), max(hi - lo, 2.0))),
                             key=f"{key}_win"),
                   m2.slider("Level", lo, max(hi, lo + 1), float(np.clip(l0, lo, max(hi, lo + 1))),
                             key=f"{key}_lev"))
