@@ -15,6 +15,7 @@ import importlib
 import logging
 import os
 import re
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -411,29 +412,18 @@ MAX_COHORT_ZIP_BYTES = 4 * 1024 ** 3
 
 def extract_cohort_zip(uploaded) -> str:
     """Unpack an uploaded cohort zip safely into the session folder; the folder with cohort.csv."""
-    import zipfile
-    from pathlib import PurePosixPath
-    from her2core.errors import CohortError, InputLimitError
+    from her2core.errors import CohortError
+    from her2core.imaging.io import extract_zip
     path, sha = save_upload_any(uploaded, "cohort", (".zip",))
     dest = session_upload_dir() / f"cohort_{sha[:12]}"
     if not (dest / ".done").exists():
+        # the same guards as DICOM zips: traversal, links, encryption, declared and real size
         try:
-            zf = zipfile.ZipFile(path)
-        except zipfile.BadZipFile as err:
-            raise CohortError(f"not a readable zip archive ({err})", file=uploaded.name) from None
-        with zf:
-            total = sum(i.file_size for i in zf.infolist())
-            if total > MAX_COHORT_ZIP_BYTES:
-                raise InputLimitError(f"the zip expands to {total / 1e9:.1f} GB (limit "
-                                      f"{MAX_COHORT_ZIP_BYTES / 1e9:.0f} GB)", file=uploaded.name)
-            for info in zf.infolist():
-                parts = PurePosixPath(info.filename.replace("\\", "/")).parts
-                if (info.filename.startswith(("/", "\\")) or ".." in parts
-                        or (parts and ":" in parts[0]) or (info.external_attr >> 16) & 0o170000 == 0o120000):
-                    raise CohortError(f"unsafe member {info.filename!r} in the zip", file=uploaded.name,
-                                      hint="zip the cohort folder itself, without links or absolute paths")
-            zf.extractall(dest)
-        (dest / ".done").write_text("ok")
+            extract_zip(path, dest, max_bytes=MAX_COHORT_ZIP_BYTES, max_members=200_000)
+        except Her2Error as err:   # name the file the user chose, not the session's copy
+            shutil.rmtree(dest, ignore_errors=True)
+            raise type(err)(err.message, file=uploaded.name, hint=err.hint) from None
+        (dest / ".done").write_text("ok", encoding="utf-8")
     hits = sorted(dest.rglob("cohort.csv"), key=lambda p: len(p.parts))
     if not hits:
         raise CohortError("the zip has no cohort.csv", file=uploaded.name,

@@ -559,14 +559,15 @@ def _safe_member(name: str) -> bool:
     return ".." not in parts
 
 
-@contextlib.contextmanager
-def extracted_zip(path: Path, max_bytes: int = DEFAULT_MAX_ZIP_BYTES,
-                  max_members: int = DEFAULT_MAX_ZIP_MEMBERS) -> Iterator[Path]:
-    """Extract a zip into a temporary directory (removed afterwards), safely.
+def extract_zip(path: str | os.PathLike, dest: str | os.PathLike,
+                max_bytes: int = DEFAULT_MAX_ZIP_BYTES,
+                max_members: int = DEFAULT_MAX_ZIP_MEMBERS) -> Path:
+    """Extract a zip into ``dest`` safely and return ``dest``.
 
-    Refuses path-traversal / absolute / symlink members (ImageLoadError) and
+    Refuses path-traversal / absolute / symlink / encrypted members (ImageLoadError) and
     archives whose total uncompressed size exceeds ``max_bytes`` or member count
-    exceeds ``max_members`` (InputLimitError), counting actual bytes written too.
+    exceeds ``max_members`` (InputLimitError), counting actual bytes written too, so a
+    header that under-declares its size cannot expand past the limit.
     """
     path = Path(path)
     try:
@@ -583,7 +584,7 @@ def extracted_zip(path: Path, max_bytes: int = DEFAULT_MAX_ZIP_BYTES,
             if not _safe_member(info.filename):
                 raise ImageLoadError(
                     f"zip member '{info.filename}' points outside the archive", file=path,
-                    hint="unsafe archive refused; zip the DICOM folder again")
+                    hint="unsafe archive refused; zip the folder again")
             if stat.S_ISLNK(info.external_attr >> 16):
                 raise ImageLoadError(f"zip member '{info.filename}' is a symbolic link",
                                      file=path, hint="unsafe archive refused")
@@ -594,34 +595,41 @@ def extracted_zip(path: Path, max_bytes: int = DEFAULT_MAX_ZIP_BYTES,
             raise InputLimitError(
                 f"zip expands to {total:,} bytes, above the limit of {max_bytes:,}", file=path,
                 hint="send fewer series or raise max_zip_bytes")
-        tmp = tempfile.mkdtemp(prefix="her2zip_")
-        try:
-            root = Path(tmp)
-            written = 0
-            for info in infos:
-                target = root / PurePosixPath(info.filename.replace("\\", "/"))
-                if info.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    with zf.open(info) as src, open(target, "wb") as dst:
-                        while chunk := src.read(1 << 20):
-                            written += len(chunk)
-                            if written > max_bytes:
-                                raise InputLimitError(
-                                    f"zip expands to more than {max_bytes:,} bytes", file=path)
-                            dst.write(chunk)
-                except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError,
-                        NotImplementedError, zlib.error) as exc:
-                    # NotImplementedError: compression methods / flags zipfile cannot read
-                    # (found by tests/reliability/test_fuzz.py); RuntimeError: encryption.
-                    raise ImageLoadError(f"zip member '{info.filename}' is corrupt or uses an "
-                                         f"unsupported zip feature ({exc})",
-                                         file=path) from None
-            yield root
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        root = Path(dest)
+        root.mkdir(parents=True, exist_ok=True)
+        written = 0
+        for info in infos:
+            target = root / PurePosixPath(info.filename.replace("\\", "/"))
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with zf.open(info) as src, open(target, "wb") as dst:
+                    while chunk := src.read(1 << 20):
+                        written += len(chunk)
+                        if written > max_bytes:
+                            raise InputLimitError(
+                                f"zip expands to more than {max_bytes:,} bytes", file=path)
+                        dst.write(chunk)
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError,
+                    NotImplementedError, zlib.error) as exc:
+                # NotImplementedError: compression methods / flags zipfile cannot read
+                # (found by tests/reliability/test_fuzz.py); RuntimeError: encryption.
+                raise ImageLoadError(f"zip member '{info.filename}' is corrupt or uses an "
+                                     f"unsupported zip feature ({exc})", file=path) from None
+    return root
+
+
+@contextlib.contextmanager
+def extracted_zip(path: Path, max_bytes: int = DEFAULT_MAX_ZIP_BYTES,
+                  max_members: int = DEFAULT_MAX_ZIP_MEMBERS) -> Iterator[Path]:
+    """``extract_zip`` into a temporary directory that is removed afterwards."""
+    tmp = tempfile.mkdtemp(prefix="her2zip_")
+    try:
+        yield extract_zip(path, tmp, max_bytes, max_members)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -402,3 +402,25 @@ def test_dicom_without_preamble_and_single_timepoint_4d(tmp_path, vol):
     path = tmp_path / "t1_4d.nii.gz"
     sitk.WriteImage(one, str(path))
     assert load_image(path, sequence="T1").array.shape == vol.SHAPE
+
+
+def test_extract_zip_keeps_its_folder_and_refuses_what_extracted_zip_refuses(tmp_path):
+    """The persistent extractor (cohort uploads) shares every guard of the DICOM-zip loader."""
+    import zipfile
+
+    from her2core.errors import ImageLoadError, InputLimitError
+    from her2core.imaging.io import extract_zip
+
+    good = tmp_path / "good.zip"
+    with zipfile.ZipFile(good, "w") as z:
+        z.writestr("cohort/cohort.csv", "case_id\nA1\n")
+    out = extract_zip(good, tmp_path / "out")
+    assert (out / "cohort" / "cohort.csv").read_text(encoding="utf-8") == "case_id\nA1\n"
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad, "w") as z:
+        z.writestr("../escape.csv", "x")
+    with pytest.raises(ImageLoadError, match="outside the archive"):
+        extract_zip(bad, tmp_path / "out2")
+    assert not (tmp_path / "escape.csv").exists()
+    with pytest.raises(InputLimitError):
+        extract_zip(good, tmp_path / "out3", max_bytes=5)
