@@ -19,10 +19,11 @@ import io
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from her2core import DISCLAIMER, __version__
+from her2core.jsonutil import jsonable
 
 log = logging.getLogger(__name__)
 
@@ -88,24 +89,8 @@ class CaseReport:
 
 
 def _jsonable(obj: Any) -> Any:
-    """Plain JSON types; NaN / inf -> None; numpy scalars -> Python; tuples -> lists."""
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if isinstance(obj, int):
-        return int(obj)
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set)):
-        return [_jsonable(v) for v in obj]
-    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
-        return _jsonable(obj.item())
-    if hasattr(obj, "tolist"):
-        return _jsonable(obj.tolist())
-    if hasattr(obj, "__dataclass_fields__"):
-        return _jsonable(asdict(obj))
-    return str(obj)
+    """Plain JSON types; NaN / inf -> None; anything unknown as its text."""
+    return jsonable(obj, unknown=str)
 
 
 def to_json(report: CaseReport, indent: int = 2) -> str:

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from her2core.errors import CohortError
+from her2core.jsonutil import jsonable as _json_safe
 
 NAME = "evaluate"
 HELP = ("ROC/AUC with DeLong and bootstrap CIs, DeLong tests, Youden and threshold metrics, "
@@ -335,21 +336,6 @@ def _write_html(path: Path, figs: dict, summary: dict) -> None:
         html.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0)))
     html.append("</body></html>")
     Path(path).write_text("\n".join(html), encoding="utf-8")
-
-
-def _json_safe(obj):
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
 
 
 def run(args) -> int:

@@ -31,6 +31,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 from scipy import stats
+from her2core.jsonutil import jsonable as _jsonable
 
 __all__ = [
     "confidence_to_rating", "empirical_auc", "empirical_roc", "delong_components", "auc_covariance",
@@ -260,19 +261,6 @@ class ORResult:
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        v = float(obj)
-        return None if not np.isfinite(v) else v
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 def _mean_offdiag(blocks):
