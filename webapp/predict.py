@@ -4,7 +4,7 @@ Split in two on purpose:
 
 * ``image_part(case, roi)``: everything that needs the networks (features,
   D-scores, Grad-CAM maps placed in the image geometry). Cached with
-  ``st.cache_data`` keyed by the case's file hashes and the ROI hash, bounded.
+  a bounded process-wide cache keyed by bundle checksum, file hashes and ROI hash.
 * ``clinical_part(image_part, clinical)``: the logistic second level (nomogram
   points, probability, SHAP of the second level). Milliseconds; recomputed on
   every clinical edit ("what if") without touching the networks.
@@ -86,32 +86,60 @@ def adapter():
 
 # ----------------------------------------------------------------------------- orchestration
 def run_image_part(case, seq: str, mask_canonical: np.ndarray, progress=None) -> ImagePart:
-    """Networks on the case (cached by files + ROI)."""
+    """Networks on the case, served from the process-wide cache when the same bundle, files
+    and ROI were run before (in this session or another one).
+
+    The cache is a plain bounded dictionary (``st.cache_resource``), not ``st.cache_data``
+    around the computation: the computation reports progress through widgets that belong
+    to the calling page, and a cached function must draw nothing (Streamlit would replay
+    those widgets on a hit and fail).
+    """
     ad, why = adapter()
     if ad is None:
         raise RuntimeError(why)
     rh = roi_hash(seq, mask_canonical)
+    key = (ad.info.checksum, case.key, rh)
+    cache = _image_parts()
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
     img, can = S.canonical_for(case, seq)
     mask_arr = can.from_canonical(mask_canonical).astype(np.uint8)
-    return _image_part_cached(case.key, rh, _CaseRef(case, seq, mask_arr), progress)
-
-
-class _CaseRef:
-    """Unhashed carrier of the case for the cached function (hashing is by case key + ROI)."""
-
-    def __init__(self, case, seq, mask_arr):
-        self.case, self.seq, self.mask_arr = case, seq, mask_arr
-
-
-@st.cache_data(show_spinner=False, max_entries=16, hash_funcs={_CaseRef: lambda r: 0})
-def _image_part_cached(case_key: str, rh: str, ref: _CaseRef, _progress=None) -> ImagePart:
-    from .adapter import get_adapter
-    ad = get_adapter()
     t0 = time.perf_counter()
-    part = ad.image_part(ref.case, ref.seq, ref.mask_arr, progress=_progress)
-    part.case_key, part.roi_hash = case_key, rh
+    part = ad.image_part(case, seq, mask_arr, progress=progress)
+    part.case_key, part.roi_hash = case.key, rh
     part.timings.setdefault("total_s", time.perf_counter() - t0)
-    return part
+    return cache.put(key, part)
+
+
+class _BoundedCache:
+    """Thread-safe LRU of finished results (read-only once stored)."""
+
+    def __init__(self, size: int):
+        import threading
+        from collections import OrderedDict
+        self.size, self._d, self._lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            if key in self._d:
+                self._d.move_to_end(key)
+                return self._d[key]
+            return None
+
+    def put(self, key, value):
+        with self._lock:
+            if key in self._d:            # another session finished first: keep one object
+                return self._d[key]
+            self._d[key] = value
+            while len(self._d) > self.size:
+                self._d.popitem(last=False)
+            return value
+
+
+@st.cache_resource(show_spinner=False)
+def _image_parts() -> _BoundedCache:
+    return _BoundedCache(16)
 
 
 def run_clinical_part(part: ImagePart, clinical: dict[str, Any]) -> ClinicalPart:

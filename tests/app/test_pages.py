@@ -245,3 +245,36 @@ def test_cohort_trains_a_clinical_bundle_and_offers_it_for_download():
     b = load_bundle(res["path"])                       # a verified bundle, not just a folder
     assert b.tasks == ["her2"]
     assert "Download the bundle (.zip)" in [d.label for d in at.get("download_button")]
+
+
+def _run_prediction(at: AppTest) -> None:
+    at.button(key="run_prediction").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    failed = [s for s in at.get("expandable") if "failed" in str(getattr(s, "label", ""))]
+    assert not failed, [s.label for s in failed]
+    assert not at.error, _texts(at.error)
+
+
+@pytest.mark.slow
+def test_repeated_prediction_is_served_from_the_cache_in_this_and_another_session(with_bundle):
+    """Blocker: a second "Run prediction" on the same case and ROI (same session, or another
+    session) must be served from the cache, not fail with CacheReplayClosureError."""
+    _demo_root()
+    at = _open_demo(_app(), "syn-0001")
+    at.button(key="case_usecase").click()
+    at.run()
+    _go(at, "prediction")
+    _run_prediction(at)
+    first = at.session_state["prediction"]
+    p_first = at.metric[0].value
+    _run_prediction(at)                        # same session, same case and ROI
+    assert at.session_state["prediction"] is first   # the cached result, not a re-run
+    assert at.metric[0].value == p_first
+    other = _open_demo(_app(), "syn-0001")     # a second session on the same demo case
+    other.button(key="case_usecase").click()
+    other.run()
+    _go(other, "prediction")
+    _run_prediction(other)
+    assert other.session_state["prediction"] is first
+    assert other.metric[0].value == p_first
