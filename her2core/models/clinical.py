@@ -221,6 +221,23 @@ def _fit_lr(X: np.ndarray, y: np.ndarray, C: float):
         return make_logistic(C=C, max_iter=100, tol=1e-8, solver="newton-cholesky").fit(X, y)
 
 
+def _coef_covariance(D: np.ndarray, y: np.ndarray, coef: np.ndarray, intercept: float,
+                     C: float) -> np.ndarray:
+    """Inverse Hessian of the (penalised) negative log-likelihood at the fit,
+    ordered (intercept, coefficients); pseudo-inverse when the information is singular
+    (perfect separation, constant columns)."""
+    from scipy.special import expit
+    A = np.column_stack([np.ones(len(D)), D])
+    p = expit(D @ coef + intercept) if D.shape[1] else np.full(len(D), expit(intercept))
+    H = A.T @ (A * (p * (1 - p))[:, None])
+    if np.isfinite(C) and C > 0:
+        H = H + np.diag(np.r_[0.0, np.full(D.shape[1], 1.0 / C)])
+    try:
+        return np.linalg.inv(H)
+    except np.linalg.LinAlgError:
+        return np.linalg.pinv(H)
+
+
 def _loglik(model, X, y) -> float:
     p = np.clip(model.predict_proba(X)[:, 1], 1e-12, 1 - 1e-12)
     return float(np.sum(y * np.log(p) + (1 - y) * np.log(1 - p)))
@@ -330,6 +347,8 @@ class ClinicalModel(ClassifierMixin, BaseEstimator):
         self.columns_ = columns
         self.coef_ = np.asarray(coef, float)
         self.intercept_ = np.asarray(intercept, float)
+        self.cov_ = _coef_covariance(Z[columns].to_numpy(dtype=float), yi, self.coef_[0],
+                                     float(self.intercept_[0]), self.C)
         self.model_ = "fitted"
         log.debug("clinical model: %d variable(s) kept: %s", len(variables), ", ".join(variables))
         return self
@@ -397,6 +416,74 @@ class ClinicalModel(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         return {"intercept": float(self.intercept_[0]),
                 "coefficients": {n: float(c) for n, c in zip(self.columns_, self.coef_[0])}}
+
+    # -- public view of the fitted model (callers never read fitted attributes) ----------
+    def used_variables(self) -> list[str]:
+        """The predictors (input columns) left in the final model, in model order."""
+        check_is_fitted(self, "model_")
+        return list(self.variables_)
+
+    def input_columns(self) -> list[str]:
+        """Every input column the model reads (its candidates, whether kept or not)."""
+        check_is_fitted(self, "model_")
+        return list(self.prep_.columns_)
+
+    def design(self, X) -> pd.DataFrame:
+        """The encoded design (imputed, one-hot, missing indicators) of the kept columns."""
+        check_is_fitted(self, "model_")
+        check_input_width(self, X)
+        return self.prep_.transform(as_frame(X))[self.columns_]
+
+    def design_variables(self) -> list[str]:
+        """For each design column, the input variable it encodes (``col``, ``col=level``,
+        ``col__missing`` all belong to ``col``)."""
+        check_is_fitted(self, "model_")
+        return [self.prep_.variable_of_[c] for c in self.columns_]
+
+    def encoding(self) -> dict:
+        """How each input is encoded: kinds, categorical levels (reference first), the
+        training values used for missing inputs, missing indicators."""
+        check_is_fitted(self, "model_")
+        return {"kinds": dict(self.prep_.kinds_), "levels": {k: list(v) for k, v in self.prep_.levels_.items()},
+                "reference_levels": {c: lv[0] for c, lv in self.prep_.levels_.items()},
+                "imputation": dict(self.prep_.fill_), "indicators": list(self.prep_.indicators_)}
+
+    def imputation_values(self) -> dict:
+        """Training value that replaces a missing input (median, or most frequent level)."""
+        check_is_fitted(self, "model_")
+        return dict(self.prep_.fill_)
+
+    def univariable_p(self) -> dict[str, float]:
+        """Likelihood-ratio p-value of each candidate in the univariable screen."""
+        check_is_fitted(self, "model_")
+        return dict(self.univariate_p_)
+
+    def coefficient_covariance(self) -> np.ndarray:
+        """Covariance of (intercept, coefficients) from the observed information
+        (inverse Hessian of the log-likelihood, plus the L2 penalty when C is finite):
+        what R's ``vcov(glm(...))`` gives for the unpenalised model."""
+        check_is_fitted(self, "model_")
+        return np.array(self.cov_, dtype=float, copy=True)
+
+    def predict_interval(self, X, level: float = 0.95) -> np.ndarray:
+        """Delta-method interval of the predicted probability, (n, 2) lower / upper.
+
+        The linear predictor's standard error sqrt(x' V x) from the coefficient
+        covariance V, the interval formed on the log-odds scale and mapped through
+        the logistic function (as ``predict(glm, se.fit=TRUE)`` in R). Conditional on
+        the inputs (for a combined nomogram: on the block scores).
+        """
+        from scipy.special import expit
+        from scipy.stats import norm
+        check_is_fitted(self, "model_")
+        if not 0 < level < 1:
+            raise ValueError(f"level must be between 0 and 1, got {level}")
+        D = self._design(X)
+        lp = D @ self.coef_[0] + self.intercept_[0]
+        A = np.column_stack([np.ones(len(D)), D])
+        se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", A, self.cov_, A), 0.0))
+        z = float(norm.ppf(0.5 + level / 2))
+        return np.column_stack([expit(lp - z * se), expit(lp + z * se)])
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

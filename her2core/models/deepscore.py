@@ -165,6 +165,35 @@ class DeepScore(ClassifierMixin, BaseEstimator):
         Xb = self._block(X)
         return self.pipeline_.predict(Xb)
 
+    # -- public view of the fitted model -----------------------------------------------
+    def input_columns(self) -> list[str]:
+        """The block's feature columns this score reads."""
+        check_is_fitted(self, "pipeline_")
+        return list(self.columns_)
+
+    def selected_features(self) -> list[str]:
+        """The features left after selection (inputs of the final logistic step)."""
+        check_is_fitted(self, "pipeline_")
+        return list(self.selected_features_)
+
+    def coefficients(self) -> dict:
+        """Intercept and coefficient of each selected (standardised) feature, JSON-ready."""
+        check_is_fitted(self, "pipeline_")
+        clf = self.pipeline_[-1]
+        return {"block": self.block, "n_input_features": len(self.columns_),
+                "selected_features": list(self.selected_features_),
+                "intercept": float(clf.intercept_[0]),
+                "coefficients": dict(zip(self.selected_features_, map(float, clf.coef_[0])))}
+
+    def icc_summary(self) -> dict | None:
+        """Features kept by the ICC filter, of how many, on how many cases (None: no ICC step)."""
+        check_is_fitted(self, "pipeline_")
+        if "icc" not in self.pipeline_.named_steps:
+            return None
+        f = self.pipeline_.named_steps["icc"]
+        return {"kept": int(f.support_.sum()), "of": len(self.columns_),
+                "cases": int(f.n_matched_), "threshold": self.icc_threshold, "kind": self.icc_kind}
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True

@@ -147,18 +147,111 @@ class StackedNomogram(ClassifierMixin, BaseEstimator):
 
     # -- predict -------------------------------------------------------------
     def second_level(self, X) -> pd.DataFrame:
-        """The second-level inputs: ``dscore_*`` (log-odds) and the clinical columns."""
+        """The second-level inputs: ``dscore_*`` (log-odds) and the clinical columns.
+
+        A clinical column absent from ``X`` enters as missing (the second level imputes
+        it with its training value; :meth:`missing_inputs` tells the caller which).
+        Block columns cannot be imputed: an absent one raises ValueError naming it.
+        """
         check_is_fitted(self, "final_")
         check_input_width(self, X)
         X = as_frame(X)
-        if X.shape[1] != self.n_features_in_ and not set(self.clinical_columns_) <= set(X.columns):
-            raise ValueError(f"X has {X.shape[1]} features, but StackedNomogram is expecting "
-                             f"{self.n_features_in_} features as input")
+        absent = self.missing_inputs(X)
+        blocks = {k: v for k, v in absent.items() if k != "clinical"}
+        if blocks:
+            detail = "; ".join(f"{k}: {', '.join(v[:3])}{' ...' if len(v) > 3 else ''} "
+                               f"({len(v)} column(s))" for k, v in blocks.items())
+            raise ValueError(f"the input lacks the columns of block score(s) {detail}")
         Z = pd.DataFrame({c: _score(m, X) for c, m in self.scorers_}, index=X.index)
-        missing = [c for c in self.clinical_columns_ if c not in X.columns]
-        if missing:
-            raise ValueError(f"clinical columns missing from the input: {missing}")
-        return pd.concat([Z, X[self.clinical_columns_]], axis=1)
+        clin = X.reindex(columns=self.clinical_columns_)
+        return pd.concat([Z, clin], axis=1)
+
+    # -- public view of the fitted model -----------------------------------------------
+    @property
+    def final_estimator(self):
+        """The fitted second level (a ClinicalModel for a nomogram, else the chosen final)."""
+        check_is_fitted(self, "final_")
+        return self.final_
+
+    def fitted_scorers(self) -> list[tuple[str, object]]:
+        """(score column, fitted block scorer) pairs, in second-level order."""
+        check_is_fitted(self, "final_")
+        return list(self.scorers_)
+
+    def score_columns(self) -> list[str]:
+        check_is_fitted(self, "final_")
+        return list(self.score_columns_)
+
+    def clinical_inputs(self) -> list[str]:
+        """Clinical columns offered to the second level (whether kept or not)."""
+        check_is_fitted(self, "final_")
+        return list(self.clinical_columns_)
+
+    def second_level_columns(self) -> list[str]:
+        check_is_fitted(self, "final_")
+        return list(self.score_columns_) + list(self.clinical_columns_)
+
+    def used_variables(self) -> list[str]:
+        """Second-level inputs the final model keeps (all of them for a non-selecting final)."""
+        check_is_fitted(self, "final_")
+        fn = getattr(self.final_, "used_variables", None)
+        return list(fn()) if callable(fn) else self.second_level_columns()
+
+    def is_nomogram(self) -> bool:
+        """True when the second level is the project's logistic model (points, intervals)."""
+        check_is_fitted(self, "final_")
+        return isinstance(self.final_, ClinicalModel)
+
+    def scorer_for_block(self, block: str):
+        """(score column, fitted scorer) of a feature block (e.g. a backbone), or None."""
+        check_is_fitted(self, "final_")
+        for col, est in self.scorers_:
+            if getattr(est, "block", None) == block:
+                return col, est
+        return None
+
+    def required_columns(self) -> dict[str, list[str]]:
+        """{"clinical": clinical inputs, score column: that block's feature columns}."""
+        check_is_fitted(self, "final_")
+        out = {"clinical": list(self.clinical_columns_)}
+        for col, est in self.scorers_:
+            cols = est.input_columns() if hasattr(est, "input_columns") else \
+                [str(c) for c in getattr(est, "feature_names_in_", [])]
+            out[col] = list(cols)
+        return out
+
+    def missing_inputs(self, X) -> dict[str, list[str]]:
+        """Per group of :meth:`required_columns`, the columns absent from ``X``."""
+        cols = set(as_frame(X).columns)
+        out = {}
+        for k, need in self.required_columns().items():
+            miss = [c for c in need if c not in cols]
+            if miss:
+                out[k] = miss
+        return out
+
+    def block_scores(self, X) -> pd.DataFrame:
+        """The block scores (``dscore_*``, log-odds) of each row."""
+        return self.second_level(X)[self.score_columns_]
+
+    def out_of_fold_second_level(self, X_train) -> pd.DataFrame:
+        """Second-level rows of the training cases with their cross-fitted (out-of-fold)
+        block scores, as the second level was fitted on them: the honest reference
+        population for SHAP. ``X_train``: the frame ``fit`` was given (same rows)."""
+        check_is_fitted(self, "final_")
+        X_train = as_frame(X_train)
+        oof = getattr(self, "oof_scores_", None)
+        if oof is None or len(oof) != len(X_train):
+            raise ValueError("out-of-fold scores are kept only on the fitted model, for the rows "
+                             "it was fitted on")
+        Z = pd.DataFrame(oof.to_numpy(), columns=list(oof.columns), index=X_train.index)
+        return pd.concat([Z, X_train.reindex(columns=self.clinical_columns_)], axis=1)
+
+    def predict_interval(self, X, level: float = 0.95):
+        """(n, 2) delta-method probability interval of a logistic second level, or None."""
+        if not self.is_nomogram():
+            return None
+        return self.final_.predict_interval(self.second_level(X), level)
 
     def decision_function(self, X):
         Z = self.second_level(X)
