@@ -33,7 +33,7 @@ from her2core.errors import (CohortError, GeometryError, Her2Error, ImageLoadErr
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "BINARY_COLUMNS", "CATEGORICAL_COLUMNS", "NUMERIC_RANGES", "IMAGE_NAMES",
+    "ClinicalField", "CLINICAL_FIELDS", "CLINICAL_BY_NAME", "BINARY_COLUMNS", "CATEGORICAL_COLUMNS", "NUMERIC_RANGES", "IMAGE_NAMES",
     "CaseFiles", "Cohort", "read_cohort", "write_cohort", "validate_cohort",
     "ValidationReport", "CaseReport", "FileReport", "is_safe_case_id",
 ]
@@ -41,22 +41,97 @@ __all__ = [
 CSV_NAME = "cohort.csv"
 CASES_DIR = "cases"
 
-BINARY_COLUMNS = ("her2", "menopausal", "er", "pr", "multifocal", "aln_abnormal",
-                  "peritumoral_edema", "intratumoral_edema", "rim_enhancement",
-                  "microcalcification", "nme")
+@dataclass(frozen=True)
+class ClinicalField:
+    """One clinical column of cohort.csv: the single definition the parser, the models
+    and the app's form all use (name, meaning, unit, valid range, levels).
+
+    kind: "number" (float in [lo, hi]; ``lo_inclusive`` False means lo itself is not
+    valid), "binary" (0 / 1), "choice" (text levels, the first is the reference level
+    of the logistic models) or "grade" (1, 2, 3: an ordinal number).
+    ``step`` is the form's increment; ``predictor``: a candidate predictor of the
+    clinical models when none are named.
+    """
+    name: str
+    label: str
+    kind: str
+    unit: str = ""
+    lo: float | None = None
+    hi: float | None = None
+    lo_inclusive: bool = True
+    levels: tuple[str, ...] = ()
+    step: float = 1.0
+    help: str = ""
+    predictor: bool = True
+
+    def problem(self, value) -> str | None:
+        """Why ``value`` is not valid for this column (None when it is, or missing)."""
+        if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+            return None
+        if self.kind == "choice":
+            return None if str(value) in self.levels else \
+                f"{value!r} is not one of {', '.join(self.levels)}"
+        try:
+            f = float(value)
+        except (TypeError, ValueError):
+            return f"{value!r} is not a number"
+        if not math.isfinite(f):
+            return f"{value!r} is not a finite number"
+        if self.kind == "binary":
+            return None if f in (0.0, 1.0) else f"{value!r} is not 0 or 1"
+        if self.kind == "grade":
+            return None if f in GRADE_VALUES else f"{value!r} is not a histological grade 1, 2 or 3"
+        below = self.lo is not None and (f < self.lo or (f == self.lo and not self.lo_inclusive))
+        above = self.hi is not None and f > self.hi
+        if below or above:
+            return f"{_fmt(f)} {self.unit} is out of range (expected {self.range_text()})".replace("  ", " ")
+        return None
+
+    def range_text(self) -> str:
+        lo, hi = self.lo, self.hi
+        unit = f" {self.unit}" if self.unit else ""
+        if hi is not None:
+            return f"{_fmt(lo)}-{_fmt(hi)}{unit}"
+        return (f"> {_fmt(lo)}" if not self.lo_inclusive else f">= {_fmt(lo)}") + unit
+
+
+#: Clinical and imaging-sign columns of cohort.csv (../shared/cohort-format.md).
+CLINICAL_FIELDS: tuple[ClinicalField, ...] = (
+    ClinicalField("age", "Age", "number", "years", 0.0, 120.0, step=1.0),
+    ClinicalField("menopausal", "Post-menopausal", "binary"),
+    ClinicalField("er", "ER positive", "binary", help=">= 1 % stained cells"),
+    ClinicalField("pr", "PR positive", "binary", help=">= 1 % stained cells"),
+    ClinicalField("ki67", "Ki-67", "number", "%", 0.0, 100.0, step=1.0),
+    ClinicalField("grade", "Histological grade", "grade", levels=("1", "2", "3")),
+    ClinicalField("tumor_size_mm", "Tumour size (largest diameter)", "number", "mm", 0.0, None,
+                  lo_inclusive=False, step=0.5),
+    ClinicalField("multifocal", "Multifocal", "binary"),
+    ClinicalField("aln_abnormal", "Abnormal axillary node", "binary",
+                  help="abnormal axillary lymph node on imaging"),
+    ClinicalField("aln_diameter_mm", "Largest axillary node", "number", "mm", 0.0, None,
+                  lo_inclusive=False, step=0.5),
+    ClinicalField("enhancement_curve", "DCE curve type", "choice",
+                  levels=("persistent", "plateau", "washout")),
+    ClinicalField("peritumoral_edema", "Peritumoral oedema", "binary"),
+    ClinicalField("intratumoral_edema", "Intratumoral oedema", "binary"),
+    ClinicalField("rim_enhancement", "Rim enhancement", "binary"),
+    ClinicalField("microcalcification", "Microcalcification", "binary"),
+    ClinicalField("nme", "Non-mass enhancement", "binary"),
+    ClinicalField("mass_shape", "Mass shape", "choice", levels=("round_oval", "irregular")),
+    ClinicalField("adc_min", "ADC min", "number", "10^-3 mm^2/s", 0.0, None, lo_inclusive=False,
+                  step=0.01, help="minimum apparent diffusion coefficient"),
+    ClinicalField("eer", "Early enhancement rate", "number", "ratio", 0.0, None, step=0.01),
+)
+CLINICAL_BY_NAME: dict[str, ClinicalField] = {f.name: f for f in CLINICAL_FIELDS}
+
+BINARY_COLUMNS = ("her2",) + tuple(f.name for f in CLINICAL_FIELDS if f.kind == "binary")
 CATEGORICAL_COLUMNS: dict[str, tuple[str, ...]] = {
     "her2_ihc": ("0", "1+", "2+", "3+"),
-    "enhancement_curve": ("persistent", "plateau", "washout"),
-    "mass_shape": ("round_oval", "irregular"),
+    **{f.name: f.levels for f in CLINICAL_FIELDS if f.kind == "choice"},
 }
 #: numeric column -> (low, high, low_inclusive); None = unbounded
 NUMERIC_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
-    "age": (0.0, 120.0, True),
-    "ki67": (0.0, 100.0, True),
-    "tumor_size_mm": (0.0, None, False),
-    "aln_diameter_mm": (0.0, None, False),
-    "adc_min": (0.0, None, False),
-    "eer": (0.0, None, True),
+    **{f.name: (f.lo, f.hi, f.lo_inclusive) for f in CLINICAL_FIELDS if f.kind == "number"},
     "p_her2": (0.0, 1.0, True),
     "p_her2_low": (0.0, 1.0, True),
 }
@@ -840,26 +915,6 @@ def _squeeze_2d(img):
     return img
 
 
-def _same_grid(a, b, tol: float = 1e-3) -> list[str]:
-    diffs = []
-    if a.GetSize() != b.GetSize():
-        diffs.append(f"size {_tup(a.GetSize())} vs {_tup(b.GetSize())}")
-    sa, sb = np.asarray(a.GetSpacing()), np.asarray(b.GetSpacing())
-    if sa.shape != sb.shape or not np.allclose(sa, sb, rtol=tol, atol=0):
-        diffs.append(f"spacing {_tup(sa)} vs {_tup(sb)}")
-    oa, ob = np.asarray(a.GetOrigin()), np.asarray(b.GetOrigin())
-    if oa.shape != ob.shape or np.max(np.abs(oa - ob)) > max(tol, tol * float(sb.min())):
-        diffs.append(f"origin {_tup(oa)} vs {_tup(ob)}")
-    da, db = np.asarray(a.GetDirection()), np.asarray(b.GetDirection())
-    if da.shape != db.shape or np.max(np.abs(da - db)) > 1e-4:
-        diffs.append("direction (orientation) differs")
-    return diffs
-
-
-def _tup(v) -> str:
-    return "(" + ", ".join(f"{x:.4g}" if isinstance(x, float) else str(x) for x in v) + ")"
-
-
 def _bbox_phys(img, arr: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Physical bounding box (LPS) of the labelled voxels (or of the whole grid)."""
     dim = img.GetDimension()
@@ -906,7 +961,8 @@ def _check_mask(case_id: str, name: str, mask, rel: str, ref, ref_name: str, ref
         probs.append(GeometryError(f"mask is {mask.GetDimension()}-D but {ref_rel} is "
                                    f"{ref.GetDimension()}-D", case_id=case_id, file=rel))
         return probs
-    diffs = _same_grid(mask, ref)
+    from her2core.imaging.image import grid_differences
+    diffs = grid_differences(mask, ref)
     if diffs:
         lo_m, hi_m = _bbox_phys(mask, arr)
         lo_r, hi_r = _bbox_phys(ref)

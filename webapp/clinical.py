@@ -1,46 +1,18 @@
-"""Clinical fields of cohort-format.md with units and plausible ranges for the form."""
+"""The clinical form's fields: the cohort schema (her2core.cohort.CLINICAL_FIELDS), once.
+
+Names, labels, units, valid ranges and levels come from her2core; this module
+only adapts them to form values (missing -> None) and checks entered values
+with the same rule the cohort parser uses.
+"""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
+from her2core.cohort import CLINICAL_BY_NAME as BY_NAME
+from her2core.cohort import CLINICAL_FIELDS as FIELDS
 
-@dataclass(frozen=True)
-class Field:
-    name: str
-    label: str
-    kind: str                     # "number" | "binary" | "choice"
-    unit: str = ""
-    lo: float | None = None
-    hi: float | None = None
-    step: float = 1.0
-    options: tuple[str, ...] = ()
-    help: str = ""
-
-
-FIELDS: tuple[Field, ...] = (
-    Field("age", "Age", "number", "years", 18, 100, 1.0),
-    Field("menopausal", "Post-menopausal", "binary"),
-    Field("er", "ER positive", "binary", help=">= 1 % stained cells"),
-    Field("pr", "PR positive", "binary", help=">= 1 % stained cells"),
-    Field("ki67", "Ki-67", "number", "%", 0, 100, 1.0),
-    Field("grade", "Histological grade", "choice", options=("1", "2", "3")),
-    Field("tumor_size_mm", "Tumour size (largest diameter)", "number", "mm", 1, 200, 0.5),
-    Field("multifocal", "Multifocal", "binary"),
-    Field("aln_abnormal", "Abnormal axillary node", "binary"),
-    Field("aln_diameter_mm", "Largest axillary node", "number", "mm", 1, 80, 0.5),
-    Field("enhancement_curve", "DCE curve type", "choice", options=("persistent", "plateau", "washout")),
-    Field("peritumoral_edema", "Peritumoral oedema", "binary"),
-    Field("intratumoral_edema", "Intratumoral oedema", "binary"),
-    Field("rim_enhancement", "Rim enhancement", "binary"),
-    Field("microcalcification", "Microcalcification", "binary"),
-    Field("nme", "Non-mass enhancement", "binary"),
-    Field("mass_shape", "Mass shape", "choice", options=("round_oval", "irregular")),
-    Field("adc_min", "ADC min", "number", "10^-3 mm^2/s", 0.2, 3.0, 0.01),
-    Field("eer", "Early enhancement rate", "number", "ratio", 0.0, 3.0, 0.01),
-)
-BY_NAME = {f.name: f for f in FIELDS}
+__all__ = ["FIELDS", "BY_NAME", "is_missing", "normalise", "validate"]
 
 
 def is_missing(v: Any) -> bool:
@@ -56,9 +28,7 @@ def normalise(values: dict[str, Any]) -> dict[str, Any]:
             out[f.name] = None
         elif f.kind == "number":
             out[f.name] = float(v)
-        elif f.kind == "binary":
-            out[f.name] = int(float(v))
-        elif f.name == "grade":
+        elif f.kind in ("binary", "grade"):
             out[f.name] = int(float(v))
         else:
             out[f.name] = str(v)
@@ -72,20 +42,7 @@ def validate(values: dict[str, Any]) -> list[str]:
     """Problems (one sentence each) with entered values; empty when all is well."""
     problems = []
     for f in FIELDS:
-        v = values.get(f.name)
-        if is_missing(v):
-            continue
-        if f.kind == "number":
-            try:
-                x = float(v)
-            except (TypeError, ValueError):
-                problems.append(f"{f.label}: {v!r} is not a number")
-                continue
-            if not math.isfinite(x) or (f.lo is not None and x < f.lo) or (f.hi is not None and x > f.hi):
-                problems.append(f"{f.label}: {x:g} {f.unit} is outside {f.lo:g}-{f.hi:g} {f.unit}")
-        elif f.kind == "binary" and str(v) not in ("0", "1", "0.0", "1.0"):
-            problems.append(f"{f.label}: must be 0 or 1, not {v!r}")
-        elif f.kind == "choice" and str(v) not in f.options and not (
-                f.name == "grade" and str(v) in ("1.0", "2.0", "3.0")):
-            problems.append(f"{f.label}: {v!r} is not one of {', '.join(f.options)}")
+        why = f.problem(values.get(f.name))
+        if why:
+            problems.append(f"{f.label}: {why}")
     return problems

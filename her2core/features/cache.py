@@ -17,46 +17,21 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from her2core.provenance import file_sha256, library_versions
+
 log = logging.getLogger(__name__)
-
-_FILE_HASHES: dict[tuple[str, int, int], str] = {}
-
 
 def file_digest(path: str | Path) -> str:
     """sha256 of a file's bytes; for a folder (DICOM series), of its files' names and digests."""
-    p = Path(path)
-    if p.is_dir():
-        h = hashlib.sha256()
-        for f in sorted(q for q in p.rglob("*") if q.is_file()):
-            h.update(str(f.relative_to(p)).encode())
-            h.update(file_digest(f).encode())
-        return h.hexdigest()
-    st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _FILE_HASHES:
-        h = hashlib.sha256()
-        with open(p, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 22), b""):
-                h.update(chunk)
-        _FILE_HASHES[key] = h.hexdigest()
-    return _FILE_HASHES[key]
+    return file_sha256(path)
 
 
 def feature_versions(radiomics: bool) -> dict[str, str]:
-    import numpy
-    import torch
-    import timm
-    import SimpleITK
-    out = {"torch": torch.__version__, "timm": timm.__version__, "numpy": numpy.__version__,
-           "SimpleITK": SimpleITK.Version_VersionString()}
-    try:
-        from importlib.metadata import version
-        out["her2core"] = version("her2core")
-    except Exception:  # not installed as a package: the source tree
-        pass
-    if radiomics:
-        import radiomics as _r
-        out["pyradiomics"] = str(_r.__version__)
+    """Versions that change features (part of the cache key and the provenance)."""
+    names = ["torch", "timm", "numpy", "SimpleITK", "her2core"] + (["radiomics"] if radiomics else [])
+    out = library_versions(*names)
+    if "radiomics" in out:
+        out["pyradiomics"] = out.pop("radiomics")
     return out
 
 

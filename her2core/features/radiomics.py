@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,8 @@ BUILTIN_PARAMS = {
 }
 DEFAULT_PARAMS = {"MR": "mri", "US": "us"}
 
-_EXTRACTORS: dict[tuple[str, str], Any] = {}
+_EXTRACTORS = threading.local()      # per thread: {(params path, overrides): extractor}
+_PARSE_LOCK = threading.Lock()
 
 
 def _quiet() -> None:
@@ -72,20 +74,30 @@ def params_for(sequence: str, modality: str | None, choice: dict[str, str]) -> s
 
 
 def get_extractor(params: str | Path, overrides: dict[str, Any] | None = None):
-    """A (per-process cached) RadiomicsFeatureExtractor for a parameter file."""
+    """A RadiomicsFeatureExtractor for a parameter file, cached per process *and thread*.
+
+    pyradiomics parses its parameter file with pykwalify / PyYAML, which is not
+    thread-safe ("'StreamStartEvent' object has no attribute 'anchor'" when two app
+    sessions start at once), so construction is serialised by a lock; and each thread
+    gets its own extractor, so concurrent ``execute`` calls share no state.
+    """
     _quiet()
     from radiomics.featureextractor import RadiomicsFeatureExtractor
     path = params_path(params)
     key = (str(path.resolve()), json.dumps(overrides or {}, sort_keys=True, default=str))
-    ext = _EXTRACTORS.get(key)
+    cache = getattr(_EXTRACTORS, "by_key", None)
+    if cache is None:
+        cache = _EXTRACTORS.by_key = {}
+    ext = cache.get(key)
     if ext is None:
-        try:
-            ext = RadiomicsFeatureExtractor(str(path))
-        except Exception as exc:
-            raise Her2Error(f"invalid radiomics parameter file: {exc}", file=path) from exc
+        with _PARSE_LOCK:
+            try:
+                ext = RadiomicsFeatureExtractor(str(path))
+            except Exception as exc:
+                raise Her2Error(f"invalid radiomics parameter file: {exc}", file=path) from exc
         if overrides:
             ext.settings.update(overrides)
-        _EXTRACTORS[key] = ext
+        cache[key] = ext
     return ext
 
 
@@ -151,16 +163,11 @@ def radiomics_columns(sequence: str, feats: dict[str, float]) -> dict[str, float
 
 
 def library_versions() -> dict[str, str]:
-    import numpy
-    import SimpleITK
-    import radiomics
-    out = {"pyradiomics": str(radiomics.__version__), "SimpleITK": str(SimpleITK.Version_VersionString()),
-           "numpy": numpy.__version__}
-    try:
-        import pywt
-        out["PyWavelets"] = pywt.__version__
-    except ImportError:  # pragma: no cover
-        pass
+    from her2core.provenance import library_versions as versions
+    out = versions("radiomics", "SimpleITK", "numpy", "pywt")
+    out["pyradiomics"] = out.pop("radiomics", "?")
+    if "pywt" in out:
+        out["PyWavelets"] = out.pop("pywt")
     return out
 
 

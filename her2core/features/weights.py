@@ -24,7 +24,6 @@ pickled objects are ever executed.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import sys
@@ -33,6 +32,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import Her2Error
+
+from her2core.provenance import file_sha256  # noqa: F401 - the one file-hash helper
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,6 @@ WEIGHT_SUFFIXES = (".safetensors", ".pth", ".bin", ".pt")
 PREFERRED_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_model.safetensors",
                    "open_clip_pytorch_model.bin")
 
-_HASH_CACHE: dict[tuple[str, int, int], str] = {}
 
 
 @dataclass(frozen=True)
@@ -71,21 +71,6 @@ def _offline() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
-    """sha256 hex of a file, memoised on (path, size, mtime)."""
-    p = Path(path).resolve()
-    st = p.stat()
-    key = (str(p), st.st_size, st.st_mtime_ns)
-    if key not in _HASH_CACHE:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            while True:
-                b = f.read(chunk)
-                if not b:
-                    break
-                h.update(b)
-        _HASH_CACHE[key] = h.hexdigest()
-    return _HASH_CACHE[key]
 
 
 # ------------------------------------------------------------------ locations

@@ -149,21 +149,8 @@ class Image:
 
         Empty when the grids agree within tolerance.
         """
-        diffs: list[str] = []
-        if other.ndim != self.ndim:
-            return [f"dimension {other.ndim}-D vs {self.ndim}-D"]
-        if other.size != self.size:
-            diffs.append(f"size {other.size} vs {self.size}")
-        s_o, s_s = np.asarray(other.spacing), np.asarray(self.spacing)
-        if np.any(np.abs(s_o - s_s) > spacing_rtol * np.abs(s_s)):
-            diffs.append(f"spacing {_fmt(s_o)} vs {_fmt(s_s)} mm")
-        o_o, o_s = np.asarray(other.origin), np.asarray(self.origin)
-        if np.any(np.abs(o_o - o_s) > origin_atol):
-            diffs.append(f"origin {_fmt(o_o)} vs {_fmt(o_s)} mm")
-        d_o, d_s = np.asarray(other.direction), np.asarray(self.direction)
-        if np.any(np.abs(d_o - d_s) > direction_atol):
-            diffs.append(f"direction {_fmt(d_o)} vs {_fmt(d_s)}")
-        return diffs
+        return grid_differences(_geometry(other), _geometry(self), spacing_rtol=spacing_rtol,
+                                origin_atol=origin_atol, direction_atol=direction_atol)
 
     def same_grid(self, other: "Image", tol: dict[str, float] | None = None) -> bool:
         """True when ``other`` shares this spatial grid within tolerance.
@@ -252,3 +239,35 @@ class Image:
 
 def _fmt(values: Sequence[float]) -> str:
     return "(" + ", ".join(f"{float(v):.6g}" for v in values) + ")"
+
+
+def _geometry(img) -> tuple:
+    """(ndim, size, spacing, origin, direction) of an Image or a SimpleITK image (spatial)."""
+    if isinstance(img, Image):
+        return img.ndim, tuple(img.size), tuple(img.spacing), tuple(img.origin), tuple(img.direction)
+    d = img.GetDimension()
+    return d, tuple(img.GetSize()), tuple(img.GetSpacing()), tuple(img.GetOrigin()), \
+        tuple(img.GetDirection())
+
+
+def grid_differences(other, reference, *, spacing_rtol: float = SPACING_RTOL,
+                     origin_atol: float = ORIGIN_ATOL, direction_atol: float = DIRECTION_ATOL) -> list[str]:
+    """How ``other``'s grid differs from ``reference``'s (Images, SimpleITK images, or their
+    geometry tuples): the one grid check of the project (masks, cohort validation, viewer)."""
+    nd_o, size_o, sp_o, or_o, dir_o = other if isinstance(other, tuple) else _geometry(other)
+    nd_s, size_s, sp_s, or_s, dir_s = reference if isinstance(reference, tuple) else _geometry(reference)
+    if nd_o != nd_s:
+        return [f"dimension {nd_o}-D vs {nd_s}-D"]
+    diffs: list[str] = []
+    if tuple(size_o) != tuple(size_s):
+        diffs.append(f"size {tuple(size_o)} vs {tuple(size_s)}")
+    s_o, s_s = np.asarray(sp_o, float), np.asarray(sp_s, float)
+    if np.any(np.abs(s_o - s_s) > spacing_rtol * np.abs(s_s)):
+        diffs.append(f"spacing {_fmt(s_o)} vs {_fmt(s_s)} mm")
+    o_o, o_s = np.asarray(or_o, float), np.asarray(or_s, float)
+    if np.any(np.abs(o_o - o_s) > origin_atol):
+        diffs.append(f"origin {_fmt(o_o)} vs {_fmt(o_s)} mm")
+    d_o, d_s = np.asarray(dir_o, float), np.asarray(dir_s, float)
+    if d_o.shape != d_s.shape or np.any(np.abs(d_o - d_s) > direction_atol):
+        diffs.append(f"direction {_fmt(d_o)} vs {_fmt(d_s)}")
+    return diffs
