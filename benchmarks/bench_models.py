@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from her2core.cohort import read_cohort  # noqa: E402
 from her2core.metrics.delong import ci_auc_delong, delong_test_paired  # noqa: E402
 from her2core.models.recipes import build_model, load_recipe, merge_config  # noqa: E402
-from her2core.models.validation import auc, bootstrap_optimism, repeated_cv  # noqa: E402
+from her2core.metrics.validation import bootstrap_validate  # noqa: E402
+from her2core.models.validation import auc, repeated_cv  # noqa: E402
 from her2core.models.workflow import compute_features, feature_config_for, model_frame  # noqa: E402
 from her2core.synthetic import make_cohort  # noqa: E402
 
@@ -84,19 +85,18 @@ def external(args, work: Path) -> dict:
         "combined_auc": ci_c.auc, "combined_ci95": [ci_c.lower, ci_c.upper],
         "clinical_auc": ci_k.auc, "clinical_ci95": [ci_k.lower, ci_k.upper],
         "delong_p_combined_vs_clinical": test.p,
-        "image_scores_only_auc": auc(y[b], combined.second_level(X[b])[combined.score_columns_]
-                                     .sum(axis=1).to_numpy()),
+        "image_scores_only_auc": auc(y[b], combined.block_scores(X[b]).sum(axis=1).to_numpy()),
     }
     t = time.time()
-    iv = bootstrap_optimism(combined, X[a], y[a], n_bootstrap=args.bootstrap,
-                            random_state=args.seed, fitted=combined, n_jobs=args.n_jobs)
-    ivc = bootstrap_optimism(clinical, X[a], y[a], n_bootstrap=args.bootstrap,
-                             random_state=args.seed, fitted=clinical, n_jobs=args.n_jobs)
-    out["internal_A"] = {"combined_apparent": iv.apparent["auc"], "combined_corrected": iv.auc,
-                         "clinical_apparent": ivc.apparent["auc"], "clinical_corrected": ivc.auc,
+    iv = bootstrap_validate(combined, X[a], y[a], B=args.bootstrap, seed=args.seed)
+    ivc = bootstrap_validate(clinical, X[a], y[a], B=args.bootstrap, seed=args.seed)
+    out["internal_A"] = {"combined_apparent": iv.apparent["auc"],
+                         "combined_corrected": iv.corrected["auc"],
+                         "clinical_apparent": ivc.apparent["auc"],
+                         "clinical_corrected": ivc.corrected["auc"],
                          "B": args.bootstrap, "failed": iv.n_failed + ivc.n_failed,
                          "seconds": round(time.time() - t, 1)}
-    out["second_level_variables"] = list(combined.final_.variables_)
+    out["second_level_variables"] = combined.used_variables()
     return out
 
 
@@ -112,11 +112,10 @@ def null_test(args, work: Path) -> dict:
     X, y = X.loc[ids], y.loc[ids].to_numpy()
     model = build_model(recipe, X.columns, random_state=args.seed).fit(X, y)
     t = time.time()
-    iv = bootstrap_optimism(model, X, y, n_bootstrap=args.bootstrap, random_state=args.seed,
-                            fitted=model, n_jobs=args.n_jobs)
+    iv = bootstrap_validate(model, X, y, B=args.bootstrap, seed=args.seed)
     cv = repeated_cv(model, X, y, n_splits=5, n_repeats=2, random_state=args.seed)
     return {"n": int(len(y)), "positives": int(y.sum()), "apparent_auc": iv.apparent["auc"],
-            "optimism": iv.optimism["auc"], "corrected_auc": iv.auc, "B": args.bootstrap,
+            "optimism": iv.optimism["auc"], "corrected_auc": iv.corrected["auc"], "B": args.bootstrap,
             "failed": iv.n_failed, "repeated_cv_auc": cv.auc, "seconds": round(time.time() - t, 1)}
 
 

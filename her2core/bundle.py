@@ -10,7 +10,17 @@ Layout of a bundle directory::
                             every predictor (min/max continuous, levels categorical)
     nomogram_<task>.json    points scales (her2core.nomogram), when available
     model_card.json         intended use, data, performance, validation, provenance
+    validation_predictions.csv  case_id, task, set, y, p (+ p_lo, p_hi): "internal" = out-of-
+                            fold predictions in which every selection step was refitted
+                            without the case (each training case once); "external" = every
+                            held-out case (--where), scored by the final model
+    background_<task>.csv   the training cases' second-level inputs (out-of-fold block
+                            scores + clinical predictors, no case ids): the SHAP reference
     MANIFEST                "<sha256>  <file>" per file, then "overall <sha256>"
+
+The bundle's identity is the MANIFEST's overall line (:attr:`Bundle.checksum`,
+:func:`bundle_checksum`): one definition, used by the app, the reader study and
+every report.
 
 Loading verifies every file against MANIFEST and the overall checksum (a
 changed byte, an extra or missing file, or a directory that is not a bundle is
@@ -43,7 +53,8 @@ from her2core.jsonutil import jsonable as _jsonable
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BUNDLE_FORMAT", "Bundle", "save_bundle", "load_bundle", "verify_bundle",
+__all__ = ["BUNDLE_FORMAT", "Bundle", "save_bundle", "load_bundle", "load_bundle_archive",
+           "verify_bundle", "bundle_checksum", "is_random_init", "VALIDATION_FILE",
            "trusted_types", "predictor_ranges", "cohort_summary", "out_of_range"]
 
 BUNDLE_FORMAT = "her2core-bundle/1"
@@ -80,11 +91,8 @@ def trusted_types() -> list[str]:
 # ---------------------------------------------------------------------------- helpers
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from her2core.provenance import file_sha256
+    return file_sha256(path)
 
 
 def _write_json(path: Path, obj) -> None:
@@ -181,15 +189,8 @@ def cohort_summary(y, centres=None, task: str = "her2") -> dict:
 
 
 def _library_versions() -> dict:
-    import sklearn
-    vers = {"her2core": __version__, "python": platform.python_version(),
-            "numpy": np.__version__, "pandas": pd.__version__, "scikit-learn": sklearn.__version__}
-    try:
-        import skops
-        vers["skops"] = skops.__version__
-    except ImportError:  # pragma: no cover
-        pass
-    return vers
+    from her2core.provenance import library_versions
+    return library_versions("her2core", "python", "numpy", "pandas", "sklearn", "skops")
 
 
 def coefficients_of(model) -> dict:
@@ -200,56 +201,189 @@ def coefficients_of(model) -> dict:
 
     if isinstance(model, StackedNomogram):
         out = {"type": "StackedNomogram", "scores": {}}
-        for name, sc in model.scorers_:
+        for name, sc in model.fitted_scorers():
             out["scores"][name] = coefficients_of(sc)
-        out["second_level"] = coefficients_of(model.final_)
-        out["clinical_columns"] = list(model.clinical_columns_)
+        out["second_level"] = coefficients_of(model.final_estimator)
+        out["clinical_columns"] = model.clinical_inputs()
         return out
     if isinstance(model, ClinicalModel):
         d = model.coefficients()
-        d.update({"type": "ClinicalModel", "variables": list(model.variables_),
-                  "reference_levels": {c: lv[0] for c, lv in model.prep_.levels_.items()},
-                  "imputation": dict(model.prep_.fill_), "kinds": dict(model.prep_.kinds_)})
+        enc = model.encoding()
+        d.update({"type": "ClinicalModel", "variables": model.used_variables(),
+                  "reference_levels": enc["reference_levels"], "imputation": enc["imputation"],
+                  "kinds": enc["kinds"]})
         return d
     if isinstance(model, DeepScore):
-        clf = model.pipeline_[-1]
-        return {"type": "DeepScore", "block": model.block, "n_input_features": len(model.columns_),
-                "selected_features": list(model.selected_features_),
-                "intercept": float(clf.intercept_[0]),
-                "coefficients": dict(zip(model.selected_features_, map(float, clf.coef_[0])))}
+        return {"type": "DeepScore", **model.coefficients()}
     return {"type": type(model).__name__}
 
 
 # ---------------------------------------------------------------------------- bundle
 
+VALIDATION_FILE = "validation_predictions.csv"
+VALIDATION_COLUMNS = ["case_id", "task", "set", "y", "p"]
+VALIDATION_SETS = ("internal", "external")
+
+
 @dataclass
 class Bundle:
+    """A verified, loaded bundle: the single identity of a model.
+
+    ``feature_config`` is the typed FeatureConfig (None for a clinical-only model),
+    ``nomograms`` the typed Nomogram per task; ``checksum`` the MANIFEST's overall line.
+    """
     path: Path
     models: dict
     model_card: dict
     training: dict = field(default_factory=dict)
-    feature_config: dict | None = None
+    feature_config: object | None = None
     backbones: dict = field(default_factory=dict)
     coefficients: dict = field(default_factory=dict)
     nomograms: dict = field(default_factory=dict)
+    checksum: str = ""
 
     @property
     def tasks(self) -> list[str]:
         return list(self.models)
 
     @property
+    def name(self) -> str:
+        return str(self.model_card.get("name") or self.model_card.get("model") or self.path.name)
+
+    @property
     def random_init(self) -> bool:
-        return any(str(v.get("weights", "")).startswith("random-init")
-                   for v in self.backbones.values() if isinstance(v, dict))
+        """True when any backbone was randomly initialised (the one rule, used everywhere)."""
+        return any(is_random_init(v) for v in self.backbones.values())
+
+    @property
+    def weights(self) -> dict[str, str]:
+        """Backbone -> weights identity ("sha256:..." or "random-init")."""
+        return {str(k): weights_identity(v) for k, v in self.backbones.items()}
 
     def ranges(self, task: str = "her2") -> dict:
         return self.training.get(task, {}).get("predictor_ranges", {})
 
+    def nomogram(self, task: str = "her2"):
+        """The task's Nomogram, or None (a non-logistic second level has none)."""
+        return self.nomograms.get(task)
+
+    def inference_config(self, *, weights_dir=None, device=None):
+        """The FeatureConfig to compute this bundle's features on new cases: the training
+        settings, the same initialisation per backbone, optional local weights folder /
+        device. None for a clinical-only bundle."""
+        if self.feature_config is None:
+            return None
+        import dataclasses
+        cfg = self.feature_config
+        weights = dict(cfg.weights)
+        for name, info in self.backbones.items():
+            if is_random_init(info):
+                weights[name] = "random-init"
+        changes = {"weights": weights}
+        if weights_dir:
+            changes["weights_dir"] = str(weights_dir)
+        if device:
+            changes["device"] = device
+        return dataclasses.replace(cfg, **changes)
+
+    def check_weights(self, found: dict[str, str]) -> None:
+        """Refuse backbones whose weights differ from the ones the model was trained with."""
+        for name, ident in found.items():
+            want = self.weights.get(name)
+            if want and ident != want:
+                raise BundleError(f"backbone {name}: weights {ident} differ from the bundle's {want}",
+                                  file=self.path,
+                                  hint="provide the weights the model was trained with (--weights-dir)")
+
+    def validation_predictions(self, task: str | None = None, set: str | None = None) -> pd.DataFrame:
+        """The predictions written at training time (empty frame when the bundle has none)."""
+        f = self.path / VALIDATION_FILE
+        if not f.is_file():
+            return pd.DataFrame(columns=VALIDATION_COLUMNS)
+        d = pd.read_csv(f, dtype={"case_id": str, "task": str, "set": str})
+        if task is not None:
+            d = d[d["task"] == task]
+        if set is not None:
+            d = d[d["set"] == set]
+        return d.reset_index(drop=True)
+
+    def background(self, task: str = "her2") -> pd.DataFrame | None:
+        """The SHAP reference population of a task: training second-level rows (or None)."""
+        f = self.path / f"background_{task}.csv"
+        if not f.is_file():
+            return None
+        return _read_background(f)
+
+    def summary(self) -> dict:
+        """What a user must know before trusting an output: the model card in brief."""
+        card = self.model_card
+        data = card.get("data", {}) or {}
+        perf = card.get("performance", {}) or {}
+        out = {"name": self.name, "checksum": self.checksum, "tasks": self.tasks,
+               "created": card.get("created"), "intended_use": card.get("intended_use"),
+               "recipe": (card.get("recipe") or {}).get("name") if isinstance(card.get("recipe"), dict)
+               else card.get("recipe"),
+               "random_init": self.random_init, "weights": self.weights,
+               "training": {t: {k: v for k, v in (data.get("training", {}) or {}).get(t, {}).items()
+                                if k in ("n", "positives", "negatives", "centres",
+                                         "second_level_variables")}
+                            for t in self.tasks},
+               "held_out": data.get("where_held_out"),
+               "validation": {}, "interval": card.get("interval"),
+               "warnings": list(card.get("warnings", []) or [])}
+        for t in self.tasks:
+            p = perf.get(t, {}) or {}
+            v = {"apparent_auc": p.get("apparent_auc")}
+            if p.get("internal_validation"):
+                v["internal"] = {k: p["internal_validation"].get(k) for k in ("auc", "method")}
+            if p.get("out_of_fold"):
+                v["out_of_fold"] = p["out_of_fold"]
+            if p.get("external_validation"):
+                v["external"] = {k: p["external_validation"].get(k) for k in ("auc", "where", "n")}
+            out["validation"][t] = v
+        return out
+
+
+def weights_identity(info) -> str:
+    """The weights identity of a backbones.json entry: {"weights": "sha256:..."},
+    {"weights": {"identity": ...}} (older bundles) or the identity itself."""
+    w = info.get("weights", info.get("identity", "")) if isinstance(info, dict) else info
+    if isinstance(w, dict):
+        w = w.get("identity", "")
+    return str(w)
+
+
+def is_random_init(info) -> bool:
+    """A backbone entry (or weights identity) that says random initialisation."""
+    return weights_identity(info).startswith("random-init")
+
+
+def _read_background(f: Path) -> pd.DataFrame:
+    d = pd.read_csv(f)
+    for c in d.columns:            # text columns (categorical predictors) keep NaN as missing
+        if d[c].dtype == object:
+            d[c] = d[c].astype(object).where(d[c].notna(), np.nan)
+    return d
+
+
+def bundle_checksum(path) -> str:
+    """The bundle's identity: "sha256:" + the MANIFEST's overall checksum (verified)."""
+    path = Path(path)
+    verify_bundle(path)
+    last = (path / MANIFEST).read_text(encoding="utf-8").strip().splitlines()[-1]
+    return "sha256:" + last.split(" ", 1)[1].strip()
+
 
 def save_bundle(path, models: dict, *, model_card: dict, training: dict | None = None,
-                feature_config: dict | None = None, backbones: dict | None = None,
-                nomograms: dict | None = None, overwrite: bool = False) -> Path:
-    """Write a bundle directory (see module doc). ``models``: {task: fitted estimator}."""
+                feature_config=None, backbones: dict | None = None,
+                nomograms: dict | None = None, validation_predictions: pd.DataFrame | None = None,
+                backgrounds: dict | None = None, overwrite: bool = False) -> Path:
+    """Write a bundle directory (see module doc). ``models``: {task: fitted estimator}.
+
+    ``feature_config``: a FeatureConfig (or its dict); ``nomograms``: {task: Nomogram or its
+    dict}; ``validation_predictions``: DataFrame with at least VALIDATION_COLUMNS;
+    ``backgrounds``: {task: second-level DataFrame} (SHAP reference, written without index).
+    """
     import skops.io as sio
 
     path = Path(path)
@@ -278,12 +412,27 @@ def save_bundle(path, models: dict, *, model_card: dict, training: dict | None =
         (path / f"model_{task}.skops").write_bytes(data)
         coefs[task] = coefficients_of(model)
     _write_json(path / "coefficients.json", coefs)
+    if feature_config is not None and hasattr(feature_config, "to_dict"):
+        feature_config = feature_config.to_dict()
     _write_json(path / "feature_config.json", feature_config)
+    if validation_predictions is not None and len(validation_predictions):
+        vp = validation_predictions.copy()
+        missing = [c for c in VALIDATION_COLUMNS if c not in vp.columns]
+        if missing:
+            raise BundleError(f"validation predictions lack column(s) {missing}", file=path)
+        bad = sorted(set(vp["set"]) - set(VALIDATION_SETS))
+        if bad:
+            raise BundleError(f"unknown validation set(s) {bad}", file=path)
+        vp.to_csv(path / VALIDATION_FILE, index=False, float_format="%.10g")
+    for task, bg in (backgrounds or {}).items():
+        if bg is not None and len(bg):
+            bg.to_csv(path / f"background_{task}.csv", index=False, float_format="%.12g")
     _write_json(path / "backbones.json", backbones or {})
     _write_json(path / "training.json", training or {})
     for task, nomo in (nomograms or {}).items():
         if nomo is not None:
-            _write_json(path / f"nomogram_{task}.json", nomo)
+            _write_json(path / f"nomogram_{task}.json", nomo.to_dict() if hasattr(nomo, "to_dict")
+                        else nomo)
     card = {"format": BUNDLE_FORMAT,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "intended_use": DISCLAIMER,
@@ -391,12 +540,45 @@ def load_bundle(path) -> Bundle:
         f = path / name
         return json.loads(f.read_text(encoding="utf-8")) if f.is_file() else default
 
+    from her2core.features.config import FeatureConfig
+    from her2core.nomogram import Nomogram
+
     nomos = {}
     for task in models:
         nomo = opt_json(f"nomogram_{task}.json")
         if nomo is not None:
-            nomos[task] = nomo
+            try:
+                nomos[task] = Nomogram.from_dict(nomo)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise BundleError(f"nomogram of task {task} unreadable: {exc}",
+                                  file=path / f"nomogram_{task}.json")
+    fc = opt_json("feature_config.json")
+    try:
+        config = FeatureConfig.from_dict(fc) if fc else None
+    except Exception as exc:  # noqa: BLE001 - any malformed setting is the bundle's fault
+        raise BundleError(f"feature_config.json unreadable: {exc}", file=path / "feature_config.json")
+    last = (path / MANIFEST).read_text(encoding="utf-8").strip().splitlines()[-1]
     return Bundle(path=path, models=models, model_card=card, training=opt_json("training.json", {}),
-                  feature_config=opt_json("feature_config.json"),
-                  backbones=opt_json("backbones.json", {}),
-                  coefficients=opt_json("coefficients.json", {}), nomograms=nomos)
+                  feature_config=config, backbones=opt_json("backbones.json", {}),
+                  coefficients=opt_json("coefficients.json", {}), nomograms=nomos,
+                  checksum="sha256:" + last.split(" ", 1)[1].strip())
+
+
+def load_bundle_archive(archive, dest) -> Bundle:
+    """A bundle uploaded as a zip: extracted with the safe zip extractor (no traversal,
+    links or bombs), its folder found (the one holding MANIFEST), verified and loaded with
+    the trusted-type list. Nothing is unpickled."""
+    from her2core.imaging.io import extract_zip
+
+    dest = Path(dest)
+    if not zipfile.is_zipfile(archive):
+        raise BundleError("not a zip archive", file=archive, hint="upload the bundle folder as a .zip")
+    extract_zip(archive, dest, max_bytes=2 * 1024 ** 3, max_members=10_000)
+    hits = sorted((m.parent for m in dest.rglob(MANIFEST)), key=lambda p: len(p.parts))
+    if not hits:
+        raise BundleError("the zip holds no bundle (no MANIFEST)", file=archive,
+                          hint="zip the folder written by `python -m her2core train`")
+    try:
+        return load_bundle(hits[0])
+    except BundleError as err:
+        raise BundleError(err.message, file=archive, hint=err.hint) from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, is_dataclass
 from typing import Any, Mapping
 
+import numpy as np
 import plotly.graph_objects as go
 
 from her2core import DISCLAIMER
@@ -147,10 +148,12 @@ def decision_curve_figure(result: Any, standardized: bool = False,
 
 
 def nomogram_figure(nomogram: Any, patient: Mapping[str, Any] | None = None,
-                    probabilities=(0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)) -> go.Figure:
+                    probabilities=(0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95),
+                    interval: tuple[float, float] | None = None) -> go.Figure:
     """Nomogram: a points ruler, one axis per predictor, total points and the
     probability axis; ``patient`` (the dict from ``Nomogram.patient_points``)
-    is marked on every axis."""
+    is marked on every axis, with the probability's ``interval`` (lower, upper)
+    as a bar on the probability axis."""
     from her2core.nomogram import Nomogram
 
     nom = nomogram if isinstance(nomogram, Nomogram) else Nomogram.from_dict(_d(nomogram))
@@ -204,6 +207,15 @@ def nomogram_figure(nomogram: Any, patient: Mapping[str, Any] | None = None,
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name="patient",
                                  marker=dict(color="#d62728", size=12, symbol="circle"),
                                  text=txt, hovertemplate="%{text}<extra></extra>"))
+        if interval is not None:
+            lo, hi = (float(np.clip(nom.probability_to_total_points(q), 0, tmax)) * scale
+                      for q in (max(interval[0], 1e-9), min(interval[1], 1 - 1e-9)))
+            fig.add_trace(go.Scatter(
+                x=[lo, hi], y=[ypos["Probability"]] * 2, mode="lines+markers", name="95 % interval",
+                line=dict(color="#d62728", width=6), marker=dict(symbol="line-ns", size=14,
+                                                                  color="#d62728"),
+                opacity=0.55, hovertemplate=f"95 % interval {interval[0]:.3f} - {interval[1]:.3f}"
+                                            "<extra></extra>"))
         if out_of_range:
             fig.add_annotation(text="outside the training range: " + ", ".join(out_of_range),
                                xref="paper", yref="paper", x=1, y=1.06, showarrow=False,

@@ -247,7 +247,7 @@ def apply_window(sl: np.ndarray, window: float, level: float) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- overlays
-def heat_colormap(values: np.ndarray, name: str = "jet") -> np.ndarray:
+def heat_colormap(values: np.ndarray, name: str = "inferno") -> np.ndarray:
     """(..., 3) uint8 RGB colours of values in 0..1 (matplotlib colormap)."""
     from matplotlib import colormaps
     cmap = colormaps[name]
@@ -258,12 +258,13 @@ def heat_colormap(values: np.ndarray, name: str = "jet") -> np.ndarray:
 def compose_rgb(grey: np.ndarray, *, mask: np.ndarray | None = None,
                 mask_color: Sequence[int] = (0, 255, 120), mask_opacity: float = 0.35,
                 outline: bool = True, heat: np.ndarray | None = None,
-                heat_opacity: float = 0.45, heat_cmap: str = "jet",
+                heat_opacity: float = 0.45, heat_cmap: str = "inferno",
                 heat_threshold: float = 0.05) -> np.ndarray:
     """Grey uint8 slice + optional mask fill/outline + heat map (0..1) -> RGB uint8.
 
-    Heat is blended with alpha = heat_opacity where heat >= heat_threshold; the
-    mask fill is blended with mask_opacity and its outline drawn opaque.
+    Heat is blended with alpha = heat_opacity where heat >= heat_threshold (a
+    perceptually uniform colour map by default); the mask fill is blended with
+    mask_opacity and its outline drawn opaque.
     """
     g = np.asarray(grey)
     if g.dtype != np.uint8:
@@ -286,6 +287,29 @@ def compose_rgb(grey: np.ndarray, *, mask: np.ndarray | None = None,
             edge = m & ~ndimage.binary_erosion(m, border_value=0)
             rgb[edge] = col
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+def zoom_to_roi(rgb: np.ndarray, mask: np.ndarray | None, pixel_size=(1.0, 1.0), *,
+                out_px: int = 320, context: float = 1.0, min_px: int = 24) -> np.ndarray:
+    """The slice cropped around the ROI (its box grown by ``context`` x its size on every
+    side, at least ``min_px`` pixels) and resized to ``out_px`` on its long side with the
+    physical aspect ratio (``pixel_size`` = (column, row) spacing). Without an ROI the
+    whole slice is resized. Nearest-neighbour, so outlines stay crisp."""
+    from PIL import Image as PILImage
+    img = np.asarray(rgb)
+    r0, r1, c0, c1 = 0, img.shape[0], 0, img.shape[1]
+    if mask is not None and np.asarray(mask).any():
+        rr, cc = np.nonzero(mask)
+        h, w = rr.max() - rr.min() + 1, cc.max() - cc.min() + 1
+        pr, pc = max(int(context * h), (min_px - h) // 2, 2), max(int(context * w), (min_px - w) // 2, 2)
+        r0, r1 = max(rr.min() - pr, 0), min(rr.max() + 1 + pr, img.shape[0])
+        c0, c1 = max(cc.min() - pc, 0), min(cc.max() + 1 + pc, img.shape[1])
+    crop = img[r0:r1, c0:c1]
+    sx, sy = float(pixel_size[0]), float(pixel_size[1])
+    hh, ww = crop.shape[0] * sy, crop.shape[1] * sx
+    f = out_px / max(hh, ww)
+    size = (max(1, int(round(ww * f))), max(1, int(round(hh * f))))
+    return np.asarray(PILImage.fromarray(np.ascontiguousarray(crop)).resize(size, PILImage.NEAREST))
 
 
 def rgb_to_png_bytes(rgb: np.ndarray) -> bytes:

@@ -30,11 +30,17 @@ def main(argv=None) -> int:
     ap.add_argument("--bootstrap", type=int, default=50)
     ap.add_argument("--cache-dir", default=None)
     args = ap.parse_args(argv)
-    from her2core.cli import main as cli
+    import logging
+
+    from her2core.workflows.train import TrainSettings, train_bundle
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cache = args.cache_dir or tempfile.mkdtemp(prefix="her2_demo_cache_")
-    return cli(["train", "--cohort", args.cohort, "--recipe", "demo", "--random-init",
-                "--task", "her2,her2_low", "--bootstrap", str(args.bootstrap), "--seed", "0",
-                "--device", "cpu", "--cache-dir", cache, "--out", args.out, "--overwrite"])
+    res = train_bundle(TrainSettings(cohort=args.cohort, out=args.out, recipe="demo",
+                                     tasks=("her2", "her2_low"), bootstrap=args.bootstrap,
+                                     random_init=True, device="cpu", cache_dir=cache, seed=0,
+                                     overwrite=True))
+    print("\n".join(res.lines()))
+    return 0
 
 
 if __name__ == "__main__":

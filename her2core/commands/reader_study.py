@@ -102,9 +102,17 @@ def _create(svc, args) -> int:
 
     readers = load_readers(args.readers)
     preds = load_predictions(args.predictions) if args.predictions else None
-    cases = cases_from_cohort(args.cohort, args.cases, preds)
     model_info = None
-    if args.bundle or args.predictions:
+    if args.bundle and preds is None:
+        # the aided arm's model output computed now, on the runtime the app uses
+        from her2core.bundle import load_bundle
+        from her2core.cohort import read_cohort
+        from her2core.workflows.study_inputs import model_outputs
+        cohort = read_cohort(args.cohort)
+        ids = list(args.cases) if args.cases else [str(c) for c in cohort.labels("her2").index]
+        preds, model_info = model_outputs(load_bundle(args.bundle), cohort, ids)
+    cases = cases_from_cohort(args.cohort, args.cases, preds)
+    if (args.bundle or args.predictions) and model_info is None:
         model_info = {}
         if args.bundle:
             model_info["bundle"] = Path(args.bundle).name

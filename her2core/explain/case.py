@@ -116,10 +116,11 @@ def cam_input_3d(backbone, image: Image, mask: Image, config) -> tuple[Any, Imag
 # ------------------------------------------------------------------ model glue
 def find_scorer(model, backbone: str):
     """(score column, fitted DeepScore) of ``model`` for a backbone block, or None."""
-    for col, est in getattr(model, "scorers_", []) or []:
-        if getattr(est, "block", None) == backbone and hasattr(est, "columns_"):
-            return col, est
-    return None
+    fn = getattr(model, "scorer_for_block", None)
+    found = fn(backbone) if callable(fn) else None
+    if found is None or not hasattr(found[1], "input_columns"):
+        return None
+    return found
 
 
 def _slice_for_display(image: Image, placed: Image, z: int | None) -> tuple[np.ndarray, np.ndarray, int | None]:
@@ -148,8 +149,8 @@ def _slice_for_display(image: Image, placed: Image, z: int | None) -> tuple[np.n
 def case_gradcam(model, config, backbones: Mapping[str, Any], images: Mapping[str, Image],
                  masks: Mapping[str, Image], features: pd.DataFrame, *, method: str = "gradcam",
                  out_dir: str | Path | None = None, case_id: str = "case", opacity: float = 0.4,
-                 cmap: str = "jet", direction: str = "auto",
-                 skipped: list[str] | None = None) -> list[CamResult]:
+                 cmap: str = "cividis", direction: str = "auto",
+                 skipped: list[str] | None = None, only_used: bool = False) -> list[CamResult]:
     """Grad-CAM of every (sequence, backbone) with a D-score in ``model``.
 
     ``features``: the case's feature row (one-row DataFrame with the deep columns).
@@ -159,7 +160,9 @@ def case_gradcam(model, config, backbones: Mapping[str, Any], images: Mapping[st
     evidence *for* its target (ReLU): with a D-score built on a few pooled
     channels, one side is often empty everywhere.
     A (sequence, backbone) whose input cannot be rebuilt (e.g. slice modes other
-    than "largest") is skipped with a message appended to ``skipped``.
+    than "largest") is skipped with a message appended to ``skipped``; with
+    ``only_used`` a D-score the final model does not keep gets no map, only a message
+    in ``skipped`` ("this block is not used by the model").
     With ``out_dir`` each map is written as ``<case>_<seq>_<backbone>_<method>.nii.gz``
     (source geometry) and ``.png`` (slice + overlay).
     """
@@ -174,10 +177,17 @@ def case_gradcam(model, config, backbones: Mapping[str, Any], images: Mapping[st
                 log.info("no D-score for backbone %s in the model: no map for %s", name, seq)
                 continue
             col, scorer = found
+            used_vars = model.used_variables() if hasattr(model, "used_variables") else None
+            if only_used and used_vars is not None and col not in used_vars:
+                if skipped is not None:
+                    skipped.append(f"{seq} {name}: no map: {col} is not used by the model "
+                                   "(dropped by the second level's selection)")
+                continue
             bb = backbones[name]
             dim = int(bb.dim)
             seq_cols = [f"{seq}__{name}__f{i:04d}" for i in range(dim)]
-            if not set(seq_cols) <= set(scorer.columns_):
+            in_cols = scorer.input_columns()
+            if not set(seq_cols) <= set(in_cols):
                 log.info("D-score %s does not use %s: no map", col, seq)
                 continue
             d_model = float(np.ravel(scorer.decision_function(features))[0])
@@ -186,12 +196,11 @@ def case_gradcam(model, config, backbones: Mapping[str, Any], images: Mapping[st
             notes: list[str] = []
             side = "negative" if direction == "negative" else "positive"
             sign = 1.0 if side == "positive" else -1.0
-            head = G.score_head_from_model(bb.model, scorer, scorer.columns_, features,
+            head = G.score_head_from_model(bb.model, scorer, in_cols, features,
                                            sequence_columns=seq_cols, sign=sign).to(bb.device)
             if float(head.linear.weight.abs().max()) == 0.0:
                 notes.append(f"D-score {col} uses no feature of {seq}: nothing to map")
-            final_vars = getattr(getattr(model, "final_", None), "variables_", None)
-            if final_vars is not None and col not in final_vars:
+            if used_vars is not None and col not in used_vars:
                 notes.append(f"{col} is not in the final nomogram (dropped by its selection): "
                              "this map explains a score that does not change the prediction")
             try:
@@ -219,7 +228,7 @@ def case_gradcam(model, config, backbones: Mapping[str, Any], images: Mapping[st
             cam = run_cam(head)
             if direction == "auto" and np.max(cam) <= 0:
                 side, sign = "negative", -1.0
-                head = G.score_head_from_model(bb.model, scorer, scorer.columns_, features,
+                head = G.score_head_from_model(bb.model, scorer, in_cols, features,
                                                sequence_columns=seq_cols, sign=sign).to(bb.device)
                 cam = run_cam(head)
                 notes.append("no region raises this D-score: the map shows what lowers it")

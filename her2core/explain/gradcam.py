@@ -255,7 +255,8 @@ def score_head_from_model(backbone: nn.Module, score_model, feature_columns: Seq
     cols = list(feature_columns)
     # a LASSO-selected model reads only its selected input columns: probe those
     # (verified against moves of every column); else probe all
-    sel = [str(c) for c in getattr(score_model, "selected_features_", []) or []]
+    fn = getattr(score_model, "selected_features", None)
+    sel = [str(c) for c in (fn() if callable(fn) else [])]
     probe = sel if sel and set(sel) <= set(cols) else None
     try:
         w, b = linearize_score(score_model, cols, x_row, probe=probe)

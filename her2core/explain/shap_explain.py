@@ -239,13 +239,24 @@ def _split(model):
         if inner_pre is None:
             return head, est
         return _FnTransform(lambda X, h=head, p=inner_pre: p.transform(h.transform(X))), est
-    if all(hasattr(model, a) for a in ("prep_", "columns_", "coef_", "intercept_")):
-        # ClinicalModel: encoded design = prep_.transform(X)[columns_], then coef_ / intercept_
-        cols = list(model.columns_)
-        var_of = getattr(model.prep_, "variable_of_", None)
-        owners = [var_of[c] for c in cols] if var_of and all(c in var_of for c in cols) else None
-        return _FnTransform(lambda X, m=model, c=cols: m.prep_.transform(X)[c], owners), model
+    if all(callable(getattr(model, a, None)) for a in ("design", "design_variables", "coefficients")):
+        # the project's ClinicalModel: its encoded design, each column naming its variable
+        return _FnTransform(model.design, model.design_variables()), _LinearView(model)
     return None, model
+
+
+class _LinearView:
+    """coef_ / intercept_ of a model that publishes them through ``coefficients()``."""
+
+    def __init__(self, model):
+        c = model.coefficients()
+        self.model = model
+        self.coef_ = np.asarray([list(c["coefficients"].values())], dtype=float)
+        self.intercept_ = np.asarray([c["intercept"]], dtype=float)
+        self.classes_ = getattr(model, "classes_", np.array([0, 1]))
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
 
 
 def dependence_map(pre, data: pd.DataFrame) -> np.ndarray:
@@ -456,11 +467,11 @@ def explain_model(model, background: pd.DataFrame, X: pd.DataFrame, *,
     if len(background) == 0:
         raise ValueError("background is empty")
     ids = list(case_ids) if case_ids is not None else [str(i) for i in X.index]
-    if hasattr(model, "second_level") and hasattr(model, "final_"):
+    if hasattr(model, "second_level") and hasattr(model, "final_estimator"):
         # stacked nomogram: explain its second level (dscore_* + clinical predictors)
         background = model.second_level(background)
         X = model.second_level(X)
-        model = model.final_
+        model = model.final_estimator
     background = background.reset_index(drop=True)
     Xr = X.reset_index(drop=True)
     pre, est = _split(model)

@@ -275,16 +275,29 @@ def run_batch(batch: Batch, config: FeatureConfig, backbones: dict[str, Any],
             on_device[(key, device)] = x.to(device, non_blocking=True)
         return on_device[(key, device)]
 
+    def embed(bb, x, counts):
+        """Forward passes; on the CPU one case at a time (its own slices together), so a
+        case's features do not depend on which cases share its batch (the app's one-case
+        path and the cohort path give identical numbers)."""
+        if str(bb.device).startswith("cuda"):
+            return torch.cat([bb.embed(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)])
+        parts, start = [], 0
+        for c in counts:
+            for i in range(start, start + c, chunk):
+                parts.append(bb.embed(x[i:min(i + chunk, start + c)]))
+            start += c
+        return torch.cat(parts)
+
     for seq in config.sequences:
         for name in config.backbones.get(seq, []):
             bb = backbones[name]
             if bb.kind == "3d":
                 x = moved((seq, "volume"), batch.volume[seq], bb.device)
-                feats = torch.cat([bb.embed(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)])
+                feats = embed(bb, x, [1] * x.shape[0])
             else:
                 size = tuple(bb.spatial_size)
                 x = moved((seq, size), batch.slices[seq][size], bb.device)
-                feats = torch.cat([bb.embed(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)])
+                feats = embed(bb, x, batch.counts[seq])
                 counts = batch.counts[seq]
                 if any(c != 1 for c in counts):
                     idx = torch.repeat_interleave(torch.arange(n, device=feats.device),

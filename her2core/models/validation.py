@@ -1,19 +1,12 @@
 """Honest validation of a whole modelling pipeline.
 
-- :func:`bootstrap_optimism`: Harrell's bootstrap optimism correction, as R
-  ``rms::validate(fit, B=...)``: the apparent AUC (model fitted and evaluated
-  on all rows), then for each of B ordinary bootstrap resamples the whole
-  estimator is refitted on the resample (every selection step included) and
-  optimism_b = AUC(resample model on the resample) - AUC(resample model on the
-  original rows); corrected = apparent - mean optimism. The same is done for
-  the Brier score and the calibration slope.
+- Harrell's bootstrap optimism correction (rms ``validate``) is
+  :func:`her2core.metrics.validation.bootstrap_validate` (the one implementation);
 - :func:`repeated_cv`: repeated stratified k-fold CV AUC (the estimator is
   refitted in every fold).
 - :func:`external_validation`: a fitted model on held-out rows (another
   centre): AUC with DeLong 95 % CI.
 
-The metrics helper's ``her2core.metrics`` has no optimism function at the time
-of writing; this module is the implementation the CLI uses.
 """
 from __future__ import annotations
 
@@ -29,8 +22,7 @@ from her2core.jsonutil import jsonable as _jsonable
 
 log = logging.getLogger(__name__)
 
-__all__ = ["auc", "calibration_slope", "bootstrap_optimism", "repeated_cv",
-           "external_validation", "ValidationResult"]
+__all__ = ["auc", "calibration_slope", "repeated_cv", "external_validation", "ValidationResult"]
 
 
 def auc(y, p) -> float:
@@ -97,74 +89,6 @@ class _Progress:
             log.info("%s: %d / %d done, %.0f s elapsed, ETA %.0f s", self.what, done, self.total,
                      el, eta)
             self.next = done + max(1, self.total // 10)
-
-
-def _one_boot(estimator, X, y, idx):
-    m = clone(estimator).fit(X.iloc[idx], y[idx])
-    return _metrics(y[idx], _p1(m, X.iloc[idx])), _metrics(y, _p1(m, X))
-
-
-def bootstrap_optimism(estimator, X, y, n_bootstrap: int = 1000, random_state=0,
-                       n_jobs: int = 1, fitted=None) -> ValidationResult:
-    """rms-validate style bootstrap optimism correction of AUC, Brier, slope.
-
-    ``fitted``: the estimator already fitted on all rows (else it is fitted here).
-    Resamples whose fit fails (e.g. a resample with one class) are redrawn
-    once, then counted in ``n_failed`` and logged, never silently dropped.
-    """
-    X = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X))
-    y = np.asarray(y).astype(int)
-    n = len(y)
-    full = fitted if fitted is not None else clone(estimator).fit(X, y)
-    apparent = _metrics(y, _p1(full, X))
-    rng = np.random.default_rng(random_state)
-    draws = []
-    for _ in range(n_bootstrap):
-        idx = rng.integers(0, n, n)
-        while len(np.unique(y[idx])) < 2:
-            idx = rng.integers(0, n, n)
-        draws.append(idx)
-    prog = _Progress("bootstrap validation", n_bootstrap)
-    results = []
-    failed = 0
-    if n_jobs and n_jobs != 1:
-        from joblib import Parallel, delayed
-        chunk = max(1, n_bootstrap // 10)
-        for s in range(0, n_bootstrap, chunk):
-            part = Parallel(n_jobs=n_jobs)(delayed(_safe_boot)(estimator, X, y, idx)
-                                           for idx in draws[s:s + chunk])
-            results += part
-            prog(min(s + chunk, n_bootstrap))
-    else:
-        for b, idx in enumerate(draws, 1):
-            results.append(_safe_boot(estimator, X, y, idx))
-            prog(b)
-    ok = [r for r in results if not isinstance(r, str)]
-    for r in results:
-        if isinstance(r, str):
-            failed += 1
-            log.warning("bootstrap resample failed and was skipped: %s", r)
-    if not ok:
-        raise RuntimeError("every bootstrap resample failed; see the log")
-    optimism = {}
-    corrected = {}
-    for k in apparent:
-        diffs = np.array([a[k] - b[k] for a, b in ok], float)
-        optimism[k] = float(np.nanmean(diffs)) if np.isfinite(diffs).any() else float("nan")
-        corrected[k] = apparent[k] - optimism[k]
-    # rms corrects the slope as 1 - optimism (apparent slope of a model on its own data is 1)
-    return ValidationResult(
-        method=f"bootstrap optimism correction (Harrell; rms::validate), B={n_bootstrap}, "
-               f"whole pipeline refitted per resample",
-        auc=corrected["auc"], apparent=apparent, optimism=optimism, corrected=corrected,
-        n=n, n_positive=int(y.sum()), n_resamples=len(ok), n_failed=failed)
-
-
-def _safe_boot(estimator, X, y, idx):
-    try:
-        return _one_boot(estimator, X, y, idx)
-    except Exception as exc:  # a resample's failure is reported, counted, not fatal
-        return f"{type(exc).__name__}: {exc}"
 
 
 def repeated_cv(estimator, X, y, n_splits: int = 5, n_repeats: int = 10,

@@ -119,7 +119,7 @@ def second_roi_features(cohort, config, extractor, case_ids) -> tuple[pd.DataFra
 
 
 def compute_features(cohort, config, *, cache_dir=None, second_roi: bool = False,
-                     case_ids=None) -> dict[str, Any]:
+                     case_ids=None, progress=None, executor=None) -> dict[str, Any]:
     """Features (and optional second-ROI features) of a cohort.
 
     Returns {"features": DataFrame, "second": DataFrame | None, "errors": [Her2Error] (cases
@@ -131,8 +131,9 @@ def compute_features(cohort, config, *, cache_dir=None, second_roi: bool = False
 
     extractor = FeatureExtractor(config)
     sub = cohort if case_ids is None else cohort.subset(case_ids=case_ids)
+    kw = {"executor": executor} if executor is not None else {}
     feats, errors = extractor.extract_cohort(sub, cache_dir=cache_dir,
-                                             progress=ProgressLog("features"))
+                                             progress=progress or ProgressLog("features"), **kw)
     for err in errors:
         log.warning("case skipped: %s", err)
     second, err2 = None, []
@@ -160,42 +161,42 @@ def model_frame(cohort, features: pd.DataFrame | None, clinical_columns) -> pd.D
     return f.join(clin, how="left")
 
 
-def nomogram_for(model, X: pd.DataFrame) -> dict | None:
-    """Nomogram (her2core.nomogram) of a fitted StackedNomogram's logistic second level."""
-    try:
-        from her2core.nomogram import Nomogram
-    except ImportError:  # pragma: no cover
-        return None
-    from her2core.models.clinical import ClinicalModel
+def nomogram_for(model, X: pd.DataFrame):
+    """Nomogram (her2core.nomogram.Nomogram) of a fitted StackedNomogram's logistic second
+    level, its axes spanning the training design; None when the level is not logistic or
+    kept no predictor."""
+    from her2core.nomogram import Nomogram
 
-    final = getattr(model, "final_", None)
-    if not isinstance(final, ClinicalModel) or not final.columns_:
+    if not (hasattr(model, "is_nomogram") and model.is_nomogram()):
         return None
-    Z = model.second_level(X)
-    D = final.prep_.transform(Z)[final.columns_]
-    coefs = final.coefficients()["coefficients"]
+    final = model.final_estimator
+    D = final.design(model.second_level(X))
+    if D.shape[1] == 0:
+        return None
+    coefs = final.coefficients()
+    enc = final.encoding()
     categorical = {}
-    for var in final.variables_:
-        if final.prep_.kinds_.get(var) == "categorical":
-            levels = final.prep_.levels_[var]
+    for var in final.used_variables():
+        if enc["kinds"].get(var) == "categorical":
+            levels = enc["levels"][var]
             categorical[var] = {lv: (None if i == 0 else f"{var}={lv}") for i, lv in enumerate(levels)}
     cat_cols = {c for m in categorical.values() for c in m.values() if c}
     ranges = {c: (float(D[c].min()), float(D[c].max())) for c in D.columns if c not in cat_cols}
     try:
-        nomo = Nomogram.from_coefficients(final.intercept_[0], coefs, ranges, categorical)
+        nomo = Nomogram.from_coefficients(coefs["intercept"], coefs["coefficients"], ranges, categorical)
         _ = nomo.lp_per_point
     except ValueError as exc:
         log.warning("no nomogram: %s", exc)
         return None
-    return nomo.to_dict()
+    return nomo
 
 
-def total_points(nomogram: dict | None, model, X: pd.DataFrame) -> np.ndarray | None:
+def total_points(nomogram, model, X: pd.DataFrame) -> np.ndarray | None:
     """Nomogram total points of each row (from the model's linear predictor)."""
     if not nomogram:
         return None
     from her2core.nomogram import Nomogram
 
-    nomo = Nomogram.from_dict(nomogram)
-    lp = model.final_.decision_function(model.second_level(X))
+    nomo = nomogram if isinstance(nomogram, Nomogram) else Nomogram.from_dict(nomogram)
+    lp = model.final_estimator.decision_function(model.second_level(X))
     return (np.asarray(lp) - nomo.lp_at_zero_points) / nomo.lp_per_point

@@ -85,19 +85,9 @@ def load_predictions(path) -> dict[str, dict]:
 
 
 def bundle_checksum(folder) -> str:
-    """sha256 over the relative paths and bytes of every file in the bundle folder."""
-    from her2core.errors import BundleError
-    root = Path(folder)
-    if not root.is_dir():
-        raise BundleError("model bundle folder not found", file=root)
-    h = hashlib.sha256()
-    for f in sorted(p for p in root.rglob("*") if p.is_file()):
-        h.update(f.relative_to(root).as_posix().encode() + b"\0")
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        h.update(b"\0")
-    return "sha256:" + h.hexdigest()
+    """The bundle's identity (her2core.bundle.bundle_checksum: the MANIFEST's overall line)."""
+    from her2core.bundle import bundle_checksum as checksum
+    return checksum(folder)
 
 
 def cases_from_cohort(root, only=None, predictions=None) -> list[dict]:

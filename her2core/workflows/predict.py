@@ -1,0 +1,127 @@
+"""Predict a cohort with a bundle: the library behind `predict` and the app's Cohort page.
+
+Columns of the predictions table (cohort-format.md "Predictions"): case_id, p_her2,
+p_her2_lo / p_her2_hi (95 % interval, see :data:`her2core.predictor.INTERVAL_METHOD`),
+the block scores ``dscore_*`` (log-odds), nomogram_total_points; the same with the
+suffix ``_her2_low`` (p_her2_low, p_her2_low_lo, ...) when the bundle has that task;
+``imputed`` (the final models' predictors that were missing for the case and took
+their training value, ";"-joined) and ``out_of_range`` (predictors outside the
+training ranges). Cases whose features fail are reported and left out; the others
+are written. A cohort in which no case has a sequence the model reads is one
+clear error naming it; a missing clinical column is imputed and flagged, never
+fatal.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from her2core.errors import CohortError, Her2Error
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CohortPredictions", "predict_cohort", "prediction_columns"]
+
+ProgressFn = Callable[[int, int, str], None]
+
+
+@dataclass
+class CohortPredictions:
+    table: pd.DataFrame                       # one row per predicted case (case_id column)
+    errors: list[Her2Error] = field(default_factory=list)   # cases skipped, with the reason
+    notes: list[str] = field(default_factory=list)
+    random_init: bool = False
+
+    @property
+    def n_imputed(self) -> int:
+        return int((self.table["imputed"] != "").sum()) if len(self.table) else 0
+
+    @property
+    def n_out_of_range(self) -> int:
+        return int((self.table["out_of_range"] != "").sum()) if len(self.table) else 0
+
+
+def prediction_columns(task: str) -> dict[str, str]:
+    """Names of a task's columns: probability, interval, total points (and the suffix)."""
+    sfx = "" if task == "her2" else f"_{task}"
+    p = "p_her2" if task == "her2" else f"p_{task}"
+    return {"p": p, "lo": f"{p}_lo", "hi": f"{p}_hi", "points": f"nomogram_total_points{sfx}",
+            "suffix": sfx}
+
+
+def _check_sequences(bundle, cohort, config) -> None:
+    """One clear line when the cohort has none of a sequence the model reads."""
+    absent = []
+    for seq in config.sequences:
+        key = seq
+        if not any(getattr(cohort.files(c), key, None) is not None for c in cohort.case_ids):
+            absent.append(seq)
+    if absent:
+        raise CohortError(f"no case of the cohort has {', '.join(absent)} image(s), which the model "
+                          f"reads (bundle {bundle.name}: sequences {', '.join(config.sequences)})",
+                          file=cohort.root, hint="use a bundle trained on the sequences this cohort "
+                          "has, or add the images")
+
+
+def predict_cohort(bundle, cohort, *, weights_dir=None, cache_dir=None, device=None,
+                   progress: ProgressFn | None = None, executor=None) -> CohortPredictions:
+    """Predictions of every case of ``cohort`` (a Cohort) for every task of ``bundle``."""
+    from her2core.bundle import out_of_range
+    from her2core.models.workflow import compute_features, model_frame, total_points
+
+    feats, errors, notes = None, [], []
+    config = bundle.inference_config(weights_dir=weights_dir, device=device)
+    if config is not None:
+        _check_sequences(bundle, cohort, config)
+        res = compute_features(cohort, config, cache_dir=cache_dir, progress=progress,
+                               executor=executor)
+        feats, errors = res["features"], list(res["errors"])
+        bundle.check_weights(res["weights"])
+    clinical: list[str] = []
+    for m in bundle.models.values():
+        clinical += [c for c in m.clinical_inputs() if c not in clinical]
+    absent_cols = [c for c in clinical if c not in cohort.table.columns]
+    X = model_frame(cohort, feats, clinical)
+    if feats is not None:
+        X = X.loc[[c for c in X.index if c in feats.index]]
+    for c in absent_cols:
+        X[c] = np.nan
+    out = pd.DataFrame(index=pd.Index(X.index, name="case_id"))
+    flags: dict[str, set] = {}
+    imputed: dict[str, set] = {}
+    for task, model in bundle.models.items():
+        names = prediction_columns(task)
+        if len(X) == 0:
+            for k in ("p", "lo", "hi"):
+                out[names[k]] = []
+            continue
+        Z = model.second_level(X)
+        out[names["p"]] = model.predict_proba(X)[:, 1]
+        iv = model.predict_interval(X) if hasattr(model, "predict_interval") else None
+        if iv is not None:
+            out[names["lo"]], out[names["hi"]] = iv[:, 0], iv[:, 1]
+        for c in model.score_columns():
+            out[c + names["suffix"]] = Z[c].to_numpy()
+        pts = total_points(bundle.nomogram(task), model, X)
+        if pts is not None:
+            out[names["points"]] = pts
+        used = [c for c in model.used_variables() if c in Z.columns]
+        for case, cols in out_of_range(Z[used], bundle.ranges(task)).items():
+            flags.setdefault(case, set()).update(cols)
+        miss = Z[used].isna()
+        for case in Z.index[miss.any(axis=1)]:
+            imputed.setdefault(str(case), set()).update(miss.columns[miss.loc[case]])
+        dropped = [c for c in absent_cols if c in used]
+        if dropped:
+            notes.append(f"task {task}: the cohort has no column {', '.join(dropped)}: every case "
+                         "takes the training value (column imputed)")
+    out["imputed"] = [";".join(sorted(imputed.get(str(c), ()))) for c in out.index]
+    out["out_of_range"] = [";".join(sorted(flags.get(str(c), ()))) for c in out.index]
+    lead = [c for c in ("p_her2", "p_her2_lo", "p_her2_hi") if c in out.columns]
+    out = out[lead + [c for c in out.columns if c not in lead]]
+    return CohortPredictions(table=out.reset_index(), errors=errors, notes=notes,
+                             random_init=bundle.random_init)

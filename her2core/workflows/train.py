@@ -1,0 +1,349 @@
+"""Train a recipe on a cohort and write a bundle: the library behind `train` and the app.
+
+Honest validation, written into the bundle:
+
+* **internal** validation predictions (``validation_predictions.csv``, set "internal"):
+  stratified K-fold cross-validation of the *whole* pipeline (features are fixed;
+  every selection step, D-score and the cross-fitted second level is refitted
+  without the held-out fold), so each training case gets exactly one prediction
+  from a model that never saw it. Decision curves and calibration in the app are
+  drawn from these.
+* optimism-corrected AUC, calibration slope and Brier score by Harrell's bootstrap
+  (:func:`her2core.metrics.validation.bootstrap_validate`, as rms ``validate``), or
+  repeated CV;
+* with ``where`` (e.g. ``center=B``) the matching cases are held out: the model is
+  trained on the others and every held-out case is scored ("external" rows).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from her2core.errors import CohortError, Her2Error
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TrainSettings", "TrainResult", "train_bundle", "TASKS"]
+
+TASKS = ("her2", "her2_low")
+ProgressFn = Callable[[int, int, str], None]
+
+
+@dataclass
+class TrainSettings:
+    """Everything `train` takes (defaults as the command's)."""
+    cohort: Any                                  # folder or a loaded Cohort
+    out: str | Path
+    recipe: str | dict | None = None             # 000-004, clinical, demo, a file, or a dict
+    config: str | Path | None = None             # JSON / YAML merged over the recipe
+    tasks: tuple[str, ...] = ("her2",)
+    where: str | None = None                     # hold out COL=VALUE (external validation)
+    bootstrap: int = 1000
+    cv_repeats: int = 0
+    oof_folds: int = 5
+    random_init: bool = False
+    weights_dir: str | None = None
+    cache_dir: str | None = None
+    device: str | None = None
+    n_jobs: int = 1
+    compare_zoo: bool = True
+    seed: int = 0
+    overwrite: bool = False
+
+
+@dataclass
+class TrainResult:
+    path: Path
+    recipe: str
+    tasks: list[str]
+    performance: dict                            # task -> apparent / out-of-fold / internal / external
+    training: dict                               # task -> n, positives, centres, variables
+    errors: list[Her2Error] = field(default_factory=list)   # cases skipped
+    warnings: list[str] = field(default_factory=list)
+    random_init: bool = False
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        """Human-readable summary (what the command prints)."""
+        out = [f"bundle: {self.path}  (recipe {self.recipe}, tasks {', '.join(self.tasks)}, "
+               f"{self.seconds:.0f} s)"]
+        if self.random_init:
+            out.append("WEIGHTS: random-init (no pretrained weights; demonstration only)")
+        for t in self.tasks:
+            p, tr = self.performance[t], self.training[t]
+            line = f"{t}: n={tr['n']} positives={tr['positives']} apparent AUC={p['apparent_auc']:.3f}"
+            if p.get("out_of_fold"):
+                line += f"  out-of-fold AUC={p['out_of_fold']['auc']:.3f}"
+            if p.get("internal_validation"):
+                line += f"  internal AUC={p['internal_validation']['auc']:.3f}"
+            if p.get("external_validation"):
+                ev = p["external_validation"]
+                line += f"  external AUC ({ev['where']})={ev['auc']:.3f}"
+            out.append(line)
+            if not tr.get("second_level_variables"):
+                out.append(f"{t}: the model kept no predictor (it predicts the training prevalence)")
+        return out
+
+
+class _Stages:
+    """Maps the work of several stages onto one progress(done, total, message) scale."""
+
+    def __init__(self, progress: ProgressFn | None, weights: dict[str, float]):
+        self.progress, self.total = progress, float(sum(weights.values()))
+        self.start, acc = {}, 0.0
+        for k, w in weights.items():
+            self.start[k] = (acc, w)
+            acc += w
+
+    def __call__(self, stage: str, frac: float, message: str) -> None:
+        if self.progress is None:
+            return
+        a, w = self.start[stage]
+        done = int(round(1000 * (a + w * min(max(frac, 0.0), 1.0)) / self.total))
+        self.progress(done, 1000, message)
+
+    def sub(self, stage: str, what: str) -> ProgressFn:
+        return lambda d, n, m="": self(stage, d / max(n, 1), f"{what}: {m or f'{d}/{n}'}")
+
+
+def _resolve_recipe(settings: TrainSettings, has_images: bool) -> dict:
+    from her2core.models.recipes import load_config_over, load_recipe
+    r = settings.recipe
+    recipe = dict(r) if isinstance(r, dict) else load_recipe(r or ("demo" if has_images else "clinical"))
+    if settings.config:
+        recipe = load_config_over(recipe, settings.config)
+    return recipe
+
+
+def _check_labels(cohort, tasks, file) -> None:
+    for t in tasks:
+        if t not in TASKS:
+            raise Her2Error(f"unknown task {t!r}", hint="use her2, her2_low or both")
+        y = cohort.labels(t).to_numpy()
+        counts = np.bincount(y.astype(int), minlength=2) if len(y) else np.zeros(2, int)
+        if counts.min() < 3:
+            raise CohortError(f"task {t}: training cases need at least 3 of each class "
+                              f"(got {counts.tolist()} negatives/positives)", file=file)
+
+
+def _oof_predictions(model, X, y, folds: int, seed: int, stages: _Stages, task: str):
+    """Out-of-fold probability (and interval) of every training case from K refits."""
+    from sklearn.base import clone
+    from sklearn.model_selection import StratifiedKFold
+    k = int(min(folds, np.bincount(y).min()))
+    if k < 2:
+        return None, None, 0
+    p = np.full(len(y), np.nan)
+    iv = np.full((len(y), 2), np.nan)
+    skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    for i, (tr, te) in enumerate(skf.split(np.zeros(len(y)), y)):
+        stages("oof", i / k, f"{task}: out-of-fold predictions, fold {i + 1}/{k}")
+        m = clone(model).fit(X.iloc[tr], y[tr])
+        p[te] = m.predict_proba(X.iloc[te])[:, 1]
+        ivf = m.predict_interval(X.iloc[te]) if hasattr(m, "predict_interval") else None
+        if ivf is not None:
+            iv[te] = ivf
+    return p, (iv if np.isfinite(iv).all() else None), k
+
+
+def _prediction_rows(case_ids, task, set_name, y, p, iv) -> pd.DataFrame:
+    d = pd.DataFrame({"case_id": [str(c) for c in case_ids], "task": task, "set": set_name,
+                      "y": np.asarray(y, int), "p": np.asarray(p, float)})
+    if iv is not None:
+        d["p_lo"], d["p_hi"] = iv[:, 0], iv[:, 1]
+    return d
+
+
+def train_bundle(settings: TrainSettings, progress: ProgressFn | None = None) -> TrainResult:
+    """Fit the recipe on the cohort, validate it honestly, write the bundle; see the module doc."""
+    from her2core.bundle import cohort_summary, predictor_ranges, save_bundle
+    from her2core.cohort import Cohort, read_cohort
+    from her2core.metrics.roc import auc
+    from her2core.metrics.validation import bootstrap_validate
+    from her2core.models.recipes import build_model, scorer_specs
+    from her2core.models.validation import external_validation, repeated_cv
+    from her2core.models.workflow import (compute_features, feature_config_for, model_frame,
+                                          nomogram_for)
+    from her2core.predictor import INTERVAL_METHOD
+
+    t0 = time.time()
+    tasks = list(dict.fromkeys(settings.tasks))
+    cohort = settings.cohort if isinstance(settings.cohort, Cohort) else read_cohort(settings.cohort)
+    cohort_file = Path(cohort.root)
+    recipe = _resolve_recipe(settings, cohort.has_images)
+    if settings.where:
+        train_c, test_c = cohort.exclude(settings.where), cohort.subset(settings.where)
+        if len(test_c) == 0:
+            raise CohortError(f"no case matches --where {settings.where}", file=cohort_file)
+        if len(train_c) == 0:
+            raise CohortError(f"every case matches --where {settings.where}: nothing left to "
+                              "train on", file=cohort_file)
+    else:
+        train_c, test_c = cohort, None
+    _check_labels(train_c, tasks, cohort_file)   # before any feature extraction
+    stages = _Stages(progress, {"features": 50, "fit": 5, "oof": 15, "internal": 25, "write": 5})
+
+    config = feature_config_for(recipe, random_init=settings.random_init,
+                                weights_dir=settings.weights_dir, device=settings.device)
+    warnings: list[str] = []
+    feats = second = None
+    weights, prov, errors = {}, {}, []
+    if config is not None and not cohort.has_images:
+        warnings.append("the cohort has no images: the clinical nomogram was trained alone")
+        config = None
+    if config is not None:
+        wants_icc = any(s.get("icc") for s in scorer_specs(recipe))
+        res = compute_features(cohort, config, cache_dir=settings.cache_dir, second_roi=wants_icc,
+                               progress=stages.sub("features", "image features"))
+        feats, second, errors = res["features"], res["second"], res["errors"]
+        weights, prov = res["weights"], res["provenance"]
+        if res["warning"]:
+            warnings.append(res["warning"])
+        if res["second_errors"]:
+            warnings.append(f"ICC: no second-ROI features for {len(res['second_errors'])} case(s); "
+                            "the ICC is computed on the others")
+        if feats.shape[1] == 0 or len(feats) == 0:
+            raise Her2Error("no case gave image features", file=cohort_file,
+                            hint="see the messages above; fix the cases or use --recipe clinical")
+    stages("features", 1.0, "features done")
+
+    X_all = model_frame(cohort, feats, list(recipe.get("clinical_predictors", [])))
+    models, training, perf_all, nomos, backgrounds, rows = {}, {}, {}, {}, {}, []
+    for ti, task in enumerate(tasks):
+        y_train = train_c.labels(task)
+        ids = [c for c in y_train.index.astype(str) if c in X_all.index]
+        if len(ids) < len(y_train):
+            log.warning("task %s: %d labelled training case(s) without features skipped",
+                        task, len(y_train) - len(ids))
+        X, y = X_all.loc[ids], y_train.loc[ids].to_numpy().astype(int)
+        if len(np.unique(y)) < 2 or min(np.bincount(y)) < 3:
+            raise Her2Error(f"task {task}: training cases need at least 3 of each class "
+                            f"(got {np.bincount(y, minlength=2).tolist()})", file=cohort_file)
+        model = build_model(recipe, X.columns, icc_second=second, random_state=settings.seed)
+        stages("fit", ti / len(tasks), f"{task}: fitting recipe {recipe['name']} on {len(y)} cases")
+        model.fit(X, y)
+        perf: dict[str, Any] = {"apparent_auc": float(auc(y, model.predict_proba(X)[:, 1]))}
+        p_oof, iv_oof, k = _oof_predictions(model, X, y, settings.oof_folds, settings.seed, stages, task)
+        if p_oof is not None:
+            perf["out_of_fold"] = {"auc": float(auc(y, p_oof)), "folds": k, "n": int(len(y)),
+                                   "method": f"stratified {k}-fold CV of the whole pipeline "
+                                             "(every selection step refitted without the fold)"}
+            rows.append(_prediction_rows(ids, task, "internal", y, p_oof, iv_oof))
+        stages("internal", ti / len(tasks), f"{task}: internal validation")
+        if settings.cv_repeats:
+            iv = repeated_cv(model, X, y, n_splits=5, n_repeats=settings.cv_repeats,
+                             random_state=settings.seed)
+            perf["internal_validation"] = {"auc": iv.auc, "method": iv.method,
+                                           "corrected": iv.corrected, "n_resamples": iv.n_resamples,
+                                           "n_failed": iv.n_failed}
+        elif settings.bootstrap > 0:
+            bv = bootstrap_validate(model, X, y, B=settings.bootstrap, seed=settings.seed)
+            perf["internal_validation"] = {
+                "auc": bv.corrected["auc"], "method": bv.method + f", B={bv.B}",
+                "apparent": bv.apparent, "optimism": bv.optimism, "corrected": bv.corrected,
+                "n_resamples": bv.n_success, "n_failed": bv.n_failed}
+        if test_c is not None:
+            y_test = test_c.labels(task)
+            tids = [c for c in y_test.index.astype(str) if c in X_all.index]
+            if tids:
+                Xt, yt = X_all.loc[tids], y_test.loc[tids].to_numpy().astype(int)
+                pt = model.predict_proba(Xt)[:, 1]
+                rows.append(_prediction_rows(tids, task, "external", yt, pt,
+                                             model.predict_interval(Xt)))
+                if len(np.unique(yt)) == 2:
+                    ev = external_validation(model, Xt, yt, label=settings.where)
+                    perf["external_validation"] = {"auc": ev.auc, "where": settings.where, "n": ev.n,
+                                                   "positives": ev.n_positive, **ev.extra,
+                                                   "brier": ev.corrected["brier"],
+                                                   "calibration_slope": ev.corrected["slope"]}
+                else:
+                    warnings.append(f"task {task}: held-out cases ({settings.where}) lack both "
+                                    "classes: no external AUC (their predictions are stored)")
+        if recipe.get("compare_zoo") and settings.compare_zoo:
+            perf["model_comparison"] = _compare_zoo(recipe["compare_zoo"], model, X, y, settings.seed)
+        models[task] = model
+        centres = train_c.table.loc[[i for i in train_c.table.index if str(i) in set(ids)], "center"] \
+            if "center" in train_c.table.columns else None
+        summ = cohort_summary(y, None if centres is None else centres.to_numpy(), task)
+        summ["predictor_ranges"] = predictor_ranges(model.second_level(X))
+        summ["selected"] = {name: sc.selected_features() for name, sc in model.fitted_scorers()
+                            if hasattr(sc, "selected_features")}
+        summ["second_level_variables"] = model.used_variables()
+        summ["icc"] = {name: sc.icc_summary() for name, sc in model.fitted_scorers()
+                       if hasattr(sc, "icc_summary") and sc.icc_summary() is not None}
+        training[task] = summ
+        perf_all[task] = perf
+        nomos[task] = nomogram_for(model, X)
+        backgrounds[task] = model.out_of_fold_second_level(X).reset_index(drop=True)
+    stages("internal", 1.0, "validation done")
+
+    random_init = any(str(v).startswith("random-init") for v in weights.values())
+    backbones = {name: {"weights": ident, "settings": prov.get("backbones", {}).get(name)}
+                 for name, ident in weights.items()}
+    head = perf_all[tasks[0]]
+    card = {
+        "model": f"recipe {recipe['name']}: {recipe.get('paper', '')}",
+        "recipe": recipe,
+        "description": recipe.get("description", ""),
+        "data": {"cohort": str(cohort.root), "where_held_out": settings.where,
+                 "training": {t: {k: v for k, v in training[t].items() if k != "predictor_ranges"}
+                              for t in tasks},
+                 "skipped_cases": [str(e) for e in errors]},
+        "performance": perf_all,
+        "internal_validation": head.get("internal_validation"),
+        "validation_predictions": "validation_predictions.csv: internal = out-of-fold "
+                                  "(each training case once), external = held-out cases",
+        "interval": INTERVAL_METHOD,
+        "random_init": random_init,
+        "weights": weights,
+        "warnings": warnings,
+        "seed": settings.seed,
+    }
+    if "external_validation" in head:
+        card["external_validation"] = head["external_validation"]
+    stages("write", 0.5, "writing the bundle")
+    vp = pd.concat(rows, ignore_index=True) if rows else None
+    path = save_bundle(settings.out, models, model_card=card, training=training,
+                       feature_config=config, backbones=backbones, nomograms=nomos,
+                       validation_predictions=vp, backgrounds=backgrounds,
+                       overwrite=settings.overwrite)
+    stages("write", 1.0, "done")
+    return TrainResult(path=Path(path), recipe=str(recipe["name"]), tasks=tasks,
+                       performance=perf_all, training=training, errors=list(errors),
+                       warnings=warnings, random_init=random_init, seconds=time.time() - t0)
+
+
+def _compare_zoo(names, model, X, y, seed) -> dict:
+    """Nested CV AUC of model-zoo classifiers on the second-level inputs.
+
+    Inputs: the out-of-fold block scores + clinical predictors of the fitted
+    StackedNomogram (papers 002 / 003 compare classifiers on such inputs); outer
+    stratified 5-fold CV, inner 5-fold grid search. The out-of-fold scores were
+    computed once on all training cases, so this comparison is approximate.
+    """
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    from her2core.models.zoo import make_zoo_model
+
+    Z = model.out_of_fold_second_level(X)
+    out = {"method": "nested CV: outer stratified 5-fold, inner 5-fold grid search, ROC AUC, "
+                     "on out-of-fold block scores + clinical predictors"}
+    for name in names:
+        t = time.time()
+        try:
+            s = cross_val_score(make_zoo_model(name, cv=5, random_state=seed), Z, y,
+                                cv=StratifiedKFold(5, shuffle=True, random_state=seed),
+                                scoring="roc_auc", error_score="raise")
+            out[name] = {"cv_auc": float(np.mean(s)), "sd": float(np.std(s, ddof=1)),
+                         "seconds": round(time.time() - t, 1)}
+        except Exception as exc:  # one classifier failing does not stop training
+            log.warning("model zoo %s failed: %s", name, exc)
+            out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        log.info("model zoo %s: %s", name, out[name])
+    return out
