@@ -34,4 +34,7 @@ with st.sidebar:
     case = st.session_state.get("case")
     if case is not None:
         st.caption(f"Case: **{case.case_id}** ({case.source})")
+    if not st.session_state.get(READER_KEY):
+        from webapp.widgets import model_chooser
+        model_chooser()
 nav.run()

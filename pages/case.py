@@ -8,6 +8,8 @@ from webapp import services as S
 from webapp import widgets as W
 from webapp.state import reset_case
 
+from her2core.errors import Her2Error, ImageLoadError
+
 init_state()
 st.title("Case")
 W.disclaimer()
@@ -26,6 +28,8 @@ with tab_demo:
             case = S.demo_case(pick)
             st.session_state["case"] = case
             st.session_state["clinical"] = dict(case.clinical)
+            for problem in W.open_case_rois(case):
+                st.session_state["last_error"] = problem
             st.rerun()
 
 with tab_up:
@@ -60,16 +64,28 @@ with tab_up:
                 reset_case()
                 case = S.CaseData(case_id=case_id or "upload", source="upload", files=files,
                                   hashes=hashes, clinical=clin.normalise({}))
+                mask_ok = True
                 if up_mask is not None:
-                    try:
+                    try:   # validated now, like an image: a corrupt or misplaced mask is refused
                         mpath, msha = S.save_upload(up_mask, "mask")
                         mk = "US_mask" if case.reference == "US" else "mask"
+                        ref = case.mask_reference(mk) if mk == "US_mask" else \
+                            next((s for s in ("DCE", "T1") if s in case.files), None)
+                        if ref is None:
+                            raise ImageLoadError("the mask needs its reference image (DCE or T1 "
+                                                 "for MRI, US for ultrasound)", file=up_mask.name)
                         case.files[mk], case.hashes[mk] = mpath, msha
-                    except Exception as err:  # noqa: BLE001
-                        W.show_error(err)
-                st.session_state["case"] = case
-                st.session_state["clinical"] = dict(case.clinical)
-                st.rerun()
+                        S.load_mask_array(case, ref, mpath, msha)
+                    except Her2Error as err:
+                        mask_ok = False
+                        case.files.pop("mask", None), case.files.pop("US_mask", None)
+                        W.show_error(type(err)(err.message, case_id=case.case_id, file=up_mask.name,
+                                               hint=err.hint))
+                if mask_ok:
+                    st.session_state["case"] = case
+                    st.session_state["clinical"] = dict(case.clinical)
+                    W.open_case_rois(case)
+                    st.rerun()
 
 case = st.session_state.get("case")
 if case is None:

@@ -13,20 +13,21 @@ W.disclaimer()
 case = require("case", "Open a case on the Case page first.", "pages/case.py", "Go to the Case page")
 st.warning(R.US_TEXT_NOTE, icon=":material/text_fields:")
 
-part = st.session_state.get("prediction")
+part = P.cached_part(case)
 cp = None
-seq, mask = W.current_mask(case)
-if part is not None and part.case_key == case.key and part.roi_hash == P.roi_hash(seq, mask):
+task = "her2"
+if part is not None:
+    task = P.task_selector("export_task")
     with W.user_errors():
-        cp = P.run_clinical_part(part, st.session_state["clinical"])
+        cp = P.run_clinical_part(part, st.session_state["clinical"], task)
         W.model_output_banner()
 else:
-    part = None
     st.info("The report will contain the case, the images and the ROI but no prediction: run it on "
             "the Prediction page first to include it.")
 
 with W.user_errors():
-    rep = E.build_report(case, st.session_state["clinical"], st.session_state["threshold"], part, cp)
+    rep = E.build_report(case, st.session_state["clinical"], st.session_state["threshold"], part, cp,
+                         task=task)
     c1, c2, c3 = st.columns(3)
     c1.download_button("PDF report", R.to_pdf(rep), file_name=f"{case.case_id}_her2_report.pdf",
                        mime="application/pdf", key="dl_pdf", icon=":material/picture_as_pdf:")

@@ -19,25 +19,20 @@ st.markdown(
     "It is **not** a diagnostic device, has not been validated for clinical use, and its output "
     "must never replace immunohistochemistry / in-situ hybridisation.")
 
-info = S.bundle_info()
 env = S.environment()
 c1, c2 = st.columns(2)
 with c1:
-    st.subheader("Model bundle")
-    if info.available:
-        st.markdown(f"**{info.name}** - `{info.path}`")
-        st.markdown(f"Checksum: `{info.checksum}`")
-        st.markdown("Tasks: " + ", ".join(info.tasks))
-        if info.weights:
-            st.table({"backbone": list(info.weights), "weights": list(info.weights.values())})
-        W.model_output_banner(info)
-        try:  # load the adapter now: backbones and the decision-curve job start before a case is run
-            from webapp.adapter import get_adapter
-            get_adapter()._backbones()
-        except Exception as err:  # noqa: BLE001
-            W.show_error(err)
-    else:
-        st.warning(info.message, icon=":material/block:")
+    st.subheader("Model")
+    with W.user_errors():
+        b = S.current_bundle()
+        if b is None:
+            st.warning(S.NO_BUNDLE, icon=":material/block:")
+        else:
+            W.model_card(b)
+            if b.weights:
+                st.table({"backbone": list(b.weights), "weights": list(b.weights.values())})
+            W.model_output_banner(b)
+            st.caption("Choose another model (or upload one) in the sidebar.")
 with c2:
     st.subheader("Compute")
     if env.get("cuda"):
@@ -45,9 +40,6 @@ with c2:
     else:
         st.info("CUDA is not available: networks run on the CPU.", icon=":material/memory:")
     st.caption(f"torch {env.get('torch')} - streamlit {env.get('streamlit')} - her2core {env.get('her2core')}")
-    gone = [k for k, v in S.availability().items() if v is not None]
-    if gone:
-        st.caption("Parts not available in this build: " + ", ".join(gone))
 
 st.subheader("Where to start")
 st.page_link("pages/case.py", label="Case - open a demo case or upload one, draw the ROI",

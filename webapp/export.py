@@ -8,6 +8,7 @@ import numpy as np
 
 from her2core import report as R
 from her2core import viewer as V
+from her2core.errors import Her2Error
 
 from . import services as S
 from . import widgets as W
@@ -36,9 +37,10 @@ def slice_figures(case, roi_seq: str | None, mask_canonical) -> list[R.ReportFig
     return figs
 
 
-def build_report(case, clinical: dict[str, Any], threshold: float, part=None, cp=None) -> R.CaseReport:
+def build_report(case, clinical: dict[str, Any], threshold: float, part=None, cp=None,
+                 task: str = "her2") -> R.CaseReport:
     roi_seq, mask = W.current_mask(case)
-    info = S.bundle_info()
+    bundle = S.current_bundle()
     env = S.environment()
     case_d: dict[str, Any] = {"source": case.source, "note": case.note, "sequences": case.sequences,
                               "file_sha256": dict(case.hashes), "clinical": dict(clinical)}
@@ -50,15 +52,17 @@ def build_report(case, clinical: dict[str, Any], threshold: float, part=None, cp
                        "roi_sha256": hashlib.sha256(np.packbits(mask).tobytes()).hexdigest()})
     if case.label:
         case_d["known_label"] = case.label
-    pred: dict[str, Any] = {"threshold": threshold}
+    pred: dict[str, Any] = {"threshold": threshold, "task": task}
     figs = slice_figures(case, roi_seq, mask)
     if cp is not None:
-        pred.update({"p_her2": cp.p_her2, "p_her2_interval": list(cp.p_interval) if cp.p_interval else None,
-                     "interval_method": cp.interval_method, "p_her2_low": cp.p_low})
-        if cp.patient_points:
-            pred.update({"total_points": cp.patient_points["total_points"],
-                         "points": cp.patient_points["points"], "point_values": cp.point_values,
-                         "out_of_range": cp.patient_points.get("out_of_range", [])})
+        pred.update({"probability": cp.probability,
+                     "interval": list(cp.interval) if cp.interval else None,
+                     "interval_method": cp.interval_method, "imputed": list(cp.imputed),
+                     "out_of_range": list(cp.out_of_range)})
+        if task == "her2":
+            pred["p_her2"] = cp.probability
+        if cp.points:
+            pred.update({"total_points": cp.points["total_points"], "points": cp.points["points"]})
         if cp.contributions is not None:
             c = cp.contributions
             pred["contributions"] = [{"predictor": p, "value": v, "contribution": float(x)}
@@ -68,25 +72,28 @@ def build_report(case, clinical: dict[str, Any], threshold: float, part=None, cp
             figs.append(R.ReportFigure("SHAP contributions", R.contributions_png(
                 pred["contributions"], float(c.base_value)), c.method))
     if part is not None:
-        pred["image_scores"] = dict(part.scores)
-        from .predict import cam_overlay_rgb
-        for (s, bb), cam in sorted(part.gradcam.items()):
-            try:
-                figs.append(R.ReportFigure(f"Grad-CAM {s} / {bb}",
-                                           V.rgb_to_png_bytes(cam_overlay_rgb(case, s, cam, roi_seq, mask)),
-                                           part.gradcam_note))
-            except Exception:  # noqa: BLE001 - a map that cannot be drawn is left out
-                continue
-    model = {"available": info.available, "name": info.name, "path": info.path,
-             "checksum": info.checksum, "random_init": info.random_init, "weights": info.weights,
-             "tasks": info.tasks}
-    if info.card:
-        model["model_card"] = {k: info.card[k] for k in list(info.card)[:12]}
-    if not info.available:
-        model["message"] = info.message
+        ts = part.tasks.get(task)
+        if ts is not None:
+            pred["image_scores"] = dict(ts.scores)
+            from .predict import cam_overlay_rgb
+            for r in ts.gradcam:
+                try:
+                    figs.append(R.ReportFigure(f"Grad-CAM {r.sequence} / {r.backbone}",
+                                               V.rgb_to_png_bytes(cam_overlay_rgb(case, r.sequence,
+                                                                                  r.map_image)),
+                                               " ".join(ts.gradcam_notes)))
+                except Her2Error:  # a map that cannot be drawn is left out
+                    continue
+    model: dict[str, Any] = {"available": bundle is not None}
+    if bundle is not None:
+        model.update({"name": bundle.name, "path": str(bundle.path), "checksum": bundle.checksum,
+                      "random_init": bundle.random_init, "weights": bundle.weights,
+                      "tasks": bundle.tasks, "model_card": bundle.summary()})
+    else:
+        model["message"] = S.NO_BUNDLE
     software = {k: v for k, v in env.items() if k not in ("device",)}
     notes = []
     if cp is None:
-        notes.append("No prediction in this report (not run, or not available in this build).")
+        notes.append("No prediction in this report (not run on the Prediction page).")
     return R.CaseReport(case_id=case.case_id, case=case_d, prediction=pred, model=model,
                         software=software, figures=figs, notes=notes)

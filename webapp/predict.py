@@ -1,123 +1,67 @@
-"""Prediction for one case: networks once (cached by file + ROI hash), nomogram per edit.
+"""Prediction panels: her2core.predictor.CasePredictor behind a cache, laid out for the page.
 
-Split in two on purpose:
-
-* ``image_part(case, roi)``: everything that needs the networks (features,
-  D-scores, Grad-CAM maps placed in the image geometry). Cached with
-  a bounded process-wide cache keyed by bundle checksum, file hashes and ROI hash.
-* ``clinical_part(image_part, clinical)``: the logistic second level (nomogram
-  points, probability, SHAP of the second level). Milliseconds; recomputed on
-  every clinical edit ("what if") without touching the networks.
-
-The bundle-specific calls live in :mod:`webapp.adapter` (``BundleAdapter``),
-so this module only orchestrates and renders.
+* :func:`run_image_part` - the networks (features, block scores, Grad-CAM) of the
+  case and its ROIs, cached process-wide by bundle checksum, file hashes and ROI
+  hashes (a repeat, in this session or another, is served at once);
+* :func:`run_clinical_part` - the second level for the clinical values (what-if);
+* panels that only place what those return.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
-import time
-from dataclasses import dataclass, field
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 import streamlit as st
 
 from her2core import viewer as V
+from her2core.errors import Her2Error
 
 from . import services as S
 from . import widgets as W
 
 log = logging.getLogger(__name__)
 
-PANELS = ("Probability", "Nomogram", "SHAP", "Decision curve", "Grad-CAM")
+TASK_LABELS = {"her2": "HER2-positive vs negative", "her2_low": "HER2-low vs HER2-zero"}
+POSITIVE_LABEL = {"her2": "HER2-positive", "her2_low": "HER2-low (vs HER2-zero)"}
 
 
-@dataclass
-class ImagePart:
-    """Network outputs for one case and ROI (read-only once computed)."""
-    case_key: str
-    roi_hash: str
-    scores: dict[str, float] = field(default_factory=dict)       # dscore_* -> log-odds
-    scores_by_task: dict[str, dict[str, float]] = field(default_factory=dict)  # other tasks' D-scores
-    features: Any = None                                          # pandas row (1 x n)
-    gradcam: dict[tuple[str, str], Any] = field(default_factory=dict)  # (seq, backbone) -> Image
-    gradcam_note: str = ""
-    timings: dict[str, float] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class ClinicalPart:
-    """Second level for one clinical setting."""
-    p_her2: float
-    p_interval: tuple[float, float] | None = None
-    interval_method: str = ""
-    p_low: float | None = None
-    low_note: str = ""
-    patient_points: dict[str, Any] | None = None
-    nomogram: Any = None
-    nomogram_note: str = ""
-    contributions: Any = None      # explain.PatientContributions
-    shap_note: str = ""
-    point_values: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
-
-
-def roi_hash(seq: str | None, mask: np.ndarray | None) -> str:
-    if mask is None:
-        return "none"
-    h = hashlib.sha256(np.packbits(np.asarray(mask, bool)).tobytes())
-    h.update(f"{seq}{mask.shape}".encode())
+# ----------------------------------------------------------------------------- inputs
+def roi_hash(rois: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for seq in sorted(rois):
+        m = np.asarray(rois[seq], bool)
+        h.update(f"{seq}{m.shape}".encode())
+        h.update(np.packbits(m).tobytes())
     return h.hexdigest()[:16]
 
 
-def adapter():
-    """The loaded bundle's adapter, or None with the reason shown by the caller."""
-    info = S.bundle_info()
-    if not info.available:
-        return None, info.message
-    try:
-        from .adapter import get_adapter
-        return get_adapter(), ""
-    except ImportError as err:
-        return None, f"prediction is not available in this build ({err})"
-
-
-# ----------------------------------------------------------------------------- orchestration
-def run_image_part(case, seq: str, mask_canonical: np.ndarray, progress=None) -> ImagePart:
-    """Networks on the case, served from the process-wide cache when the same bundle, files
-    and ROI were run before (in this session or another one).
-
-    The cache is a plain bounded dictionary (``st.cache_resource``), not ``st.cache_data``
-    around the computation: the computation reports progress through widgets that belong
-    to the calling page, and a cached function must draw nothing (Streamlit would replay
-    those widgets on a hit and fail).
-    """
-    ad, why = adapter()
-    if ad is None:
-        raise RuntimeError(why)
-    rh = roi_hash(seq, mask_canonical)
-    key = (ad.info.checksum, case.key, rh)
-    cache = _image_parts()
-    hit = cache.get(key)
-    if hit is not None:
-        return hit
-    img, can = S.canonical_for(case, seq)
-    mask_arr = can.from_canonical(mask_canonical).astype(np.uint8)
-    t0 = time.perf_counter()
-    part = ad.image_part(case, seq, mask_arr, progress=progress)
-    part.case_key, part.roi_hash = case.key, rh
-    part.timings.setdefault("total_s", time.perf_counter() - t0)
-    return cache.put(key, part)
+def case_inputs(case, predictor) -> tuple[dict, dict]:
+    """(images, masks) for the sequences the bundle reads, each mask on its image's grid."""
+    from her2core.predictor import case_masks
+    need = predictor.required_inputs().sequences
+    missing = [s for s in need if s not in case.files]
+    if missing:
+        raise Her2Error(f"the model reads {', '.join(need)}; this case has no "
+                        f"{', '.join(missing)}", case_id=case.case_id,
+                        hint="assign the series on the Case page, or choose a model for the "
+                             "sequences this case has (sidebar)")
+    images = {s: S.canonical_for(case, s)[0] for s in need}
+    rois = {}
+    for seq, m in W.case_rois(case).items():
+        img, can = S.canonical_for(case, seq)
+        rois[seq] = img.spatial_template().with_array(can.from_canonical(m).astype(np.uint8),
+                                                      sequence="mask", modality="SEG")
+    return images, case_masks(images, rois, case_id=case.case_id, sequences=need)
 
 
 class _BoundedCache:
     """Thread-safe LRU of finished results (read-only once stored)."""
 
     def __init__(self, size: int):
-        import threading
-        from collections import OrderedDict
         self.size, self._d, self._lock = size, OrderedDict(), threading.Lock()
 
     def get(self, key):
@@ -142,12 +86,57 @@ def _image_parts() -> _BoundedCache:
     return _BoundedCache(16)
 
 
-def run_clinical_part(part: ImagePart, clinical: dict[str, Any]) -> ClinicalPart:
-    from .adapter import get_adapter
-    t0 = time.perf_counter()
-    out = get_adapter().clinical_part(part, clinical)
-    out.seconds = time.perf_counter() - t0
-    return out
+def part_key(case) -> tuple:
+    pred = S.current_predictor()
+    return (pred.bundle.checksum if pred else "", case.key, roi_hash(W.case_rois(case)))
+
+
+def run_image_part(case, progress=None):
+    """The networks on the case, served from the process-wide cache when the same bundle,
+    files and ROIs were run before. ``progress(done, total, message)`` is called from this
+    thread (it may draw on the page): the cache holds results only and draws nothing."""
+    pred = S.current_predictor()
+    if pred is None:
+        raise Her2Error(S.NO_BUNDLE)
+    key = part_key(case)
+    cache = _image_parts()
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    images, masks = case_inputs(case, pred)
+    part = pred.image_part(images, masks, case_id=case.case_id, progress=progress)
+    return cache.put(key, part)
+
+
+def cached_part(case):
+    """The image part of the case's current ROIs if it was computed (no computation)."""
+    if S.current_predictor() is None:
+        return None
+    return _image_parts().get(part_key(case))
+
+
+def run_clinical_part(part, clinical: dict[str, Any], task: str = "her2"):
+    return S.current_predictor().clinical_part(part, clinical, task)
+
+
+def available_tasks() -> list[str]:
+    pred = S.current_predictor()
+    return list(pred.tasks) if pred is not None else []
+
+
+def task_selector(key: str) -> str:
+    """Task switch (HER2-positive vs negative / HER2-low vs zero) kept in the session."""
+    tasks = available_tasks()
+    if not tasks:
+        return "her2"
+    cur = st.session_state.get("task", "her2")
+    if cur not in tasks:
+        cur = tasks[0]
+    if len(tasks) > 1:
+        cur = st.radio("Task", tasks, index=tasks.index(cur), horizontal=True, key=key,
+                       format_func=lambda t: TASK_LABELS.get(t, t))
+    st.session_state["task"] = cur
+    return cur
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -173,178 +162,265 @@ def readable(fig, height: int | None = None):
     return fig
 
 
-def probability_panel(cp: ClinicalPart) -> None:
+def required_inputs_panel(case) -> bool:
+    """What the model reads and what the case has, before anything runs. True when it can run."""
+    pred = S.current_predictor()
+    if pred is None:
+        st.info(S.NO_BUNDLE, icon=":material/block:")
+        return False
+    req = pred.required_inputs()
+    rois = W.case_rois(case)
+    missing_seq = req.missing_sequences(case.files)
+    have_mri_roi = any(s != "US" for s in rois)
+    need_roi = [r for r in req.roi if (r == "US" and "US" not in rois) or (r == "MRI" and not have_mri_roi)]
+    clin_need = req.all_clinical()
+    filled = [c for c in clin_need if st.session_state.get("clinical", {}).get(c) not in (None, "")]
+    with st.container(border=True, key="panel_inputs"):
+        st.markdown("**What this model reads**")
+        cols = st.columns(3)
+        cols[0].markdown("Images: " + (", ".join(
+            f"{s} {'✓' if s in case.files else '✗ missing'}" for s in req.sequences) or "none "
+            "(clinical model)"))
+        cols[1].markdown("ROI: " + (", ".join(f"{r} {'✗ not drawn' if r in need_roi else '✓'}"
+                                              for r in req.roi) or "none needed"))
+        cols[2].markdown(f"Clinical values: {len(filled)} of {len(clin_need)} filled"
+                         + (f" (missing ones take the training value: "
+                            f"{', '.join(c for c in clin_need if c not in filled)})"
+                            if len(filled) < len(clin_need) else ""))
+    if missing_seq:
+        st.error(f"This model reads {', '.join(req.sequences)}; the case has no "
+                 f"{', '.join(missing_seq)}. Assign the series on the Case page, or choose a model "
+                 "for the sequences this case has in the sidebar.", icon=":material/block:")
+        return False
+    if need_roi:
+        st.info("Draw or load the tumour ROI on " + " and ".join(
+            "the ultrasound image" if r == "US" else "an MRI sequence" for r in need_roi)
+            + " on the Case page first: the networks look inside it.", icon=":material/draw:")
+        return False
+    return True
+
+
+def probability_panel(cp, task: str) -> None:
     with st.container(border=True, key="panel_probability"):
-        st.markdown("#### Probability")
-        st.metric("HER2-positive", f"{cp.p_her2:.1%}")
-        if cp.p_interval:
-            st.caption(f"{cp.interval_method or 'interval'}: {cp.p_interval[0]:.1%} - {cp.p_interval[1]:.1%}")
-        else:
-            st.caption("No uncertainty interval: this bundle does not offer one.")
-        if cp.p_low is not None:
-            st.metric("HER2-low (vs HER2-zero)", f"{cp.p_low:.1%}")
-        else:
-            st.caption(cp.low_note or "HER2-low vs HER2-zero: not offered by this bundle.")
-        if cp.patient_points:
-            st.caption(f"Total points: {cp.patient_points['total_points']:.1f}")
-        st.caption(f"nomogram recomputed in {cp.seconds * 1000:.1f} ms")
+        label = POSITIVE_LABEL.get(task, task)
+        if cp.no_predictors:
+            st.metric(label, "no prediction")
+            st.warning("This model kept no predictor: it gives every case the training "
+                       f"prevalence ({cp.probability:.1%}). It says nothing about this patient.")
+            return
+        iv = f"95 % interval {cp.interval[0]:.1%} - {cp.interval[1]:.1%}" if cp.interval else \
+            "no interval (the final model is not a logistic nomogram)"
+        st.metric(label, f"{cp.probability:.1%}", help=cp.interval_method or None)
+        st.caption(iv)
+        if cp.points:
+            st.caption(f"Total points: {cp.points['total_points']:.1f}")
+        if cp.imputed:
+            st.warning("Missing, replaced by the training value: " + ", ".join(cp.imputed),
+                       icon=":material/edit_off:")
+        if cp.out_of_range:
+            st.caption("Outside the training range: " + ", ".join(cp.out_of_range))
+        st.caption(f"second level recomputed in {cp.seconds * 1000:.1f} ms")
 
 
-def nomogram_panel(cp: ClinicalPart) -> None:
+def nomogram_panel(cp) -> None:
     with st.container(border=True, key="panel_nomogram"):
         st.markdown("#### Nomogram")
         if cp.nomogram is None:
-            st.info(cp.nomogram_note or "This bundle's model has no nomogram.")
+            st.info(" ".join(n for n in cp.notes if "nomogram" in n)
+                    or "This model has no nomogram.")
             return
         from her2core.plots import nomogram_figure
-        fig = readable(nomogram_figure(cp.nomogram, cp.patient_points))
+        fig = readable(nomogram_figure(cp.nomogram, cp.points, interval=cp.interval))
         fig.update_layout(height=max(380, 46 * (len(cp.nomogram.variables) + 3)),
                           margin=dict(l=10, r=10, t=40, b=10))
         st.plotly_chart(fig, key="fig_nomogram", config={"displaylogo": False})
 
 
-def shap_panel(cp: ClinicalPart) -> None:
+def shap_panel(cp) -> None:
     with st.container(border=True, key="panel_shap"):
         st.markdown("#### SHAP contributions")
         if cp.contributions is None:
-            st.info(cp.shap_note or "No SHAP contributions for this model.")
+            st.info(" ".join(n for n in cp.notes if "SHAP" in n) or "No SHAP contributions.")
             return
         from her2core.explain.figures import waterfall_figure
         fig = readable(waterfall_figure(cp.contributions, max_rows=12))
         fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10))
         st.plotly_chart(fig, key="fig_shap", config={"displaylogo": False})
-        if cp.shap_note:
-            st.caption(cp.shap_note)
+        st.caption(cp.contributions.note + " Reference: the model's training cases "
+                   "(out-of-fold scores).")
 
 
-def dca_panel(ad, threshold: float) -> None:
-    """Decision curve of the model on its validation predictions, threshold marked.
+@st.cache_data(show_spinner=False, max_entries=16)
+def _validation(checksum: str, task: str, _bundle=None):
+    from her2core.workflows.validation import bundle_validation
+    return bundle_validation(_bundle, task)
 
-    While the predictions are being computed (first start, background thread)
-    the panel polls every 2 s on its own (a fragment), without rerunning the page.
-    """
-    @st.fragment(run_every=None if _dca_ready(ad) else 2.0)
-    def body():
-        with st.container(border=True, key="panel_dca"):
-            st.markdown("#### Decision curve (validation cohort)")
-            dca, label = ad.validation_dca()
-            if dca is None:
-                st.info(label)
-                if "computing" not in label:
-                    return
-                return
-            from her2core.plots import decision_curve_figure
-            fig = readable(decision_curve_figure(dca))
+
+def validation_sets(task: str):
+    b = S.current_bundle()
+    return [] if b is None else _validation(b.checksum, task, _bundle=b)
+
+
+def dca_panel(task: str, threshold: float, key: str = "dca") -> None:
+    """Decision curve and calibration from the bundle's own validation predictions."""
+    with st.container(border=True, key=f"panel_{key}"):
+        sets = validation_sets(task)
+        st.markdown("#### Decision curve and calibration")
+        if not sets:
+            st.info("This bundle carries no validation predictions for this task (it was trained "
+                    "by an older version, or without enough cases): no decision curve is shown.")
+            return
+        names = [s.set for s in sets]
+        pick = st.radio("Validation set", names, horizontal=True, key=f"{key}_set",
+                        format_func=lambda n: next(s.title for s in sets if s.set == n)) \
+            if len(sets) > 1 else names[0]
+        sv = next(s for s in sets if s.set == pick)
+        from her2core.plots import calibration_figure, decision_curve_figure
+        t1, t2 = st.tabs(["Decision curve", "Calibration"])
+        with t1:
+            fig = readable(decision_curve_figure(sv.dca))
             fig.add_vline(x=threshold, line=dict(color="#e4572e", dash="dash"),
                           annotation_text=f"threshold {threshold:.2f}")
-            fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10))
-            st.plotly_chart(fig, key="fig_dca", config={"displaylogo": False})
-            st.caption(f"{label}; n = {dca.n}, prevalence {dca.prevalence:.2f}")
-    body()
+            fig.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10),
+                              title=f"Decision curve: {sv.title}")
+            st.plotly_chart(fig, key=f"fig_{key}", config={"displaylogo": False})
+        with t2:
+            fig = readable(calibration_figure(binned={"model": sv.binned},
+                                              smooth={"model": sv.smooth} if sv.smooth else None,
+                                              fits={"model": sv.calibration} if sv.calibration else None))
+            fig.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10),
+                              title=f"Calibration: {sv.title}")
+            st.plotly_chart(fig, key=f"fig_{key}_cal", config={"displaylogo": False})
+        st.caption(f"{sv.label}; n = {sv.n}, prevalence {sv.positives / sv.n:.2f}, AUC {sv.auc:.3f} "
+                   f"(95 % CI {sv.auc_ci[0]:.3f}-{sv.auc_ci[1]:.3f})")
 
 
-def _dca_ready(ad) -> bool:
-    return ad.validation_dca()[0] is not None
-
-
-def gradcam_panel(case, part: ImagePart, seq: str | None, mask_canonical) -> None:
+def gradcam_panel(case, part, task: str, rois: dict | None = None) -> None:
+    """Grad-CAM maps of the scores the final model uses; ``rois`` (sequence -> canonical
+    mask) outlines them (default: the session's ROIs of the case)."""
     with st.container(border=True, key="panel_gradcam"):
-        st.markdown("#### Grad-CAM (sequence x backbone)")
-        if not part.gradcam:
-            st.info(part.gradcam_note or "No Grad-CAM maps for this bundle.")
+        st.markdown("#### Grad-CAM")
+        ts = part.tasks.get(task)
+        if ts is None or not ts.gradcam:
+            st.info(" ".join(ts.gradcam_notes) if ts and ts.gradcam_notes else
+                    "No Grad-CAM maps: the final model uses no image score.")
             return
-        seqs = sorted({s for s, _ in part.gradcam})
-        bbs = sorted({b for _, b in part.gradcam})
+        seqs = sorted({r.sequence for r in ts.gradcam})
+        bbs = sorted({r.backbone for r in ts.gradcam})
+        by = {(r.sequence, r.backbone): r for r in ts.gradcam}
         for bb in bbs:                       # one row per backbone, one column per sequence
             cols = st.columns(max(len(seqs), 1))
             for col, s in zip(cols, seqs):
                 with col:
-                    cam = part.gradcam.get((s, bb))
-                    if cam is None:
-                        st.caption(f"{s} / {bb}: no map")
+                    r = by.get((s, bb))
+                    if r is None:
+                        st.caption(f"{s} / {bb}: not used by the model")
                         continue
-                    try:
-                        rgb = cam_overlay_rgb(case, s, cam, seq, mask_canonical)
-                        st.image(rgb, caption=f"{s} / {bb}", width="stretch")
-                    except Exception as err:  # noqa: BLE001
-                        W.show_error(err)
-        if part.gradcam_note:
-            st.caption(part.gradcam_note)
+                    with W.user_errors():
+                        rgb = cam_overlay_rgb(case, s, r.map_image, rois=rois)
+                        side = "raises" if r.direction == "positive" else "lowers"
+                        st.image(rgb, caption=f"{s} / {bb}: what {side} its D-score",
+                                 width="stretch")
+        notes = list(ts.gradcam_notes)
+        if part.random_init:
+            notes.append("Random-init weights: the maps show mechanics, not meaning.")
+        if notes:
+            st.caption(" ".join(notes))
 
 
-def cam_overlay_rgb(case, s: str, cam, roi_seq: str | None, mask_canonical) -> np.ndarray:
-    """Axial slice through the ROI centre of sequence s with the map and the ROI outline."""
-    img, can = S.canonical_for(case, s)
+def cam_overlay_rgb(case, seq: str, cam, size: int = 320, rois: dict | None = None) -> np.ndarray:
+    """Axial slice of ``seq`` through the ROI with the map, zoomed to the ROI, outlined."""
+    img, can = S.canonical_for(case, seq)
     hc = W._heat_canonical(cam, can, img)
-    k = can.n_slices("axial") // 2
-    m_sl = None
-    if mask_canonical is not None and roi_seq is not None:
-        rimg, rcan = S.canonical_for(case, roi_seq)
-        if rimg.same_grid(img) or s == roi_seq:
-            drawn = V.MaskEditor(mask_canonical).drawn_slices("axial")
-            if drawn:
-                k = drawn[len(drawn) // 2]
-            m_sl = can.get_slice("axial", k, mask_canonical)
-    if hc is not None and (m_sl is None):
+    rois = W.case_rois(case) if rois is None else rois
+    roi = rois.get(seq)
+    if roi is None:
+        roi_seq = next((s for s in rois if s != "US" and seq != "US"), None)
+        if roi_seq is not None and S.canonical_for(case, roi_seq)[0].same_grid(img):
+            roi = rois[roi_seq]
+    if roi is not None and roi.any():
+        drawn = V.MaskEditor(roi).drawn_slices("axial")
+        k = drawn[len(drawn) // 2]
+    elif hc is not None:
         k = int(np.argmax(hc.reshape(hc.shape[0], -1).max(axis=1)))
+    else:
+        k = can.n_slices("axial") // 2
     wl = V.window_presets(can.array)["Auto (1-99 %)"]
     grey = V.apply_window(can.get_slice("axial", k), *wl)
     heat = can.get_slice("axial", k, hc) if hc is not None else None
+    m_sl = can.get_slice("axial", k, roi) if roi is not None else None
     rgb = V.compose_rgb(grey, mask=m_sl, mask_opacity=0.0, heat=heat, heat_opacity=0.5,
                         heat_threshold=0.2)
-    # upscale small slices so they are readable (nearest, aspect from spacing)
-    sx, sy = can.pixel_size("axial")
-    f = max(1, int(round(256 / max(rgb.shape[:2]))))
-    rgb = np.repeat(np.repeat(rgb, max(1, int(round(f * sy / min(sx, sy)))), axis=0),
-                    max(1, int(round(f * sx / min(sx, sy)))), axis=1)
-    return rgb
+    return V.zoom_to_roi(rgb, m_sl, can.pixel_size("axial"), out_px=size)
+
+
+def cohort_case_part(case, rois: dict[str, np.ndarray]):
+    """The image part of a cohort case with the ROIs given (canonical masks by sequence),
+    through the same cache as the Prediction page."""
+    from her2core.predictor import case_masks
+    pred = S.current_predictor()
+    key = (pred.bundle.checksum, case.key, roi_hash(rois))
+    cache = _image_parts()
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    need = pred.required_inputs().sequences
+    images = {s: S.canonical_for(case, s)[0] for s in need}
+    masks_img = {}
+    for seq, m in rois.items():
+        img, can = S.canonical_for(case, seq)
+        masks_img[seq] = img.spatial_template().with_array(can.from_canonical(m).astype(np.uint8),
+                                                           sequence="mask", modality="SEG")
+    part = pred.image_part(images, case_masks(images, masks_img, case_id=case.case_id,
+                                              sequences=need), case_id=case.case_id)
+    return cache.put(key, part)
 
 
 # ----------------------------------------------------------------------------- teaching hooks
+def teaching_run(case, mask):
+    """(image part, clinical part, rois) of the teaching case; ``mask`` = (sequence, canonical
+    mask) of its own ROI. The session's ROIs of the Case page are left alone."""
+    rois = {mask[0]: mask[1]}
+    part = cohort_case_part(case, rois)
+    return part, run_clinical_part(part, case.clinical, "her2"), rois
+
+
 def teaching_points(case, mask) -> None:
-    ad, why = adapter()
-    if ad is None:
-        W.not_available("The nomogram", ["bundle"]) if "bundle" in why else st.info(why)
-        return
     with W.user_errors():
-        part = run_image_part(case, "DCE", mask[1]) if mask else None
-        if part is None:
+        if S.current_predictor() is None:
+            st.info(S.NO_BUNDLE)
+            return
+        if not mask:
             st.info("This case has no ROI.")
             return
-        cp = run_clinical_part(part, case.clinical)
+        part, cp, _ = teaching_run(case, mask)
         nomogram_panel(cp)
-        if cp.patient_points:
-            st.dataframe({"predictor": list(cp.patient_points["points"]),
-                          "points": [round(v, 1) for v in cp.patient_points["points"].values()]},
+        if cp.points:
+            st.dataframe({"predictor": list(cp.points["points"]),
+                          "points": [round(v, 1) for v in cp.points["points"].values()]},
                          hide_index=True)
 
 
 def teaching_decision_curve() -> None:
-    ad, why = adapter()
-    if ad is None:
-        st.info(why)
-        return
     with W.user_errors():
         thr = st.slider("Threshold probability", 0.05, 0.95, 0.35, 0.05, key="teach_thr")
-        dca_panel(ad, thr)
+        dca_panel("her2", thr, key="teach_dca")
         st.caption("At this threshold you accept treating (thr / (1 - thr)) false positives per "
                    "true positive; net benefit = TP/n - FP/n x thr / (1 - thr).")
 
 
 def teaching_prediction(case, mask) -> None:
-    ad, why = adapter()
-    if ad is None:
-        st.info(why)
-        return
     W.model_output_banner()
     with W.user_errors():
+        if S.current_predictor() is None:
+            st.info(S.NO_BUNDLE)
+            return
         if not mask:
             st.info("This case has no ROI.")
             return
-        part = run_image_part(case, "DCE", mask[1])
-        cp = run_clinical_part(part, case.clinical)
+        part, cp, rois = teaching_run(case, mask)
         c1, c2 = st.columns([1, 2])
         with c1:
-            probability_panel(cp)
+            probability_panel(cp, "her2")
         with c2:
-            gradcam_panel(case, part, "DCE", mask[1])
+            gradcam_panel(case, part, "her2", rois=rois)

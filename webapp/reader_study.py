@@ -21,6 +21,7 @@ import streamlit as st
 
 from webapp.state import READING_LOCK_KEY
 
+from her2core.errors import Her2Error
 from her2core.reader_study import (AccessDenied, NextCase, ReaderSession, ReaderStudyError,
                                    ReaderStudyService)
 
@@ -172,23 +173,29 @@ def model_panels(model_output: dict | None, case: "S.CaseData | None" = None,
 
 
 def _live_gradcam(info: dict, case, cohort_root) -> bool:
-    """Grad-CAM from the loaded bundle, only when it is the bundle the study recorded."""
+    """Grad-CAM from the session's bundle, only when it is the bundle the study recorded."""
     if case is None or not cohort_root or not info.get("bundle_checksum"):
         return False
-    bi = S.bundle_info()
-    if not bi.available or not bi.checksum or bi.checksum != info.get("bundle_checksum"):
+    try:
+        bundle = S.current_bundle()
+    except Her2Error:
+        return False
+    if bundle is None or bundle.checksum != info.get("bundle_checksum"):
         return False
     from . import predict as P
     files = S.case_files(str(cohort_root), case.case_id)
-    if "mask" not in files:
-        return False
     with W.user_errors():
-        seq = case.reference
         full = S.CaseData(case.case_id, "reader study", files=files,
                           hashes={k: S.file_sha256(v) for k, v in files.items() if Path(v).is_file()})
-        mask = S.load_mask_array(full, seq, files["mask"], full.hashes["mask"])
-        part = P.run_image_part(full, seq, mask)
-        P.gradcam_panel(full, part, seq, mask)
+        rois = {}
+        for mkey in ("mask", "US_mask"):
+            seq = full.mask_reference(mkey)
+            if mkey in files and seq is not None:
+                rois[seq] = S.load_mask_array(full, seq, files[mkey], full.hashes[mkey])
+        if not rois:
+            return False
+        part = P.cohort_case_part(full, rois)
+        P.gradcam_panel(full, part, "her2", rois=rois)
         return True
     return False
 
@@ -255,46 +262,14 @@ def predictions_from_upload(uploaded) -> tuple[dict, dict]:
 
 
 def predictions_from_bundle(root: str, case_ids: list[str], progress=None) -> tuple[dict, dict]:
-    """Run the loaded bundle on each case's ROI (its mask file) with its clinical row."""
-    from . import clinical as clin
-    from . import predict as P
-    bi = S.bundle_info()
-    if not bi.available:
-        raise ReaderStudyError(f"no model bundle: {bi.message}")
-    table = S.cohort_table(root)
-    out, nom = {}, None
-    for i, cid in enumerate(case_ids):
-        files = S.case_files(root, cid)
-        if "mask" not in files:
-            raise ReaderStudyError("the case has no mask file: the model needs an ROI", case_id=cid)
-        case = S.CaseData(cid, "reader study", files=files,
-                          hashes={k: S.file_sha256(v) for k, v in files.items() if Path(v).is_file()})
-        seq = case.reference
-        mask = S.load_mask_array(case, seq, files["mask"], case.hashes["mask"])
-        part = P.run_image_part(case, seq, mask)
-        row = table.loc[cid].to_dict() if cid in table.index else {}
-        cp = P.run_clinical_part(part, clin.normalise({k: row.get(k) for k in clin.BY_NAME}))
-        rec: dict[str, Any] = {"p_her2": float(cp.p_her2)}
-        if cp.p_low is not None:
-            rec["p_low"] = float(cp.p_low)
-        if cp.patient_points:
-            rec["points"] = {k: float(v) for k, v in cp.patient_points["points"].items()}
-            rec["total_points"] = float(cp.patient_points["total_points"])
-        if cp.nomogram is not None and nom is None:
-            nom = cp.nomogram.to_dict()
-        if cp.contributions is not None:
-            c = cp.contributions
-            rec["shap"] = {str(k): float(v) for k, v in zip(c.predictors, c.contributions)}
-        out[cid] = rec
-        if progress:
-            progress((i + 1) / len(case_ids), f"{i + 1}/{len(case_ids)} cases")
-    # weights may be recorded as dicts ({"identity": "random-init", ...}): look inside them too
-    rnd = bool(bi.random_init) or any("random" in str(w).lower() for w in bi.weights.values())
-    info = {"source": f"bundle {bi.name}", "bundle": bi.name, "bundle_checksum": bi.checksum,
-            "random_init": rnd}
-    if nom is not None:
-        info["nomogram"] = nom
-    return out, info
+    """Model output of the session's bundle for each case (her2core.workflows.study_inputs)."""
+    from her2core.cohort import read_cohort
+    from her2core.workflows.study_inputs import model_outputs
+    bundle = S.current_bundle()
+    if bundle is None:
+        raise ReaderStudyError(S.NO_BUNDLE)
+    return model_outputs(bundle, read_cohort(root), case_ids,
+                         progress=(lambda d, n, m="": progress(d / max(n, 1), m)) if progress else None)
 
 
 def cases_for_study(root: str, ids: list[str], preds: dict | None) -> list[dict]:

@@ -1,12 +1,12 @@
 """Everything the pages need from her2core, behind streamlit caches.
 
 * ``st.cache_resource`` (shared, read-only, bounded): loaded images keyed by
-  file hash, the model bundle, the demo cohort.
-* ``st.cache_data`` (bounded): pure steps keyed by file hashes (case image
-  scores, cohort tables).
-
-Modules of her2core that are not part of this build are reported by
-``availability()`` and the pages say so instead of showing made-up output.
+  file hash, loaded bundles and their CasePredictor keyed by path + manifest, the
+  demo cohort.
+* ``st.cache_data`` (bounded): pure steps keyed by file hashes (cohort tables).
+* The model in use is a per-session choice (``st.session_state[BUNDLE_KEY]``) among
+  :func:`bundle_choices`: the shipped demo bundles, ``HER2_BUNDLE``, and the bundles
+  this session trained or uploaded. Switching needs no restart.
 """
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ import numpy as np
 import streamlit as st
 
 from her2core.errors import Her2Error, ImageLoadError
+
+from her2core.provenance import file_sha256
 
 from . import clinical as clin
 
@@ -74,49 +76,10 @@ class CaseData:
     def mask_key_for(self, sequence: str) -> str:
         return "US_mask" if sequence == "US" else "mask"
 
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-# ----------------------------------------------------------------------------- availability
-_MODULES = {
-    "imaging": "her2core.imaging",
-    "cohort": "her2core.cohort",
-    "synthetic": "her2core.synthetic",
-    "features": "her2core.features",
-    "bundle": "her2core.bundle",
-    "nomogram": "her2core.nomogram",
-    "plots": "her2core.plots",
-    "metrics": "her2core.metrics",
-    "explain": "her2core.explain",
-    "gradcam": "her2core.explain.gradcam",
-    "shap": "her2core.explain.shap_explain",
-    "report": "her2core.report",
-    "models": "her2core.models",
-}
-
-
-@st.cache_resource(show_spinner=False)
-def availability() -> dict[str, str | None]:
-    """Module name -> None when importable, else the reason (one line)."""
-    out: dict[str, str | None] = {}
-    for name, mod in _MODULES.items():
-        try:
-            importlib.import_module(mod)
-            out[name] = None
-        except Exception as err:  # noqa: BLE001 - reported, not swallowed
-            out[name] = f"{type(err).__name__}: {err}".splitlines()[0][:200]
-    return out
-
-
-def missing(*names: str) -> list[str]:
-    av = availability()
-    return [n for n in names if av.get(n) is not None]
+    def mask_reference(self, mask_key: str) -> str | None:
+        """The sequence a mask file lies on (cohort format: mask on DCE, else T1; US_mask on US)."""
+        from her2core.cohort import MASK_REFERENCE
+        return next((s for s in MASK_REFERENCE.get(mask_key, ()) if s in self.files), None)
 
 
 @st.cache_resource(show_spinner=False)
@@ -179,37 +142,16 @@ def _find_file(case_dir: Path, stem: str) -> Path | None:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def cohort_table(root: str):
-    """The cohort's table (pandas, indexed by case_id); her2core.cohort when present."""
-    if not missing("cohort"):
-        from her2core.cohort import read_cohort
-        return read_cohort(root).table.copy()
-    import pandas as pd
-    t = pd.read_csv(Path(root) / "cohort.csv", dtype={"case_id": str})
-    return t.set_index("case_id")
+    """The cohort's typed table (pandas, indexed by case_id)."""
+    from her2core.cohort import read_cohort
+    return read_cohort(root).table.copy()
 
 
 def case_files(root: str, case_id: str) -> dict[str, str]:
-    if not missing("cohort"):
-        try:
-            from her2core.cohort import read_cohort
-            cf = read_cohort(root).files(case_id)
-            out = {}
-            for k in ("T1", "T2", "DCE", "US", "mask", "US_mask"):
-                v = getattr(cf, k, None) if not isinstance(cf, dict) else cf.get(k)
-                if v is not None:
-                    out[k] = str(v)
-            return out
-        except Her2Error:
-            raise
-        except Exception as err:  # noqa: BLE001 - contract drift: fall back to the layout
-            log.warning("cohort.files fallback: %s", err)
-    case_dir = Path(root) / "cases" / case_id
-    out = {}
-    for k, stem in _FILE_NAMES.items():
-        p = _find_file(case_dir, stem)
-        if p is not None:
-            out[k] = str(p)
-    return out
+    """The case's image and mask files (her2core.cohort's discovery), by name."""
+    from her2core.cohort import read_cohort
+    cf = read_cohort(root).files(case_id)
+    return {k: str(v) for k, v in cf.present().items()}
 
 
 def demo_case(case_id: str) -> CaseData:
@@ -284,83 +226,114 @@ def canonical_for(case: CaseData, sequence: str):
 
 
 def load_mask_array(case: CaseData, sequence: str, path: str, sha: str) -> np.ndarray:
-    """Mask file checked against the sequence's grid, as a canonical bool array."""
+    """Mask file checked against the sequence's grid (her2core.imaging.mask.load_mask:
+    dimension, labels, geometry, size), as a canonical bool array."""
+    from her2core.imaging.mask import load_mask
     ref, can = canonical_for(case, sequence)
-    try:
-        from her2core.imaging.mask import load_mask
-        m = load_mask(path, ref)
-        arr = np.asarray(m.array)
-    except ImportError:
-        from her2core.imaging import load_image as li
-        m = li(path, sequence="mask")
-        diffs = ref.grid_differences(m) if m.ndim == ref.ndim else ["dimension"]
-        if diffs:
-            from her2core.errors import GeometryError
-            raise GeometryError("mask is not on the image's grid: " + "; ".join(diffs),
-                                case_id=case.case_id, file=path,
-                                hint="save the mask on the grid of " + sequence)
-        arr = np.asarray(m.array)
-    arr = arr > 0
-    if not arr.any():
-        from her2core.errors import MaskError
-        raise MaskError("the mask is empty", case_id=case.case_id, file=path)
-    return can.to_canonical(arr)
+    m = load_mask(path, ref, case_id=case.case_id)
+    return can.to_canonical(np.asarray(m.array) > 0)
 
 
-# ----------------------------------------------------------------------------- model bundle
-@dataclass
-class BundleInfo:
-    available: bool
-    name: str = ""
-    path: str = ""
-    checksum: str = ""
-    weights: dict[str, str] = field(default_factory=dict)
-    random_init: bool = False
-    tasks: list[str] = field(default_factory=list)
-    card: dict[str, Any] = field(default_factory=dict)
-    message: str = ""
-    bundle: Any = None
+# ----------------------------------------------------------------------------- model bundles
+BUNDLE_KEY = "bundle_path"          # session: path of the bundle in use
+SESSION_BUNDLES_KEY = "bundles"     # session: [BundleChoice] trained or uploaded in this session
+SHIPPED_BUNDLES = ("demo_bundle", "demo_bundle_us")
 
 
-def _bundle_dirs() -> list[Path]:
+@dataclass(frozen=True)
+class BundleChoice:
+    path: str
+    label: str
+    source: str                     # "shipped" | "configured" | "trained here" | "uploaded"
+
+
+def bundle_choices() -> list[BundleChoice]:
+    """The bundles this session can use, the default first."""
+    out: list[BundleChoice] = []
     env = os.environ.get("HER2_BUNDLE")
-    cands = [Path(env)] if env else []
-    cands.append(ASSETS / "demo_bundle")
-    return cands
+    if env:
+        out.append(BundleChoice(str(Path(env)), f"{Path(env).name} (HER2_BUNDLE)", "configured"))
+    for name in SHIPPED_BUNDLES:
+        d = ASSETS / name
+        if (d / "MANIFEST").is_file() and str(d) not in {c.path for c in out}:
+            out.append(BundleChoice(str(d), f"{name} (shipped demo)", "shipped"))
+    for c in st.session_state.get(SESSION_BUNDLES_KEY, []) or []:
+        if Path(c.path, "MANIFEST").is_file() and c.path not in {o.path for o in out}:
+            out.append(c)
+    return out
 
 
-@st.cache_resource(show_spinner="Loading the model bundle ...")
-def bundle_info() -> BundleInfo:
-    """The model bundle, loaded once for all sessions (read-only)."""
-    gone = missing("bundle")
-    if gone:
-        return BundleInfo(False, message="model bundles (her2core.bundle) are not available in this "
-                          f"build: {availability()['bundle']}")
-    from her2core import bundle as B
-    for d in _bundle_dirs():
-        if not d.exists():
-            continue
-        try:
-            b = B.load_bundle(d)
-        except Her2Error as err:
-            return BundleInfo(False, path=str(d), message=str(err))
-        card = dict(getattr(b, "model_card", None) or {})
-        weights = {}
-        for name, v in dict(getattr(b, "backbones", {}) or {}).items():
-            weights[str(name)] = str(v.get("weights", v)) if isinstance(v, dict) else str(v)
-        checksum = ""
-        man = Path(d) / "MANIFEST"
-        if man.is_file():
-            last = man.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1]
-            if last.startswith("overall "):
-                checksum = "sha256:" + last.split(" ", 1)[1].strip()
-        rnd = bool(getattr(b, "random_init", False)) or any(
-            w.startswith("random") for w in weights.values())
-        return BundleInfo(True, name=str(card.get("name", d.name)), path=str(d), checksum=checksum,
-                          weights=weights, random_init=rnd, tasks=list(getattr(b, "tasks", [])),
-                          card=card, bundle=b)
-    return BundleInfo(False, message="no model bundle found (assets/demo_bundle is missing; set "
-                      "HER2_BUNDLE to a bundle folder or train one on the Cohort page)")
+def register_bundle(path: str | Path, label: str, source: str, *, select: bool = True) -> None:
+    """Offer a bundle trained or uploaded in this session (and use it at once)."""
+    c = BundleChoice(str(Path(path)), label, source)
+    lst = [b for b in st.session_state.get(SESSION_BUNDLES_KEY, []) or [] if b.path != c.path]
+    st.session_state[SESSION_BUNDLES_KEY] = lst + [c]
+    if select:
+        select_bundle(c.path)
+
+
+def select_bundle(path: str) -> None:
+    st.session_state[BUNDLE_KEY] = str(path)
+    st.session_state["prediction"] = None
+
+
+def _stamp(path: str) -> int:
+    f = Path(path) / "MANIFEST"
+    return f.stat().st_mtime_ns if f.is_file() else 0
+
+
+@st.cache_resource(show_spinner="Loading the model bundle ...", max_entries=8)
+def _load_bundle(path: str, stamp: int):
+    from her2core.bundle import load_bundle
+    return load_bundle(path)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _predictor(path: str, stamp: int):
+    from her2core.predictor import CasePredictor
+    return CasePredictor(_load_bundle(path, stamp))
+
+
+def current_bundle_path() -> str | None:
+    choices = bundle_choices()
+    want = st.session_state.get(BUNDLE_KEY)
+    if want and any(c.path == want for c in choices):
+        return want
+    return choices[0].path if choices else None
+
+
+def current_bundle():
+    """The session's bundle (verified, read-only, shared), or None when there is none.
+    A damaged or foreign bundle raises BundleError (shown by the caller)."""
+    path = current_bundle_path()
+    return None if path is None else _load_bundle(path, _stamp(path))
+
+
+def current_predictor():
+    """The CasePredictor of the session's bundle (shared by every session using it)."""
+    path = current_bundle_path()
+    return None if path is None else _predictor(path, _stamp(path))
+
+
+NO_BUNDLE = ("No model bundle is available: assets/demo_bundle is missing. Train one on the "
+             "Cohort page, upload a bundle (.zip) in the sidebar, or set HER2_BUNDLE.")
+
+
+def upload_bundle(uploaded) -> str:
+    """An uploaded bundle zip: extracted safely, verified (checksums, trusted types, nothing
+    unpickled), offered to this session and selected. Returns its folder."""
+    from her2core.bundle import load_bundle_archive
+    path, sha = save_upload_any(uploaded, "bundle", (".zip",))
+    dest = session_upload_dir() / f"bundle_{sha[:12]}"
+    if dest.exists():
+        shutil.rmtree(dest, ignore_errors=True)
+    try:
+        b = load_bundle_archive(path, dest)
+    except Her2Error as err:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise type(err)(err.message, file=uploaded.name, hint=err.hint) from None
+    register_bundle(b.path, f"{uploaded.name} (uploaded)", "uploaded")
+    return str(b.path)
 
 
 def reset_for_tests() -> None:

@@ -16,12 +16,15 @@ import streamlit as st
 DEFAULTS: dict[str, tuple[Any, str]] = {
     "case": (None, "webapp.services.CaseData of the case being looked at, or None"),
     "clinical": ({}, "clinical values entered for the case (column -> value or None)"),
-    "editor": (None, "her2core.viewer.MaskEditor: the ROI being drawn (canonical orientation)"),
-    "editor_ref": (None, "(case key, sequence) the editor belongs to"),
+    "editors": ({}, "sequence -> her2core.viewer.MaskEditor: the case's ROIs (canonical orientation)"),
+    "editor_ref": (None, "(case key, sequence) of the ROI being drawn now"),
     "roi_nonce": (0, "bumped after each applied lasso/box so the chart's selection resets"),
     "roi_last": (None, "signature of the last selection applied (never applied twice)"),
-    "roi_source": (None, "where the ROI came from: 'drawn', 'file', 'case'"),
-    "prediction": (None, "webapp.services.PredictionResult for the case, or None"),
+    "roi_source": ({}, "sequence -> where its ROI came from: 'drawn', 'file', 'case'"),
+    "prediction": (None, "her2core.predictor.ImagePart of the case's last run, or None"),
+    "task": ("her2", "task shown on the Prediction / Export pages: her2 or her2_low"),
+    "bundle_path": (None, "path of the model bundle this session uses (None: the default)"),
+    "bundles": ([], "webapp.services.BundleChoice of bundles trained or uploaded in this session"),
     "threshold": (0.35, "decision threshold (probability) shown on the decision curve"),
     "upload_dir": (None, "per-session temporary folder for uploaded files"),
     "cohort_eval": (None, "result of the last cohort evaluation"),
@@ -55,7 +58,7 @@ def init_state(*, allow_during_reading: bool = False) -> None:
 
 def reset_case() -> None:
     """Forget everything that belongs to the current case."""
-    for key in ("case", "clinical", "editor", "editor_ref", "roi_last", "roi_source", "prediction"):
+    for key in ("case", "clinical", "editors", "editor_ref", "roi_last", "roi_source", "prediction"):
         st.session_state[key] = copy.deepcopy(DEFAULTS[key][0])
     st.session_state["roi_nonce"] = st.session_state.get("roi_nonce", 0) + 1
 

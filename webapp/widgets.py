@@ -29,13 +29,19 @@ RANDOM_INIT_TEXT = ("Demo model: the networks have **random-initialised weights*
                     "they carry no clinical meaning.")
 
 
-def model_output_banner(info: "S.BundleInfo | None" = None) -> None:
+def model_output_banner(bundle=None) -> None:
     """Banner shown on every page that shows model output."""
-    info = info or S.bundle_info()
-    if info.available and info.random_init:
+    if bundle is None:
+        try:
+            bundle = S.current_bundle()
+        except Her2Error:
+            return
+    if bundle is None:
+        return
+    if bundle.random_init:
         st.warning(RANDOM_INIT_TEXT, icon=":material/science:")
-    elif info.available:
-        st.caption(f"Model bundle: {info.name} ({info.checksum[:19]})")
+    else:
+        st.caption(f"Model bundle: {bundle.name} ({bundle.checksum[:19]})")
 
 
 def show_error(err: BaseException) -> None:
@@ -59,33 +65,70 @@ def user_errors():
         show_error(err)
 
 
-def not_available(what: str, modules: list[str]) -> None:
-    av = S.availability()
-    reasons = "; ".join(f"{m}: {av.get(m)}" for m in modules)
-    st.info(f"{what} is not available in this build ({reasons}).", icon=":material/block:")
-
-
 # ----------------------------------------------------------------------------- viewer
+def _editors(case: "S.CaseData") -> dict[str, V.MaskEditor]:
+    """The case's ROI editors by sequence (a new case starts with none)."""
+    eds = st.session_state.get("editors") or {}
+    ref = st.session_state.get("editor_ref")
+    if ref is None or ref[0] != case.key:
+        eds = {}
+        st.session_state["editors"] = eds
+        st.session_state["roi_source"] = {}
+    return eds
+
+
 def _editor_for(case: "S.CaseData", sequence: str) -> V.MaskEditor:
-    """The session's ROI editor for (case, sequence), created empty when new."""
-    ref = (case.key, sequence)
-    ed = st.session_state.get("editor")
-    if ed is None or st.session_state.get("editor_ref") != ref:
+    """The session's ROI editor for (case, sequence); a new one starts from the case's own
+    mask file when it lies on this sequence's grid (mask.nii.gz on DCE/T1, US_mask on US)."""
+    eds = _editors(case)
+    st.session_state["editor_ref"] = (case.key, sequence)
+    ed = eds.get(sequence)
+    if ed is None:
         _, can = S.canonical_for(case, sequence)
         ed = V.MaskEditor.empty(can.array.shape)
-        st.session_state["editor"] = ed
-        st.session_state["editor_ref"] = ref
-        st.session_state["roi_source"] = None
+        mkey = case.mask_key_for(sequence)
+        if mkey in case.files and sequence == case.mask_reference(mkey):
+            ed.set_mask(S.load_mask_array(case, sequence, case.files[mkey], case.hashes[mkey]))
+            st.session_state.setdefault("roi_source", {})[sequence] = "case"
+        eds[sequence] = ed
+        st.session_state["editors"] = eds
     return ed
 
 
 def current_mask(case: "S.CaseData") -> tuple[str | None, np.ndarray | None]:
-    """(sequence, canonical mask) of the case's ROI when one has voxels."""
+    """(sequence, canonical mask) of the ROI being drawn now, when it has voxels."""
     ref = st.session_state.get("editor_ref")
-    ed = st.session_state.get("editor")
-    if ed is None or ref is None or ref[0] != case.key or ed.voxels == 0:
-        return None, None
-    return ref[1], ed.mask
+    eds = st.session_state.get("editors") or {}
+    if ref is None or ref[0] != case.key or ref[1] not in eds or eds[ref[1]].voxels == 0:
+        rois = case_rois(case)
+        return next(iter(rois.items())) if rois else (None, None)
+    return ref[1], eds[ref[1]].mask
+
+
+def case_rois(case: "S.CaseData") -> dict[str, np.ndarray]:
+    """Every ROI of the case with voxels: sequence -> canonical mask (MRI first)."""
+    ref = st.session_state.get("editor_ref")
+    if ref is None or ref[0] != case.key:
+        return {}
+    eds = st.session_state.get("editors") or {}
+    return {s: e.mask for s, e in sorted(eds.items(), key=lambda kv: kv[0] == "US") if e.voxels}
+
+
+def open_case_rois(case: "S.CaseData") -> list[str]:
+    """Apply the case's own mask files as its ROIs when it opens; returns the problems
+    (a corrupt or misplaced mask is reported, the case still opens)."""
+    problems = []
+    for mkey in ("mask", "US_mask"):
+        seq = case.mask_reference(mkey)
+        if mkey in case.files and seq is not None:
+            try:
+                _editor_for(case, seq)
+            except Her2Error as err:
+                problems.append(str(err))
+    ref = case.reference
+    if ref is not None:
+        st.session_state["editor_ref"] = (case.key, ref)
+    return problems
 
 
 def _heat_canonical(heat_image, can: V.Canonical, reference) -> np.ndarray | None:
@@ -257,7 +300,9 @@ def _apply_selection(event, editor: V.MaskEditor, view: str, idx: int, shape, ke
         region = V.box_to_mask(b.get("x", [0, 0]), b.get("y", [0, 0]), shape)
         changed += editor.apply(view, idx, region, mode)
     st.session_state["roi_last"] = sig
-    st.session_state["roi_source"] = "drawn"
+    ref = st.session_state.get("editor_ref")
+    if ref is not None:
+        st.session_state.setdefault("roi_source", {})[ref[1]] = "drawn"
     st.session_state["roi_nonce"] += 1
     st.session_state["prediction"] = None if changed else st.session_state.get("prediction")
     st.rerun()
@@ -311,8 +356,9 @@ def roi_tools(case, seq, editor: V.MaskEditor, ref_img, can: V.Canonical, view: 
     vox_ml = editor.voxels * sp[0] * sp[1] * sp[2] / 1000.0
     st.caption(f"ROI on {seq}: {editor.voxels} voxels"
                + ("" if can.is_2d else f" ({vox_ml:.2f} mL)")
-               + f", on {view} slices {drawn}" + (f"; source: {st.session_state.get('roi_source')}"
-                                                  if st.session_state.get("roi_source") else ""))
+               + f", on {view} slices {drawn}"
+               + (f"; source: {(st.session_state.get('roi_source') or {}).get(seq)}"
+                  if (st.session_state.get("roi_source") or {}).get(seq) else ""))
     l1, l2 = st.columns(2)
     mkey = case.mask_key_for(seq)
     with l1:
@@ -320,7 +366,7 @@ def roi_tools(case, seq, editor: V.MaskEditor, ref_img, can: V.Canonical, view: 
             with user_errors():
                 arr = S.load_mask_array(case, seq, case.files[mkey], case.hashes[mkey])
                 editor.set_mask(arr)
-                st.session_state["roi_source"] = "case"
+                st.session_state.setdefault("roi_source", {})[seq] = "case"
                 st.session_state["roi_nonce"] += 1
                 st.rerun()
     with l2:
@@ -331,7 +377,7 @@ def roi_tools(case, seq, editor: V.MaskEditor, ref_img, can: V.Canonical, view: 
                 path, sha = S.save_upload(up, "mask")
                 arr = S.load_mask_array(case, seq, path, sha)
                 editor.set_mask(arr)
-                st.session_state["roi_source"] = "file"
+                st.session_state.setdefault("roi_source", {})[seq] = "file"
                 st.session_state["roi_nonce"] += 1
                 st.rerun()
 
@@ -353,10 +399,11 @@ def clinical_inputs(values: dict[str, Any], *, key: str, columns: int = 2,
         with cols[i % columns]:
             if f.kind == "number":
                 val = None if clin.is_missing(v) else float(v)
-                if val is not None and not (f.lo <= val <= f.hi):
-                    st.warning(f"{f.label} = {val:g} {f.unit} is outside {f.lo:g}-{f.hi:g}; left missing")
+                if val is not None and f.problem(val):
+                    st.warning(f"{f.label}: {f.problem(val)}; left missing")
                     val = None
-                out[name] = st.number_input(label, min_value=float(f.lo), max_value=float(f.hi),
+                out[name] = st.number_input(label, min_value=None if f.lo is None else float(f.lo),
+                                            max_value=None if f.hi is None else float(f.hi),
                                             value=val, step=float(f.step), key=f"{key}_{name}",
                                             placeholder="missing", help=f.help or None)
             elif f.kind == "binary":
@@ -365,9 +412,63 @@ def clinical_inputs(values: dict[str, Any], *, key: str, columns: int = 2,
                 ch = st.selectbox(label, opts, index=cur, key=f"{key}_{name}", help=f.help or None)
                 out[name] = None if ch == "missing" else int(ch == "yes")
             else:
-                opts = ["missing"] + list(f.options)
-                sv = None if clin.is_missing(v) else (str(int(float(v))) if name == "grade" else str(v))
+                opts = ["missing"] + list(f.levels)
+                sv = None if clin.is_missing(v) else (str(int(float(v))) if f.kind == "grade" else str(v))
                 cur = opts.index(sv) if sv in opts else 0
-                ch = st.selectbox(label, opts, index=cur, key=f"{key}_{name}")
-                out[name] = None if ch == "missing" else (int(ch) if name == "grade" else ch)
+                ch = st.selectbox(label, opts, index=cur, key=f"{key}_{name}", help=f.help or None)
+                out[name] = None if ch == "missing" else (int(ch) if f.kind == "grade" else ch)
     return out
+
+
+# ----------------------------------------------------------------------------- model choice
+def model_chooser() -> None:
+    """The session's model: the shipped demo, HER2_BUNDLE, bundles trained or uploaded here.
+
+    A switch takes effect at once, for this session only (no restart); an uploaded zip is
+    verified (checksums, trusted types; nothing is unpickled) before it is offered.
+    """
+    choices = S.bundle_choices()
+    if choices:
+        paths = [c.path for c in choices]
+        cur = S.current_bundle_path()
+        pick = st.selectbox("Model", paths, index=paths.index(cur) if cur in paths else 0,
+                            format_func=lambda p: next(c.label for c in choices if c.path == p),
+                            key="model_pick")
+        if pick != st.session_state.get(S.BUNDLE_KEY):
+            S.select_bundle(pick)
+    else:
+        st.caption(S.NO_BUNDLE)
+    up = st.file_uploader("Use a bundle (.zip)", type=["zip"], key="bundle_zip")
+    if up is not None and st.button("Verify and use", key="bundle_zip_use"):
+        with user_errors():
+            S.upload_bundle(up)
+            st.rerun()
+    with user_errors():
+        b = S.current_bundle()
+        if b is not None:
+            with st.expander("Model card", expanded=False):
+                model_card(b)
+
+
+def model_card(bundle) -> None:
+    """What a user must know before trusting an output (bundle.summary(), laid out)."""
+    sm = bundle.summary()
+    st.markdown(f"**{sm['name']}**")
+    st.caption(f"`{sm['checksum'][:23]}...` - tasks: {', '.join(sm['tasks'])}")
+    if sm["random_init"]:
+        st.caption(":warning: random-initialised networks: demonstration only")
+    for t, tr in sm["training"].items():
+        v = sm["validation"].get(t, {})
+        line = f"{t}: trained on n = {tr.get('n')} ({tr.get('positives')} positive)"
+        if v.get("out_of_fold"):
+            line += f"; out-of-fold AUC {v['out_of_fold']['auc']:.3f}"
+        if v.get("internal"):
+            line += f"; optimism-corrected AUC {v['internal']['auc']:.3f}"
+        if v.get("external"):
+            line += f"; external AUC {v['external']['auc']:.3f} ({v['external']['where']})"
+        st.caption(line)
+        if not tr.get("second_level_variables"):
+            st.caption(f":warning: {t}: the model kept no predictor (prevalence only)")
+    if sm["weights"]:
+        st.caption("Weights: " + ", ".join(f"{k} {v[:19]}" for k, v in sm["weights"].items()))
+    st.caption(sm.get("intended_use") or "")
