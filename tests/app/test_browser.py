@@ -76,6 +76,12 @@ def open_demo_and_draw(page, url: str):
     page.get_by_role("button", name="Open demo case").click()
     B.wait_idle(page)
     page.wait_for_selector(".stPlotlyChart .nsewdrag", timeout=120_000)
+    # the case's own mask is its ROI when it opens: clear it to draw one by hand
+    page.get_by_role("button", name="Clear", exact=True).click()
+    B.wait_idle(page)
+    page.wait_for_function("() => ![...document.querySelectorAll('[data-testid=stCaptionContainer]')]"
+                           ".some(e => /ROI on \\w+: [1-9]\\d* voxels/.test(e.innerText))",
+                           timeout=60_000)
     k, fracs, expected = demo_tumour_polygon()
     voxels = B.lasso_until_roi(page, fracs)
     return voxels, expected
@@ -85,7 +91,8 @@ PANEL_SELECTORS = {
     "nomogram": ".st-key-panel_nomogram .stPlotlyChart .main-svg",
     "shap": ".st-key-panel_shap .stPlotlyChart .main-svg",
     "decision curve": ".st-key-panel_dca .stPlotlyChart .main-svg",
-    "grad-cam": ".st-key-panel_gradcam img",
+    # a map per image score the model uses, or the sentence saying it uses none
+    "grad-cam": ".st-key-panel_gradcam img, .st-key-panel_gradcam [data-testid=stAlert]",
 }
 
 

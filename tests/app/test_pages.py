@@ -83,27 +83,29 @@ def test_demo_case_flow_viewer_mask_and_clinical_values():
     assert len(charts) == 3                              # DCE, T1, T2 side by side
     assert at.number_input(key=next(k for k in _widget_keys(at) if k.endswith("_age"))).value == \
         pytest.approx(float(table.loc["syn-0001", "age"]))
-    # no ROI yet: the prediction page asks for one
-    _go(at, "prediction")
-    assert any("ROI" in t for t in _texts(at.info))
-    # load the case's own mask through the ROI tools
-    _go(at, "case")
-    at.button(key="case_usecase").click()
-    at.run()
-    assert not at.exception
+    # the case's own mask is its ROI as soon as it opens (defect: it needed a button)
     import SimpleITK as sitk
     n_mask = int(sitk.GetArrayFromImage(sitk.ReadImage(str(root / "cases/syn-0001/mask.nii.gz"))).sum())
     cap = [t for t in _texts(at.caption) if t.startswith("ROI on DCE")]
-    assert cap and cap[0].startswith(f"ROI on DCE: {n_mask} voxels")
-    ed = at.session_state["editor"]
-    assert ed.voxels == n_mask
-    # copy / undo keep the count exact
+    assert cap and cap[0].startswith(f"ROI on DCE: {n_mask} voxels") and "source: case" in cap[0]
+    assert at.session_state["editors"]["DCE"].voxels == n_mask
+    # clear / undo keep the count exact
     at.button(key="case_clear").click()
     at.run()
-    assert at.session_state["editor"].voxels == 0
+    assert at.session_state["editors"]["DCE"].voxels == 0
+    # no ROI: the prediction page says so before anything runs
+    _go(at, "prediction")
+    assert any("ROI" in t for t in _texts(at.info))
+    _go(at, "case")
     at.button(key="case_undo").click()
     at.run()
-    assert at.session_state["editor"].voxels == n_mask
+    assert at.session_state["editors"]["DCE"].voxels == n_mask
+    at.button(key="case_clear").click()
+    at.run()
+    at.button(key="case_usecase").click()             # reload the case's mask file
+    at.run()
+    assert not at.exception
+    assert at.session_state["editors"]["DCE"].voxels == n_mask
     # other views keep working
     at.radio(key="case_view").set_value("sagittal")
     at.run()
@@ -200,22 +202,22 @@ def test_teaching_sliders_regenerate_the_case():
 @pytest.mark.slow
 def test_prediction_one_screen_and_what_if_without_rerunning_networks(with_bundle):
     _demo_root()
-    at = _open_demo(_app(), "syn-0000")
-    at.button(key="case_usecase").click()
-    at.run()
+    at = _open_demo(_app(), "syn-0000")                # its mask is the ROI at once
     _go(at, "prediction")
     assert any("random-initialised" in w for w in _texts(at.warning))   # banner with model output
     at.button(key="run_prediction").click()
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     part = at.session_state["prediction"]
-    from webapp import predict as P
-    cp = P.run_clinical_part(part, at.session_state["clinical"])
+    from her2core.bundle import load_bundle
+    from her2core.predictor import CasePredictor
+    cp = CasePredictor(load_bundle(with_bundle)).clinical_part(part, at.session_state["clinical"])
     assert at.metric[0].label == "HER2-positive"
-    assert at.metric[0].value == f"{cp.p_her2:.1%}"
-    if cp.patient_points:
-        assert f"Total points: {cp.patient_points['total_points']:.1f}" in _texts(at.caption)
-        assert cp.patient_points["probability"] == pytest.approx(cp.p_her2, abs=1e-9)
+    assert at.metric[0].value == f"{cp.probability:.1%}"
+    assert f"95 % interval {cp.interval[0]:.1%} - {cp.interval[1]:.1%}" in _texts(at.caption)
+    if cp.points:
+        assert f"Total points: {cp.points['total_points']:.1f}" in _texts(at.caption)
+        assert cp.points["probability"] == pytest.approx(cp.probability, abs=1e-9)
     if cp.contributions is not None:
         c = cp.contributions
         assert c.base_value + float(np.sum(c.contributions)) == pytest.approx(c.prediction, abs=1e-9)
@@ -227,8 +229,8 @@ def test_prediction_one_screen_and_what_if_without_rerunning_networks(with_bundl
     at.run()
     assert not at.exception
     assert at.session_state["prediction"] is part
-    cp2 = P.run_clinical_part(part, at.session_state["clinical"])
-    assert at.metric[0].value == f"{cp2.p_her2:.1%}"
+    cp2 = CasePredictor(load_bundle(with_bundle)).clinical_part(part, at.session_state["clinical"])
+    assert at.metric[0].value == f"{cp2.probability:.1%}"
 
 
 def test_cohort_trains_a_clinical_bundle_and_offers_it_for_download():
@@ -262,8 +264,6 @@ def test_repeated_prediction_is_served_from_the_cache_in_this_and_another_sessio
     session) must be served from the cache, not fail with CacheReplayClosureError."""
     _demo_root()
     at = _open_demo(_app(), "syn-0001")
-    at.button(key="case_usecase").click()
-    at.run()
     _go(at, "prediction")
     _run_prediction(at)
     first = at.session_state["prediction"]
@@ -272,8 +272,6 @@ def test_repeated_prediction_is_served_from_the_cache_in_this_and_another_sessio
     assert at.session_state["prediction"] is first   # the cached result, not a re-run
     assert at.metric[0].value == p_first
     other = _open_demo(_app(), "syn-0001")     # a second session on the same demo case
-    other.button(key="case_usecase").click()
-    other.run()
     _go(other, "prediction")
     _run_prediction(other)
     assert other.session_state["prediction"] is first

@@ -193,7 +193,8 @@ def test_two_readers_read_their_queue_in_the_browser_then_analysis(tmp_path, mon
         B.wait_idle(page)
         page.locator(".st-key-rs_owner_study input").fill(study)
         page.locator(".st-key-rs_owner_code input").fill(codes["owner code"])
-        page.get_by_role("button", name="Open").click()
+        page.get_by_role("button", name="Open", exact=True).and_(
+            page.get_by_test_id("stBaseButton-primaryFormSubmit")).click()
         _wait_text(page, r"Reads saved")
         body = page.inner_text("body")
         assert "Progress" in body and re.search(r"Reads saved\s+24\b", body), body[-800:]

@@ -37,7 +37,8 @@ def demo_bundle(tiny_cohort_ro, tmp_path_factory):
         X = pd.concat([F, cohort.table.loc[F.index, CLINICAL]], axis=1)
         scorer = DeepScore(block="resnet18", univariate=None, corr_threshold=None, lasso=False, C=0.05)
         model = StackedNomogram(scorers=[("resnet18", scorer)], clinical_predictors=CLINICAL,
-                                clinical_selection="none", cv=2, C=1.0).fit(X, y)
+                                clinical_selection="none", cv=2, C=1.0,
+                                score_selection="force").fit(X, y)
         path = save_bundle(tmp_path_factory.mktemp("bundle") / "b", {"her2": model},
                            model_card={"name": "explain test"}, feature_config=cfg.to_dict(),
                            backbones=F.attrs["provenance"]["backbones"])
@@ -135,7 +136,8 @@ def test_case_gradcam_3d_resnet_map_on_the_dce_grid(tiny_cohort_ro, tmp_path):
         X = pd.concat([F, cohort.table.loc[F.index, ["age"]]], axis=1)
         scorer = DeepScore(block="resnet3d18", univariate=None, corr_threshold=None, lasso=False, C=0.05)
         model = StackedNomogram(scorers=[("resnet3d18", scorer)], clinical_predictors=["age"],
-                                clinical_selection="none", cv=2, C=1.0).fit(X, y)
+                                clinical_selection="none", cv=2, C=1.0,
+                                score_selection="force").fit(X, y)
         case = "syn-0002"
         images, masks = load_case(cohort.files(case), cfg)
         cams = case_gradcam(model, cfg, ext.backbones, images, masks, F.loc[[case]],

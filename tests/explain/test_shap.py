@@ -208,7 +208,7 @@ def test_clinical_model_owner_map_equals_the_perturbation_map():
     y = (rng.random(n) < 0.4).astype(int)
     m = ClinicalModel(selection="none").fit(X, y)
     pre, est = _split(m)
-    assert est is m and pre.owners is not None
+    assert est.model is m and pre.owners is not None   # the public coefficients() view
     known = np.array([[o == c for o in pre.owners] for c in X.columns])
     probed = dependence_map(_FnTransform(pre.fn), X)
     assert (known == probed).all()

@@ -3,6 +3,7 @@ import json
 import pickle
 
 import numpy as np
+import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
@@ -35,8 +36,13 @@ def _save(tmp_path, fitted):
                        model_card={"internal_validation": {"auc": 0.8, "method": "test"}},
                        training={"her2": {"n": len(y), "positives": int(y.sum()),
                                           "predictor_ranges": ranges}},
-                       feature_config={"sequences": ["DCE", "T2"]},
-                       backbones={"resnet18": {"weights": "random-init"}})
+                       feature_config={"sequences": ["DCE", "T2"],
+                                       "backbones": {"DCE": ["resnet18"], "T2": ["resnet18"]}},
+                       backbones={"resnet18": {"weights": "random-init"}},
+                       validation_predictions=pd.DataFrame(
+                           {"case_id": X.index[:4], "task": "her2", "set": "internal",
+                            "y": y[:4], "p": [0.1, 0.2, 0.3, 0.4]}),
+                       backgrounds={"her2": m.out_of_fold_second_level(X)})
 
 
 def test_round_trip_same_predictions_no_pickle(tmp_path, fitted):
@@ -59,6 +65,18 @@ def test_round_trip_same_predictions_no_pickle(tmp_path, fitted):
     second = coefs["her2"]["second_level"]
     assert_allclose(second["intercept"], m.final_.intercept_[0])
     assert set(second["coefficients"]) == set(m.final_.columns_)
+    # typed settings, one identity, validation predictions and the SHAP reference
+    from her2core.bundle import bundle_checksum
+    from her2core.features.config import FeatureConfig
+    assert isinstance(b.feature_config, FeatureConfig) and b.feature_config.sequences == ["DCE", "T2"]
+    overall = (path / "MANIFEST").read_text(encoding="utf-8").splitlines()[-1].split()[1]
+    assert b.checksum == bundle_checksum(path) == "sha256:" + overall
+    vp = b.validation_predictions("her2", "internal")
+    assert list(vp["case_id"]) == list(X.index[:4])
+    assert_allclose(vp["p"], [0.1, 0.2, 0.3, 0.4], rtol=1e-12)
+    bg = b.background("her2")
+    assert list(bg.columns) == m.second_level_columns() and len(bg) == len(X)
+    assert_allclose(bg[m.score_columns()].to_numpy(), m.oof_scores_.to_numpy(), rtol=1e-10)
 
 
 def test_tampered_byte_refused(tmp_path, fitted):
@@ -128,6 +146,6 @@ def test_demo_bundle_asset_verifies_and_is_marked_random_init():
     b = load_bundle(path)
     assert b.tasks == ["her2", "her2_low"] and b.random_init
     assert b.model_card["random_init"] is True and b.model_card["weights"] == {"resnet18": "random-init"}
-    assert b.model_card["internal_validation"]["method"].startswith("bootstrap optimism")
+    assert b.model_card["internal_validation"]["method"].startswith("optimism bootstrap (rms validate)")
     assert "not a medical device" in b.model_card["intended_use"]
     assert b.training["her2"]["n"] == 60

@@ -31,7 +31,7 @@ def test_clinical_only_train_predict_external(tmp_path, clinical_cohort, capsys)
     text = capsys.readouterr().out
     assert "external AUC (center=B)" in text
     card = json.loads((out / "model_card.json").read_text(encoding="utf-8"))
-    assert card["internal_validation"]["method"].startswith("bootstrap optimism")
+    assert card["internal_validation"]["method"].startswith("optimism bootstrap (rms validate)")
     assert 0.6 < card["external_validation"]["auc"] <= 1.0
     assert card["external_validation"]["where"] == "center=B"
     assert card["data"]["training"]["her2"]["centres"].keys() == {"A"}
@@ -95,9 +95,8 @@ def test_image_recipe_random_init_round_trip(tmp_path, image_cohort, capsys):
     from her2core.bundle import load_bundle
     from her2core.cohort import read_cohort
     from her2core.models.workflow import compute_features, model_frame
-    from her2core.features.config import FeatureConfig
     b = load_bundle(out)
-    res = compute_features(read_cohort(image_cohort), FeatureConfig.from_dict(b.feature_config),
+    res = compute_features(read_cohort(image_cohort), b.feature_config,
                            cache_dir=tmp_path / "cache")
     X = model_frame(read_cohort(image_cohort), res["features"], ["er", "aln_abnormal"])
     assert_allclose(p.set_index("case_id").loc[X.index, "p_her2"],

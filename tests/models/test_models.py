@@ -7,7 +7,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from her2core.models import (ClinicalModel, ClinicalPreprocessor, DeepScore, StackedNomogram,
                              late_fusion, make_zoo_model)
-from her2core.models.validation import auc, bootstrap_optimism, external_validation, repeated_cv
+from her2core.metrics.validation import bootstrap_validate
+from her2core.models.validation import auc, external_validation, repeated_cv
 from her2core.selection import SideTable
 
 
@@ -126,7 +127,7 @@ def test_validation_random_labels_near_half(frame_factory):
     X, y = frame_factory(n=200, seed=5, n_feat=6, random_labels=True)
     model = StackedNomogram(scorers=[("resnet18", DeepScore(block="resnet18", lasso_cv=3, lasso_n_Cs=4))],
                             clinical_predictors=CLIN, cv=3)
-    res = bootstrap_optimism(model, X, y, n_bootstrap=10, random_state=0)
+    res = bootstrap_validate(model, X, y, B=10, seed=0)
     assert res.apparent["auc"] >= res.corrected["auc"] and res.n_failed == 0
     # Monte-Carlo and sampling noise at this size (n=200, B=10): about +-0.1
     assert abs(res.corrected["auc"] - 0.5) < 0.15
@@ -147,16 +148,3 @@ def test_external_validation_keeps_auc(frame_factory):
                           StackedNomogram(scorers=[("a", DeepScore(lasso=False))], cv=2, C=1.0)])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
-
-
-def test_bootstrap_matches_metrics_rms_validate(frame):
-    """Same resamples (same seed) -> same optimism as her2core.metrics.validation (rms validate)."""
-    from her2core.metrics.validation import bootstrap_validate
-    X, y = frame
-    model = ClinicalModel(predictors=CLIN)
-    mine = bootstrap_optimism(model, X, y, n_bootstrap=20, random_state=123)
-    ref = bootstrap_validate(model, X, y, B=20, seed=123)
-    assert ref.n_failed == 0
-    assert_allclose(mine.apparent["auc"], ref.apparent["auc"])
-    assert_allclose(mine.corrected["auc"], ref.corrected["auc"], rtol=1e-10)
-    assert_allclose(mine.corrected["brier"], ref.corrected["brier"], rtol=1e-10)

@@ -5,6 +5,7 @@ import json
 import re
 
 import numpy as np
+from pathlib import Path
 import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
@@ -29,10 +30,10 @@ def setup(tmp_path):
     (cohort / "cohort.csv").write_text("\n".join(rows) + "\n")
     (tmp_path / "preds.csv").write_text("\n".join(preds) + "\n")
     (tmp_path / "readers.csv").write_text("name,level,years\nAnn,senior,20\nBen,junior,4\nCat,junior,2\n")
-    bundle = tmp_path / "bundle"
-    bundle.mkdir()
-    (bundle / "model_card.json").write_text("{}")
     return tmp_path
+
+
+DEMO_BUNDLE = Path(__file__).resolve().parents[2] / "assets" / "demo_bundle"
 
 
 def test_reader_study_command_end_to_end(setup, capsys, monkeypatch):
@@ -41,7 +42,7 @@ def test_reader_study_command_end_to_end(setup, capsys, monkeypatch):
     assert cmd.NAME == "reader-study"
     rc = main(["reader-study", "create", "--db", db, "--name", "pilot", "--cohort", str(t / "cohort"),
                "--readers", str(t / "readers.csv"), "--predictions", str(t / "preds.csv"),
-               "--bundle", str(t / "bundle"), "--design", "two_sessions", "--washout-days", "0.001",
+               "--bundle", str(DEMO_BUNDLE), "--design", "two_sessions", "--washout-days", "0.001",
                "--seed", "11", "--codes-out", str(t / "codes.txt")])
     assert rc == 0
     out = capsys.readouterr().out
