@@ -34,6 +34,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
+from her2core.cohort import CLINICAL_FIELDS
 from her2core.selection import make_logistic
 
 log = logging.getLogger(__name__)
@@ -41,18 +42,10 @@ log = logging.getLogger(__name__)
 __all__ = ["CLINICAL_PREDICTORS", "CATEGORICAL_LEVELS", "ClinicalPreprocessor", "ClinicalModel",
            "as_frame", "check_input_width", "check_binary"]
 
-#: Candidate predictors of cohort.csv (cohort-format.md) used when none are named.
-CLINICAL_PREDICTORS = [
-    "age", "menopausal", "er", "pr", "ki67", "grade", "tumor_size_mm", "multifocal",
-    "aln_abnormal", "aln_diameter_mm", "enhancement_curve", "peritumoral_edema",
-    "intratumoral_edema", "rim_enhancement", "microcalcification", "nme", "mass_shape",
-    "adc_min", "eer",
-]
+#: Candidate predictors of cohort.csv used when none are named (the cohort schema's).
+CLINICAL_PREDICTORS = [f.name for f in CLINICAL_FIELDS if f.predictor]
 #: Known categorical columns: levels, the first is the reference.
-CATEGORICAL_LEVELS = {
-    "enhancement_curve": ["persistent", "plateau", "washout"],
-    "mass_shape": ["round_oval", "irregular"],
-}
+CATEGORICAL_LEVELS = {f.name: list(f.levels) for f in CLINICAL_FIELDS if f.kind == "choice"}
 
 
 def as_frame(X) -> pd.DataFrame:
