@@ -23,8 +23,9 @@ rms's to rounding; with a seed the resamples differ from R's.
 
 ``val_prob`` gives the 18 statistics of rms ``val.prob(p, y)`` (Dxy, C, Nagelkerke
 R2, D, U, Q, Brier, calibration intercept and slope, Emax / E90 / Eavg of the
-lowess curve, Spiegelhalter z). As rms, C and Dxy are computed after rounding the
-probabilities to multiples of 0.002 (``C_exact`` is the unrounded AUC). rms 6.5 returns NA for "D:p" (its
+lowess curve, Spiegelhalter z). As rms 6.5, C and Dxy are those of the logistic
+recalibration's probabilities rounded to multiples of 0.002 (``C_exact`` is the
+plain AUC of p). rms 6.5 returns NA for "D:p" (its
 ``lrm.fit(maxit = 1)`` reports no p); here it is the chi-squared(1) p of the
 likelihood-ratio statistic "D:Chi-sq".
 """
@@ -262,10 +263,12 @@ def val_prob(y, p) -> ValProb:
     lr = float(l0f - l01)
     nf = yf.size
     r2 = float((1 - np.exp(-lr / nf)) / (1 - np.exp(-l0f / nf)))
-    # rms lrm.fit computes C / Dxy after rounding the probabilities to 0.002
-    c = _auc(yf.astype(int), np.round(pf * 500) / 500)
-    c_exact = _auc(yf.astype(int), pf)
     fit = logistic_fit(yf, np.column_stack([np.ones(nf), lf]))
+    # rms 6.5 (lrm.fit) reports C / Dxy of the logistic recalibration's probabilities
+    # rounded to multiples of 0.002; C_exact is the AUC of p itself
+    p_recal = expit(fit.coef[0] + fit.coef[1] * lf)
+    c = _auc(yf.astype(int), np.round(p_recal * 500) / 500)
+    c_exact = _auc(yf.astype(int), pf)
     u_chi = float(l01 - fit.deviance)
     d = (lr - 1) / nf
     u = (u_chi - 2) / nf
