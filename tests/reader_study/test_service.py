@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DatabaseError, IntegrityError
 
 from her2core.reader_study import export as ex
+from her2core.metrics import auc as auc_of
 from her2core.reader_study import mrmc
 from her2core.reader_study.db import current_revision, open_database, sqlite_url
 from her2core.reader_study.models import Base
@@ -351,7 +352,7 @@ def test_full_study_analysis_and_exports(svc, clock):
     p = {c["case_id"]: c["model_output"]["p_her2"] for c in make_cases(12)}
     t = {c["case_id"]: c["her2"] for c in make_cases(12)}
     ids = sorted(p)
-    model_auc = mrmc.empirical_auc([t[i] for i in ids], [p[i] for i in ids])
+    model_auc = auc_of([t[i] for i in ids], [p[i] for i in ids])
     aided = [x for x in res["per_reader"] if x["arm"] == "aided"]
     assert_allclose([x["auc"] for x in aided], model_auc, rtol=1e-12)
     assert set(res["groups"]) == {"junior", "senior"}
