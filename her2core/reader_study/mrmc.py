@@ -577,3 +577,174 @@ def _try_or(df, arms, alpha, method):
         return {"error": str(exc), "note": note}
     out["note"] = note
     return out
+
+
+# --------------------------------------------------------------------------- model alone vs readers
+
+@dataclass
+class StandaloneResult:
+    """The model read as one more reader on the same cases, against the readers
+    (RJafroc ``StCadVsRad``). Differences are reader - model (RJafroc's convention)."""
+    method: str               # "1T-RRRC" | "1T-RRFC"
+    model_auc: float
+    reader_auc: list
+    readers: list
+    mean_reader_auc: float
+    mean_difference: float    # mean reader AUC - model AUC
+    ci_difference: list
+    ci_mean_reader: list
+    statistic: float          # t
+    df: float
+    p_value: float
+    var_r: float
+    var_error: float = float("nan")
+    cov2: float = float("nan")
+    n_cases: int = 0
+    alpha: float = 0.05
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+
+def standalone_vs_readers(reader_ratings, model_scores, truth, *, method: str = "1T-RRRC",
+                          alpha: float = 0.05, readers: Sequence | None = None) -> StandaloneResult:
+    """Test the model alone against the readers on the same cases (one treatment).
+
+    "1T-RRRC" (random readers and cases; Hillis 2007 section 5.3 as RJafroc
+    ``StCadVsRad(method = "1T-RRRC")``): with Psi_j = AUC_j - AUC_model, jackknife
+    covariances of the Psi_j give Var and Cov2; MS(R) = var(Psi);
+    den = MS(R) + max(J Cov2, 0), t = mean(Psi) / sqrt(den / J),
+    df = den^2 / (MS(R)^2 / (J - 1)).
+    "1T-RRFC" (cases fixed): one-sample t-test of the Psi_j (R ``t.test``), df = J - 1.
+    ``reader_ratings`` (J, K), ``model_scores`` (K,), ``truth`` (K,), fully crossed."""
+    y = np.atleast_2d(np.asarray(reader_ratings, dtype=float))
+    s = np.asarray(model_scores, dtype=float)
+    truth = np.asarray(truth).astype(int)
+    n_j, n_k = y.shape
+    if n_j < 2:
+        raise ValueError("the model-vs-readers test needs at least two readers")
+    if s.shape != (n_k,) or not np.isfinite(s).all() or not np.isfinite(y).all():
+        raise ValueError("every reader and the model must rate every case")
+    auc, cov = auc_covariance(truth, np.vstack([s, y]), "jackknife")
+    psi = auc[1:] - auc[0]
+    mean_psi = float(psi.mean())
+    ms_r = float(np.var(psi, ddof=1))
+    var_r = float(np.var(auc[1:], ddof=1))
+    labels = [_label(readers, j) for j in range(n_j)] if readers is not None else list(range(n_j))
+    if method == "1T-RRFC":
+        se = np.sqrt(ms_r / n_j)
+        df = float(n_j - 1)
+        t = mean_psi / se if se > 0 else float("nan")
+        q = stats.t.ppf(1 - alpha / 2, df)
+        ci = [mean_psi - q * se, mean_psi + q * se]
+        return StandaloneResult(method, float(auc[0]), auc[1:].tolist(), labels,
+                                float(auc[1:].mean()), mean_psi, [float(c) for c in ci],
+                                [float(c + auc[0]) for c in ci], float(t), df,
+                                float(2 * stats.t.sf(abs(t), df)), var_r, n_cases=n_k,
+                                alpha=alpha)
+    if method != "1T-RRRC":
+        raise ValueError("method must be '1T-RRRC' or '1T-RRFC'")
+    # covariance of differences: Cov(A_j - A_0, A_j' - A_0)
+    c = cov[1:, 1:] - cov[1:, [0]] - cov[[0], 1:] + cov[0, 0]
+    var_error = float(np.mean(np.diag(c)))
+    cov2 = float((c.sum() - np.trace(c)) / (n_j * (n_j - 1)))
+    den = ms_r + max(n_j * cov2, 0.0)
+    df = den ** 2 / (ms_r ** 2 / (n_j - 1)) if ms_r > 0 else float("inf")
+    se = np.sqrt(den / n_j)
+    t = mean_psi / se if se > 0 else float("nan")
+    q = stats.t.ppf(1 - alpha / 2, df)
+    ci = [mean_psi - q * se, mean_psi + q * se]
+    return StandaloneResult(method, float(auc[0]), auc[1:].tolist(), labels,
+                            float(auc[1:].mean()), mean_psi, [float(v) for v in ci],
+                            [float(v + auc[0]) for v in ci], float(t), float(df),
+                            float(2 * stats.t.sf(abs(t), df)), var_r, var_error, cov2, n_k, alpha)
+
+
+# --------------------------------------------------------------------------- sample size
+
+@dataclass
+class PowerResult:
+    analysis: str
+    readers: int
+    cases: int
+    effect: float
+    power: float
+    ncp: float
+    df2: float
+    critical: float
+    alpha: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+
+def or_power(effect: float, readers: int, cases: int, *, var_tr: float, cov1: float, cov2: float,
+             cov3: float, var_error: float, pilot_cases: int, alpha: float = 0.05,
+             analysis: str = "RRRC") -> PowerResult:
+    """Power of the OR test of two treatments for J readers and K cases from pilot variance
+    components (Hillis, Obuchowski and Berbaum, Acad Radiol 2011, eqn 10; as RJafroc
+    ``SsPowerGivenJK(method = "OR")``). Case-dependent components scale with K*/K
+    (K* = ``pilot_cases``); Var(TR) below 0 is set to 0.
+
+    RRRC: den = Var(TR) + K*/K (Var - Cov1 + (J-1) max(Cov2 - Cov3, 0)),
+    df2 = den^2 / ((Var(TR) + K*/K (Var - Cov1 - max(Cov2 - Cov3, 0)))^2 / (J - 1)),
+    ncp = J d^2 / 2 / den, power = P(F'(1, df2, ncp) > F_{1-alpha}(1, df2)).
+    FRRC: Var(TR) left out, chi-squared(1) with the same ncp. RRFC: den = Var(TR) +
+    K*/K (Var - Cov1 - max(Cov2 - Cov3, 0)), df2 = J - 1."""
+    j, k = int(readers), int(cases)
+    vtr = max(float(var_tr), 0.0)
+    f = pilot_cases / k
+    dc = max(cov2 - cov3, 0.0)
+    if analysis == "RRRC":
+        den = vtr + f * (var_error - cov1 + (j - 1) * dc)
+        df2 = den ** 2 / ((vtr + f * (var_error - cov1 - dc)) ** 2 / (j - 1))
+        ncp = effect ** 2 * j / 2 / den
+        crit = stats.f.ppf(1 - alpha, 1, df2)
+        power = stats.ncf.sf(crit, 1, df2, ncp)
+    elif analysis == "FRRC":
+        den = f * (var_error - cov1 + (j - 1) * dc)
+        df2 = float("inf")
+        ncp = effect ** 2 * j / 2 / den
+        crit = stats.chi2.ppf(1 - alpha, 1)
+        power = stats.ncx2.sf(crit, 1, ncp)
+    elif analysis == "RRFC":
+        den = vtr + f * (var_error - cov1 - dc)
+        df2 = float(j - 1)
+        ncp = effect ** 2 * j / 2 / den
+        crit = stats.f.ppf(1 - alpha, 1, df2)
+        power = stats.ncf.sf(crit, 1, df2, ncp)
+    else:
+        raise ValueError("analysis must be RRRC, FRRC or RRFC")
+    return PowerResult(analysis, j, k, float(effect), float(power), float(ncp), float(df2),
+                       float(crit), alpha)
+
+
+def sample_size(effect: float, readers: Sequence[int], *, target_power: float = 0.8,
+                pilot: "ORResult | dict", alpha: float = 0.05, analysis: str = "RRRC",
+                max_cases: int = 100_000) -> list[dict]:
+    """Smallest number of cases reaching ``target_power`` for each number of readers, from a
+    pilot study's OR variance components (``pilot``: an ORResult or its dict). A row with
+    ``cases`` None says the target cannot be reached with that many readers (with random
+    readers, Var(TR) caps the power however many cases are read)."""
+    pd_ = pilot.to_dict() if hasattr(pilot, "to_dict") else dict(pilot)
+    comps = dict(var_tr=pd_["var_tr"], cov1=pd_["cov1"], cov2=pd_["cov2"], cov3=pd_["cov3"],
+                 var_error=pd_["var_error"], pilot_cases=pd_["n_cases"])
+    rows = []
+    for j in readers:
+        def pw(k):
+            return or_power(effect, j, k, alpha=alpha, analysis=analysis, **comps).power
+        if pw(max_cases) < target_power:
+            rows.append({"readers": int(j), "cases": None, "power": pw(max_cases),
+                         "note": f"not reached with {max_cases} cases"})
+            continue
+        lo, hi = 2, 2
+        while pw(hi) < target_power:
+            lo, hi = hi, hi * 2
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if pw(mid) >= target_power:
+                hi = mid
+            else:
+                lo = mid + 1
+        rows.append({"readers": int(j), "cases": int(hi), "power": pw(hi), "note": ""})
+    return rows
