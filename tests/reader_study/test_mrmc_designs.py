@@ -121,10 +121,10 @@ def test_kappa_hand_computed():
     calls = np.array([[1, 1, 1], [1, 1, 0], [0, 0, 1], [0, 0, 0]])
     f = agreement.fleiss_kappa(calls, n_boot=50)
     assert_allclose(f["kappa"], 1 / 3)
-    # unbalanced: p_j = (7/12, 5/12), P_e = 74/144, P_i = [1, 1/3, 1/3, 1/3]
+    # p_j = (8/12, 4/12), P_e = 80/144, P_i = [1, 1/3, 1/3, 1/3], P_bar = 1/2
     calls = np.array([[1, 1, 1], [1, 1, 0], [0, 0, 1], [1, 0, 1]])
     f = agreement.fleiss_kappa(calls, n_boot=50)
-    assert_allclose(f["kappa"], (0.5 - 74 / 144) / (1 - 74 / 144))
+    assert_allclose(f["kappa"], (0.5 - 80 / 144) / (1 - 80 / 144))
 
 
 def test_simulated_study_recovers_known_truth():
