@@ -450,7 +450,8 @@ def reader_arm_stats(reader, arm, truth, call_positive, rating, alpha=0.05) -> R
 
 def analyze_reads(reads, *, readers_info: Iterable[dict] | None = None,
                   arms: Sequence[str] = ("unaided", "aided"), alpha: float = 0.05,
-                  cov_methods: Sequence[str] = ("jackknife", "delong")) -> dict[str, Any]:
+                  cov_methods: Sequence[str] = ("jackknife", "delong"),
+                  model_scores: dict | None = None) -> dict[str, Any]:
     """Full analysis of a reader study from a tidy table of effective reads.
 
     ``reads``: table with columns reader, arm, case, truth (0/1), call_positive (bool),
@@ -458,6 +459,14 @@ def analyze_reads(reads, *, readers_info: Iterable[dict] | None = None,
     when absent). ``readers_info``: dicts with name and level ("junior"/"senior").
     Returns a JSON-ready dict: per reader x arm statistics, aided - unaided per reader,
     junior vs senior summaries and OR MRMC results for each covariance method.
+    ``model_scores`` ({case: score}, e.g. the model's p_her2) adds "standalone": the model
+    alone as a reader against the readers of each arm (:func:`standalone_vs_readers`).
+    Also: "agreement" (Cohen / Fleiss kappa of the calls), "reading_time", and, when the
+    reads carry a HER2-low rating (``her2_low_rating``, from the HER2-low call and its
+    confidence), "her2_low_mrmc": the OR analysis of HER2-low vs HER2-zero on truly
+    HER2-negative cases (partially paired: a case called HER2-positive has no HER2-low read).
+    Studies where not every reader reads every case (split-plot, partially paired) are
+    analysed with every rating (jackknife covariances, MRMCaov semantics).
     """
     import pandas as pd
 
@@ -523,6 +532,46 @@ def analyze_reads(reads, *, readers_info: Iterable[dict] | None = None,
            "per_reader": per, "aided_minus_unaided": deltas, "groups": groups, "mrmc": {}}
     for m in cov_methods:
         out["mrmc"][m] = _try_or(df, arms, alpha, m)
+    from her2core.reader_study.agreement import kappa_summary, reading_time_summary
+
+    out["agreement"] = {"her2": kappa_summary(df, "call_positive", arms=arms)}
+    if "her2_low_call" in df and df["her2_low_call"].notna().any():
+        out["agreement"]["her2_low"] = kappa_summary(df, "her2_low_call", arms=arms)
+    out["reading_time"] = reading_time_summary(df, arms=arms)
+    if "her2_low_rating" in df and "her2_low" in df:
+        low = df[(df["truth"] == 0) & df["her2_low"].notna() & df["her2_low_rating"].notna()]
+        low = low.assign(truth=low["her2_low"].astype(int), rating=low["her2_low_rating"])
+        out["her2_low_mrmc"] = ({"jackknife": _try_or(low, arms, alpha, "jackknife")}
+                                if len(low) else {})
+    if model_scores:
+        out["standalone"] = {arm: _try_standalone(df[df["arm"] == arm], model_scores, alpha)
+                             for arm in arms if (df["arm"] == arm).any()}
+    return out
+
+
+def _try_standalone(d, model_scores, alpha):
+    """Model alone vs the readers of one arm, on the cases every reader read there."""
+    n_r = d["reader"].nunique()
+    per_case = d.groupby("case")["reader"].nunique()
+    full = [c for c in per_case.index[per_case == n_r] if c in model_scores]
+    note = None
+    if len(full) < len(per_case):
+        note = (f"{len(full)} of {len(per_case)} cases are read by every reader and scored by "
+                "the model; the comparison uses those")
+    try:
+        if n_r < 2:
+            raise ValueError(f"only {n_r} reader(s): the model-vs-readers test needs at least two")
+        sub = d[d["case"].isin(full)]
+        wide = sub.pivot_table(index="case", columns="reader", values="rating", aggfunc="first")
+        truth = sub.groupby("case")["truth"].first().loc[wide.index].to_numpy()
+        scores = np.array([float(model_scores[c]) for c in wide.index])
+        out = {m: standalone_vs_readers(wide.to_numpy(float).T, scores, truth, method=m,
+                                        alpha=alpha, readers=list(wide.columns)).to_dict()
+               for m in ("1T-RRRC", "1T-RRFC")}
+        out["model_auc"] = out["1T-RRRC"]["model_auc"]
+    except ValueError as exc:
+        return {"error": str(exc), "note": note}
+    out["note"] = note
     return out
 
 
@@ -557,20 +606,33 @@ def _minus(b, a):
 
 
 def _try_or(df, arms, alpha, method):
-    """OR analysis on the cases read by every reader in every arm (all cases once the
-    study is complete; an interim analysis otherwise, flagged in "note")."""
+    """OR analysis of the reads of ``arms``. When every reader read every case in every arm
+    the design is factorial; otherwise (a split-plot / partially paired study, or an interim
+    analysis) the jackknife uses every rating, while the DeLong method, which needs a fully
+    crossed design, uses the cases read by everyone (flagged in "note")."""
     d = df[df["arm"].isin(arms)]
     n_cells = d["reader"].nunique() * len(arms)
     per_case = d.groupby("case").apply(lambda g: len(set(zip(g["reader"], g["arm"]))),
                                        include_groups=False)
     full = per_case.index[per_case == n_cells]
     note = None
+    allow_missing = False
     if len(full) < len(per_case):
-        note = (f"interim: {len(full)} of {len(per_case)} cases are read by every reader in "
-                "every arm; the MRMC analysis uses those only")
-        d = d[d["case"].isin(full)]
+        if method == "jackknife":
+            allow_missing = True
+            note = (f"{len(full)} of {len(per_case)} cases are read by every reader in every "
+                    "arm; the analysis uses every rating (nested / partially paired design, "
+                    "jackknife covariances)")
+        else:
+            note = (f"interim: {len(full)} of {len(per_case)} cases are read by every reader in "
+                    "every arm; the MRMC analysis uses those only")
+            d = d[d["case"].isin(full)]
     try:
-        cube, truth, trs, rds, _ = ratings_cube(d, treatment="arm", treatments=list(arms))
+        if d["reader"].nunique() < 2:
+            raise ValueError(f"only {d['reader'].nunique()} reader(s): a random-reader MRMC "
+                             "analysis needs at least two")
+        cube, truth, trs, rds, _ = ratings_cube(d, treatment="arm", treatments=list(arms),
+                                                allow_missing=allow_missing)
         out = or_analysis(cube, truth, cov_method=method, alpha=alpha, treatments=trs,
                           readers=rds, reference=0, test=1).to_dict()
     except ValueError as exc:

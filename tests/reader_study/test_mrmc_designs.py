@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from her2core.reader_study import agreement, mrmc
+from her2core.reader_study import agreement, mrmc, simulate
 
 REF = Path(__file__).resolve().parents[1] / "reference" / "mrmc"
 
@@ -136,9 +136,27 @@ def test_simulated_study_recovers_known_truth():
     assert (per_reader == 60).all()
     res = mrmc.analyze_reads(reads, model_scores=sim.model_scores, cov_methods=("jackknife",))
     jk = res["mrmc"]["jackknife"]
-    assert jk["design"] == "cases nested within readers"
+    assert jk["design"] == "partially paired" and "every rating" in jk["note"]
     diff = jk["rrrc"]["difference"]
     lo, hi = jk["rrrc"]["ci_lower"], jk["rrrc"]["ci_upper"]
     assert lo < sim.truth["auc_difference"] < hi
-    assert res["standalone"]["unaided"]["model_auc"] > 0.7
+    assert "0 of 120 cases" in res["standalone"]["unaided"]["note"]  # needs a crossed study
     assert abs(diff - sim.truth["auc_difference"]) < 0.1
+    # the DeLong method cannot use a split-plot design: it says why
+    assert "error" in mrmc.analyze_reads(reads, cov_methods=("delong",))["mrmc"]["delong"]
+    # HER2-low reads carry a confidence: AUCs and an MRMC analysis for that task too
+    low = res["her2_low_mrmc"]["jackknife"]
+    assert low["design"] == "partially paired" and 0.55 < np.mean(low["auc_mean"]) < 0.9
+    assert res["reading_time"]["paired"]["median_difference"] < 0
+    assert res["agreement"]["her2"]["arms"]["aided"]["n_cases"] == 0  # nobody reads every case
+
+
+def test_simulated_crossed_study_model_vs_readers():
+    sim = simulate.simulate_study(n_readers=5, n_cases=80, auc_unaided=0.7, auc_aided=0.8,
+                                  model_auc=0.9, seed=3)
+    res = mrmc.analyze_reads(sim.reads, model_scores=sim.model_scores, cov_methods=("jackknife",))
+    st = res["standalone"]["unaided"]["1T-RRRC"]
+    assert st["mean_difference"] < 0  # readers (0.7) below the model (0.9)
+    assert st["ci_difference"][0] < sim.truth["auc_unaided"] - sim.truth["model_auc"] < st["ci_difference"][1]
+    fl = res["agreement"]["her2"]["arms"]["unaided"]["fleiss"]
+    assert fl["n_raters"] == 5 and 0 < fl["kappa"] < 1
