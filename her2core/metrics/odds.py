@@ -150,7 +150,8 @@ def _wald(model: LogisticModel, term: str, z: float):
     i = model.terms.index(term)
     b, se = float(model.coef[i]), float(np.sqrt(model.cov[i, i]))
     p = float(2 * stats.norm.sf(abs(b / se))) if se > 0 and np.isfinite(se) else float("nan")
-    return float(np.exp(b)), float(np.exp(b - z * se)), float(np.exp(b + z * se)), p
+    with np.errstate(over="ignore"):  # separated fits: infinite bounds, flagged in the note
+        return float(np.exp(b)), float(np.exp(b - z * se)), float(np.exp(b + z * se)), p
 
 
 def odds_ratio_table(data: pd.DataFrame, y, predictors: Sequence[str],
