@@ -61,7 +61,7 @@ def test_migrations_match_orm_metadata(svc):
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
                                 Base.metadata)
     assert diff == []
-    assert current_revision(svc.db.engine) == "0001"
+    assert current_revision(svc.db.engine) == "0002"
 
 
 def test_migration_downgrade_and_upgrade_again(tmp_path):
@@ -75,7 +75,8 @@ def test_migration_downgrade_and_upgrade_again(tmp_path):
         command.downgrade(alembic_config(c), "base")
     assert inspect(engine).get_table_names() == ["alembic_version"]
     upgrade(engine)
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == "0002"
+    assert "her2_low_confidence" in {c["name"] for c in inspect(engine).get_columns("reads")}
     with engine.connect() as c:
         assert len(c.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'")).all()) == 8
     engine.dispose()
@@ -268,7 +269,14 @@ def test_save_validation(svc):
         svc.save_read(r, v.queue_item_id, call_positive=False, confidence=50)
     with pytest.raises(ReaderStudyError, match="HER2-low"):
         svc.save_read(r, v.queue_item_id, call_positive=True, confidence=50, her2_low_call=True)
-    svc.save_read(r, v.queue_item_id, call_positive=False, confidence=50, her2_low_call=True)
+    with pytest.raises(ReaderStudyError, match="HER2-low confidence must lie in 0-100"):
+        svc.save_read(r, v.queue_item_id, call_positive=False, confidence=50, her2_low_call=True,
+                      her2_low_confidence=120)
+    svc.save_read(r, v.queue_item_id, call_positive=False, confidence=50, her2_low_call=True,
+                  her2_low_confidence=80)
+    owner = svc.owner_sign_in("S1", created.owner_code)
+    eff = svc.reads_table(owner)
+    assert eff["her2_low_confidence"].iloc[0] == 80 and eff["her2_low_rating"].iloc[0] == 90
     with pytest.raises(ReaderStudyError, match="already has a saved read"):
         svc.save_read(r, v.queue_item_id, call_positive=False, confidence=60, her2_low_call=False)
     # a step not yet served cannot be saved
