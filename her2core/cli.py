@@ -23,6 +23,7 @@ COMMANDS = [
     "evaluate",
     "explain",
     "reader_study",
+    "report_study",
 ]
 
 log = logging.getLogger("her2core")

@@ -116,6 +116,7 @@ class Read(Base):
     call_positive: Mapped[bool] = mapped_column(Boolean, nullable=False)
     her2_low_call: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     confidence: Mapped[float] = mapped_column(Float, nullable=False)
+    her2_low_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)  # 0002
     notes: Mapped[str | None] = mapped_column(Text, nullable=True)
     served_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     saved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

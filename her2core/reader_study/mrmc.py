@@ -32,10 +32,11 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from scipy import stats
 from her2core.jsonutil import jsonable as _jsonable
+from her2core.metrics import (ci_auc_delong, delong_covariance_matrix, placements, roc_curve,
+                              wilson_ci)
 
 __all__ = [
-    "confidence_to_rating", "empirical_auc", "empirical_roc", "delong_components", "auc_covariance",
-    "wilson_ci", "binary_metrics", "auc_ci_delong", "ratings_cube",
+    "confidence_to_rating", "auc_covariance", "binary_metrics", "ratings_cube", "study_design",
     "or_analysis", "ORResult", "ReaderArmStats", "reader_arm_stats", "analyze_reads",
 ]
 
@@ -54,107 +55,56 @@ def confidence_to_rating(call_positive, confidence) -> np.ndarray:
     return np.where(call, 50.0 + conf / 2.0, 50.0 - conf / 2.0)
 
 
-def _split(truth, score):
-    truth = np.asarray(truth).astype(int)
-    score = np.asarray(score, dtype=float)
-    if truth.shape[-1] != score.shape[-1]:
-        raise ValueError("truth and ratings have different numbers of cases")
-    if not set(np.unique(truth)) <= {0, 1}:
-        raise ValueError("truth must be 0/1")
-    pos, neg = truth == 1, truth == 0
-    if pos.sum() == 0 or neg.sum() == 0:
-        raise ValueError("AUC needs at least one positive and one negative case")
-    return truth, score, pos, neg
-
-
-def _psi(x_pos: np.ndarray, y_neg: np.ndarray) -> np.ndarray:
-    """Kernel matrix psi(x_i, y_j) = 1, 1/2, 0 for x > y, x == y, x < y.
-
-    Works on the last axis; shapes (..., m) and (..., n) give (..., m, n)."""
-    d = x_pos[..., :, None] - y_neg[..., None, :]
-    return (d > 0).astype(float) + 0.5 * (d == 0)
-
-
-def empirical_auc(truth, score) -> float:
-    """Trapezoidal (Mann-Whitney) AUC of ``score`` for ``truth`` (1 = positive)."""
-    _, score, pos, neg = _split(truth, score)
-    return float(_psi(score[pos], score[neg]).mean())
-
-
-def delong_components(truth, ratings):
-    """DeLong structural components.
-
-    ``ratings`` has shape (M, K) (M reader x treatment combinations, K cases).
-    Returns (auc (M,), V10 (M, n_pos), V01 (M, n_neg))."""
-    _, ratings, pos, neg = _split(truth, np.atleast_2d(ratings))
-    psi = _psi(ratings[:, pos], ratings[:, neg])  # (M, m, n)
-    v10 = psi.mean(axis=2)
-    v01 = psi.mean(axis=1)
-    return psi.mean(axis=(1, 2)), v10, v01
+def _roc_points(truth, score) -> dict[str, list[float]]:
+    """Empirical ROC points (fpr, tpr) from (0, 0) to (1, 1) (her2core.metrics.roc_curve)."""
+    c = roc_curve(np.asarray(truth).astype(int), np.asarray(score, dtype=float))
+    return {"fpr": c.fpr[::-1], "tpr": c.sensitivity[::-1]}
 
 
 def auc_covariance(truth, ratings, method: str = "jackknife"):
     """AUCs and their case-sampling covariance matrix.
 
-    method "jackknife": leave-one-case-out over all K cases,
+    ``ratings`` (M, K): M reader x treatment combinations, K cases; NaN = not read (a
+    nested or partially paired design). Each AUC is that of the cases the row read
+    (her2core.metrics placements, Sun & Xu).
+
+    method "jackknife": leave-one-case-out over all K cases, as MRMCaov ``jackknife``:
+    a row that did not read case k keeps its full AUC at k;
     cov = (K-1)/K * sum_k (A_(k) - mean)(A_(k) - mean)^T.
-    method "delong": S10/m + S01/n from the structural components (DeLong 1988).
+    method "delong": S10/m + S01/n (DeLong 1988, pROC / her2core.metrics), fully crossed
+    designs only (as MRMCaov).
     Returns (auc (M,), cov (M, M))."""
     truth = np.asarray(truth).astype(int)
     ratings = np.atleast_2d(np.asarray(ratings, dtype=float))
-    auc, v10, v01 = delong_components(truth, ratings)
+    if ratings.shape[1] != truth.shape[0]:
+        raise ValueError("truth and ratings have different numbers of cases")
+    if not set(np.unique(truth)) <= {0, 1}:
+        raise ValueError("truth must be 0/1")
+    read = np.isfinite(ratings)
     if method == "delong":
-        m, n = v10.shape[1], v01.shape[1]
-        s10 = np.atleast_2d(np.cov(v10)) if m > 1 else np.zeros((len(auc),) * 2)
-        s01 = np.atleast_2d(np.cov(v01)) if n > 1 else np.zeros((len(auc),) * 2)
-        return auc, s10 / m + s01 / n
+        if not read.all():
+            raise ValueError("the DeLong covariance needs every reader to rate every case; "
+                             "use the jackknife for nested or partially paired designs")
+        return delong_covariance_matrix(truth, list(ratings))
     if method != "jackknife":
         raise ValueError(f"unknown covariance method {method!r} (use 'jackknife' or 'delong')")
-    m, n = v10.shape[1], v01.shape[1]
-    # leaving out positive i: sum of psi drops by n * V10_i, denominator m-1
-    tot = auc * m * n
-    jk_pos = (tot[:, None] - n * v10) / ((m - 1) * n) if m > 1 else np.full_like(v10, np.nan)
-    jk_neg = (tot[:, None] - m * v01) / (m * (n - 1)) if n > 1 else np.full_like(v01, np.nan)
-    jk = np.concatenate([jk_pos, jk_neg], axis=1)  # (M, K)
-    k = jk.shape[1]
+    n_rows, k = ratings.shape
+    auc = np.empty(n_rows)
+    jk = np.empty((n_rows, k))
+    for r in range(n_rows):
+        idx = np.flatnonzero(read[r])
+        tr = truth[idx]
+        p = placements(tr, ratings[r, idx])
+        m, n = p.v10.size, p.v01.size
+        auc[r] = p.auc
+        jk[r] = p.auc
+        tot = p.auc * m * n
+        pos, neg = idx[tr == 1], idx[tr == 0]
+        # leaving out positive i: the kernel sum drops by n * V10_i, denominator (m-1) n
+        jk[r, pos] = (tot - n * p.v10) / ((m - 1) * n) if m > 1 else np.nan
+        jk[r, neg] = (tot - m * p.v01) / (m * (n - 1)) if n > 1 else np.nan
     dev = jk - jk.mean(axis=1, keepdims=True)
     return auc, (k - 1) / k * dev @ dev.T
-
-
-def empirical_roc(truth, score) -> dict[str, list[float]]:
-    """Empirical ROC points (fpr, tpr), from (0, 0) to (1, 1), one per distinct rating."""
-    t = np.asarray(truth).astype(int)
-    sc = np.asarray(score, dtype=float)
-    n_pos, n_neg = int((t == 1).sum()), int((t == 0).sum())
-    fpr, tpr = [0.0], [0.0]
-    for thr in np.unique(sc)[::-1]:
-        call = sc >= thr
-        tpr.append(float((call & (t == 1)).sum() / n_pos) if n_pos else float("nan"))
-        fpr.append(float((call & (t == 0)).sum() / n_neg) if n_neg else float("nan"))
-    if fpr[-1] != 1.0 or tpr[-1] != 1.0:
-        fpr.append(1.0)
-        tpr.append(1.0)
-    return {"fpr": fpr, "tpr": tpr}
-
-
-def auc_ci_delong(truth, score, alpha: float = 0.05):
-    """AUC with a DeLong standard error and a normal (Wald) CI clipped to [0, 1]."""
-    auc, cov = auc_covariance(truth, np.atleast_2d(score), "delong")
-    se = float(np.sqrt(max(cov[0, 0], 0.0)))
-    z = stats.norm.ppf(1 - alpha / 2)
-    return float(auc[0]), se, max(0.0, auc[0] - z * se), min(1.0, auc[0] + z * se)
-
-
-def wilson_ci(k: int, n: int, alpha: float = 0.05):
-    """Wilson score interval for k successes out of n (NaNs when n == 0)."""
-    if n == 0:
-        return float("nan"), float("nan")
-    z = stats.norm.ppf(1 - alpha / 2)
-    p = k / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
 @dataclass
@@ -167,7 +117,7 @@ class Proportion:
 
 
 def _prop(k, n, alpha):
-    lo, hi = wilson_ci(int(k), int(n), alpha)
+    lo, hi = wilson_ci(int(k), int(n), 1 - alpha)
     return Proportion(k / n if n else float("nan"), lo, hi, int(k), int(n))
 
 
@@ -191,11 +141,14 @@ def binary_metrics(truth, call_positive, alpha: float = 0.05) -> dict[str, Propo
 # --------------------------------------------------------------------------- OR analysis
 
 def ratings_cube(table, reader="reader", treatment="treatment", case="case",
-                 truth="truth", rating="rating", treatments: Sequence | None = None):
+                 truth="truth", rating="rating", treatments: Sequence | None = None,
+                 allow_missing: bool = False):
     """Tidy table (one row per reader x treatment x case) -> arrays for :func:`or_analysis`.
 
     Returns (ratings (T, R, K), truth (K,), treatment labels, reader labels, case labels).
-    The design must be fully crossed (every reader rates every case in every treatment)."""
+    Unless ``allow_missing``, the design must be fully crossed (every reader rates every
+    case in every treatment); with it, missing ratings are NaN (nested / partially paired
+    designs)."""
     import pandas as pd
 
     df = pd.DataFrame(table)
@@ -210,7 +163,7 @@ def ratings_cube(table, reader="reader", treatment="treatment", case="case",
         raise ValueError("more than one rating for a reader x treatment x case")
     piv = df.pivot_table(index=[treatment, reader], columns=case, values=rating, aggfunc="first")
     piv = piv.reindex(index=pd.MultiIndex.from_product([tr_labels, rd_labels]), columns=cs_labels)
-    if piv.isna().any().any():
+    if piv.isna().any().any() and not allow_missing:
         raise ValueError("design is not fully crossed: some reader x treatment x case ratings are missing")
     cube = piv.to_numpy(dtype=float).reshape(len(tr_labels), len(rd_labels), len(cs_labels))
     t = truth_by_case["min"].reindex(cs_labels).to_numpy().astype(int)
@@ -258,6 +211,8 @@ class ORResult:
     rrfc: TestResult
     single_treatment: list = field(default_factory=list)   # per treatment dicts
     per_reader: list = field(default_factory=list)         # FRRC per-reader differences
+    design: str = "factorial"
+    n_ratings: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
@@ -268,19 +223,49 @@ def _mean_offdiag(blocks):
     return float(np.mean(vals)) if vals else 0.0
 
 
+DESIGNS = ("factorial", "partially paired", "cases nested within readers",
+           "cases nested within treatments")
+
+
+def study_design(read) -> str:
+    """Design of a (T, R, K) mask of available ratings, as MRMCaov ``get_design``:
+    "factorial" (every reader rates every case in every treatment), "cases nested within
+    readers" (each case is read by one reader only: a split-plot design over readers),
+    "cases nested within treatments" (each case is read in one treatment only), otherwise
+    "partially paired"."""
+    read = np.asarray(read, dtype=bool)
+    if read.all():
+        return "factorial"
+    per_case_readers = read.any(axis=0).sum(axis=0)      # (K,)
+    per_case_treatments = read.any(axis=1).sum(axis=0)   # (K,)
+    if np.all(per_case_readers == 1) and read.shape[1] > 1:
+        return "cases nested within readers"
+    if np.all(per_case_treatments == 1) and read.shape[0] > 1:
+        return "cases nested within treatments"
+    return "partially paired"
+
+
 def or_analysis(ratings, truth, *, cov_method: str = "jackknife", alpha: float = 0.05,
                 treatments: Sequence | None = None, readers: Sequence | None = None,
-                reference: int = 0, test: int = 1) -> ORResult:
+                reference: int = 0, test: int = 1, design: str | None = None) -> ORResult:
     """Obuchowski-Rockette analysis of reader AUCs with Hillis degrees of freedom.
 
-    ``ratings`` (T, R, K), ``truth`` (K,). The difference tested and reported is
-    treatment ``test`` minus treatment ``reference`` (indices; T may exceed 2, the
-    F tests then cover all treatments while the CI is for that pair).
+    ``ratings`` (T, R, K), ``truth`` (K,); NaN marks a rating that does not exist (split-plot
+    / nested or partially paired designs, e.g. each reader reads a subset of the cases).
+    The difference tested and reported is treatment ``test`` minus treatment ``reference``
+    (indices; T may exceed 2, the F tests then cover all treatments while the CI is for
+    that pair).
 
     Random readers / random cases (RRRC): F = MS(T) / [MS(T*R) + R max(Cov2 - Cov3, 0)],
     df2 = [MS(T*R) + R max(Cov2 - Cov3, 0)]^2 / [MS(T*R)^2 / ((T-1)(R-1))] (Hillis 2007).
     Fixed readers / random cases (FRRC): chi2 = (T-1) MS(T) / [Var - Cov1 + (R-1) max(Cov2 - Cov3, 0)].
     Random readers / fixed cases (RRFC): F = MS(T) / MS(T*R) on (T-1, (T-1)(R-1)) df.
+
+    Designs (Hillis 2014 marginal-mean ANOVA, as MRMCaov): each AUC uses the cases its
+    reader read in that treatment; covariances come from the jackknife over all cases
+    (``auc_covariance``); for cases nested within readers Cov2 = Cov3 = 0, for cases nested
+    within treatments Cov1 = Cov3 = 0 (those pairs share no case). ``design`` is detected
+    from the NaN pattern unless given.
     """
     y = np.asarray(ratings, dtype=float)
     if y.ndim != 3:
@@ -289,8 +274,14 @@ def or_analysis(ratings, truth, *, cov_method: str = "jackknife", alpha: float =
     if n_t < 2:
         raise ValueError("MRMC comparison needs at least two treatments (arms)")
     if n_r < 2:
-        raise ValueError("MRMC analysis needs at least two readers")
+        raise ValueError("MRMC analysis needs at least two readers (random-reader analysis)")
     truth = np.asarray(truth).astype(int)
+    read = np.isfinite(y)
+    design = design or study_design(read)
+    if design not in DESIGNS:
+        raise ValueError(f"unknown design {design!r}; use one of {', '.join(DESIGNS)}")
+    if not read.any(axis=2).all():
+        raise ValueError("a reader has no rating in a treatment")
     auc_flat, cov = auc_covariance(truth, y.reshape(n_t * n_r, n_k), cov_method)
     auc = auc_flat.reshape(n_t, n_r)
     idx = [(t, r) for t in range(n_t) for r in range(n_r)]
@@ -310,6 +301,10 @@ def or_analysis(ratings, truth, *, cov_method: str = "jackknife", alpha: float =
     cov1 = _mean_offdiag(same_r_diff_t)
     cov2 = _mean_offdiag(diff_r_same_t)
     cov3 = _mean_offdiag(diff_r_diff_t)
+    if design == "cases nested within readers":
+        cov2 = cov3 = 0.0
+    elif design == "cases nested within treatments":
+        cov1 = cov3 = 0.0
 
     grand = auc.mean()
     mt = auc.mean(axis=1)
@@ -324,14 +319,17 @@ def or_analysis(ratings, truth, *, cov_method: str = "jackknife", alpha: float =
 
     diff = float(mt[test] - mt[reference])
     with np.errstate(divide="ignore", invalid="ignore"):  # degenerate data give inf / nan
-        return _or_tests(auc, cov, mt, ms_t, ms_r, ms_tr, var_error, cov1, cov2, cov3, var_r,
-                         var_tr, diff, truth, n_t, n_r, n_k, df_tr, alpha, cov_method,
-                         treatments, readers, reference, test)
+        res = _or_tests(auc, cov, mt, ms_t, ms_r, ms_tr, var_error, cov1, cov2, cov3, var_r,
+                        var_tr, diff, truth, n_t, n_r, n_k, df_tr, alpha, cov_method,
+                        treatments, readers, reference, test, design)
+    res.design = design
+    res.n_ratings = int(read.sum())
+    return res
 
 
 def _or_tests(auc, cov, mt, ms_t, ms_r, ms_tr, var_error, cov1, cov2, cov3, var_r, var_tr, diff,
               truth, n_t, n_r, n_k, df_tr, alpha, cov_method, treatments, readers, reference,
-              test) -> ORResult:
+              test, design="factorial") -> ORResult:
 
     # RRRC
     den = ms_tr + n_r * max(cov2 - cov3, 0.0)
@@ -365,7 +363,8 @@ def _or_tests(auc, cov, mt, ms_t, ms_r, ms_tr, var_error, cov1, cov2, cov3, var_
     for t in range(n_t):
         sub = cov[t * n_r:(t + 1) * n_r, t * n_r:(t + 1) * n_r]
         var_t = float(np.mean(np.diag(sub)))
-        cov2_t = float((sub.sum() - np.trace(sub)) / (n_r * (n_r - 1)))
+        cov2_t = (0.0 if design == "cases nested within readers"
+                  else float((sub.sum() - np.trace(sub)) / (n_r * (n_r - 1))))
         ms_r_t = float(np.sum((auc[t] - mt[t]) ** 2) / (n_r - 1))
         d_rr = ms_r_t + n_r * max(cov2_t, 0.0)
         se_rr = np.sqrt(d_rr / n_r)
@@ -440,7 +439,9 @@ def reader_arm_stats(reader, arm, truth, call_positive, rating, alpha=0.05) -> R
 
     AUC fields are NaN when the reads cover only one truth class."""
     try:
-        auc, se, lo, hi = auc_ci_delong(truth, rating, alpha)
+        ci = ci_auc_delong(np.asarray(truth).astype(int), np.asarray(rating, dtype=float),
+                           level=1 - alpha)
+        auc, se, lo, hi = ci.auc, float(np.sqrt(ci.var)), ci.lower, ci.upper
     except ValueError:
         auc = se = lo = hi = float("nan")
     bm = binary_metrics(truth, call_positive, alpha)
@@ -449,7 +450,8 @@ def reader_arm_stats(reader, arm, truth, call_positive, rating, alpha=0.05) -> R
 
 def analyze_reads(reads, *, readers_info: Iterable[dict] | None = None,
                   arms: Sequence[str] = ("unaided", "aided"), alpha: float = 0.05,
-                  cov_methods: Sequence[str] = ("jackknife", "delong")) -> dict[str, Any]:
+                  cov_methods: Sequence[str] = ("jackknife", "delong"),
+                  model_scores: dict | None = None) -> dict[str, Any]:
     """Full analysis of a reader study from a tidy table of effective reads.
 
     ``reads``: table with columns reader, arm, case, truth (0/1), call_positive (bool),
@@ -457,6 +459,14 @@ def analyze_reads(reads, *, readers_info: Iterable[dict] | None = None,
     when absent). ``readers_info``: dicts with name and level ("junior"/"senior").
     Returns a JSON-ready dict: per reader x arm statistics, aided - unaided per reader,
     junior vs senior summaries and OR MRMC results for each covariance method.
+    ``model_scores`` ({case: score}, e.g. the model's p_her2) adds "standalone": the model
+    alone as a reader against the readers of each arm (:func:`standalone_vs_readers`).
+    Also: "agreement" (Cohen / Fleiss kappa of the calls), "reading_time", and, when the
+    reads carry a HER2-low rating (``her2_low_rating``, from the HER2-low call and its
+    confidence), "her2_low_mrmc": the OR analysis of HER2-low vs HER2-zero on truly
+    HER2-negative cases (partially paired: a case called HER2-positive has no HER2-low read).
+    Studies where not every reader reads every case (split-plot, partially paired) are
+    analysed with every rating (jackknife covariances, MRMCaov semantics).
     """
     import pandas as pd
 
@@ -474,7 +484,10 @@ def analyze_reads(reads, *, readers_info: Iterable[dict] | None = None,
                              g["rating"].to_numpy(), alpha)
         d = _jsonable(asdict(s))
         d["level"] = levels.get(rd)
-        d["roc"] = empirical_roc(g["truth"].to_numpy(), g["rating"].to_numpy())
+        try:
+            d["roc"] = _roc_points(g["truth"].to_numpy(), g["rating"].to_numpy())
+        except ValueError:
+            d["roc"] = {"fpr": [], "tpr": []}
         if "time_on_case_s" in g:
             tt = g["time_on_case_s"].astype(float)
             d["time_on_case_s"] = {"median": float(tt.median()), "mean": float(tt.mean()),
@@ -519,6 +532,46 @@ def analyze_reads(reads, *, readers_info: Iterable[dict] | None = None,
            "per_reader": per, "aided_minus_unaided": deltas, "groups": groups, "mrmc": {}}
     for m in cov_methods:
         out["mrmc"][m] = _try_or(df, arms, alpha, m)
+    from her2core.reader_study.agreement import kappa_summary, reading_time_summary
+
+    out["agreement"] = {"her2": kappa_summary(df, "call_positive", arms=arms)}
+    if "her2_low_call" in df and df["her2_low_call"].notna().any():
+        out["agreement"]["her2_low"] = kappa_summary(df, "her2_low_call", arms=arms)
+    out["reading_time"] = reading_time_summary(df, arms=arms)
+    if "her2_low_rating" in df and "her2_low" in df:
+        low = df[(df["truth"] == 0) & df["her2_low"].notna() & df["her2_low_rating"].notna()]
+        low = low.assign(truth=low["her2_low"].astype(int), rating=low["her2_low_rating"])
+        out["her2_low_mrmc"] = ({"jackknife": _try_or(low, arms, alpha, "jackknife")}
+                                if len(low) else {})
+    if model_scores:
+        out["standalone"] = {arm: _try_standalone(df[df["arm"] == arm], model_scores, alpha)
+                             for arm in arms if (df["arm"] == arm).any()}
+    return out
+
+
+def _try_standalone(d, model_scores, alpha):
+    """Model alone vs the readers of one arm, on the cases every reader read there."""
+    n_r = d["reader"].nunique()
+    per_case = d.groupby("case")["reader"].nunique()
+    full = [c for c in per_case.index[per_case == n_r] if c in model_scores]
+    note = None
+    if len(full) < len(per_case):
+        note = (f"{len(full)} of {len(per_case)} cases are read by every reader and scored by "
+                "the model; the comparison uses those")
+    try:
+        if n_r < 2:
+            raise ValueError(f"only {n_r} reader(s): the model-vs-readers test needs at least two")
+        sub = d[d["case"].isin(full)]
+        wide = sub.pivot_table(index="case", columns="reader", values="rating", aggfunc="first")
+        truth = sub.groupby("case")["truth"].first().loc[wide.index].to_numpy()
+        scores = np.array([float(model_scores[c]) for c in wide.index])
+        out = {m: standalone_vs_readers(wide.to_numpy(float).T, scores, truth, method=m,
+                                        alpha=alpha, readers=list(wide.columns)).to_dict()
+               for m in ("1T-RRRC", "1T-RRFC")}
+        out["model_auc"] = out["1T-RRRC"]["model_auc"]
+    except ValueError as exc:
+        return {"error": str(exc), "note": note}
+    out["note"] = note
     return out
 
 
@@ -553,23 +606,207 @@ def _minus(b, a):
 
 
 def _try_or(df, arms, alpha, method):
-    """OR analysis on the cases read by every reader in every arm (all cases once the
-    study is complete; an interim analysis otherwise, flagged in "note")."""
+    """OR analysis of the reads of ``arms``. When every reader read every case in every arm
+    the design is factorial; otherwise (a split-plot / partially paired study, or an interim
+    analysis) the jackknife uses every rating, while the DeLong method, which needs a fully
+    crossed design, uses the cases read by everyone (flagged in "note")."""
     d = df[df["arm"].isin(arms)]
     n_cells = d["reader"].nunique() * len(arms)
     per_case = d.groupby("case").apply(lambda g: len(set(zip(g["reader"], g["arm"]))),
                                        include_groups=False)
     full = per_case.index[per_case == n_cells]
     note = None
+    allow_missing = False
     if len(full) < len(per_case):
-        note = (f"interim: {len(full)} of {len(per_case)} cases are read by every reader in "
-                "every arm; the MRMC analysis uses those only")
-        d = d[d["case"].isin(full)]
+        if method == "jackknife":
+            allow_missing = True
+            note = (f"{len(full)} of {len(per_case)} cases are read by every reader in every "
+                    "arm; the analysis uses every rating (nested / partially paired design, "
+                    "jackknife covariances)")
+        else:
+            note = (f"interim: {len(full)} of {len(per_case)} cases are read by every reader in "
+                    "every arm; the MRMC analysis uses those only")
+            d = d[d["case"].isin(full)]
     try:
-        cube, truth, trs, rds, _ = ratings_cube(d, treatment="arm", treatments=list(arms))
+        if d["reader"].nunique() < 2:
+            raise ValueError(f"only {d['reader'].nunique()} reader(s): a random-reader MRMC "
+                             "analysis needs at least two")
+        cube, truth, trs, rds, _ = ratings_cube(d, treatment="arm", treatments=list(arms),
+                                                allow_missing=allow_missing)
         out = or_analysis(cube, truth, cov_method=method, alpha=alpha, treatments=trs,
                           readers=rds, reference=0, test=1).to_dict()
     except ValueError as exc:
         return {"error": str(exc), "note": note}
     out["note"] = note
     return out
+
+
+# --------------------------------------------------------------------------- model alone vs readers
+
+@dataclass
+class StandaloneResult:
+    """The model read as one more reader on the same cases, against the readers
+    (RJafroc ``StCadVsRad``). Differences are reader - model (RJafroc's convention)."""
+    method: str               # "1T-RRRC" | "1T-RRFC"
+    model_auc: float
+    reader_auc: list
+    readers: list
+    mean_reader_auc: float
+    mean_difference: float    # mean reader AUC - model AUC
+    ci_difference: list
+    ci_mean_reader: list
+    statistic: float          # t
+    df: float
+    p_value: float
+    var_r: float
+    var_error: float = float("nan")
+    cov2: float = float("nan")
+    n_cases: int = 0
+    alpha: float = 0.05
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+
+def standalone_vs_readers(reader_ratings, model_scores, truth, *, method: str = "1T-RRRC",
+                          alpha: float = 0.05, readers: Sequence | None = None) -> StandaloneResult:
+    """Test the model alone against the readers on the same cases (one treatment).
+
+    "1T-RRRC" (random readers and cases; Hillis 2007 section 5.3 as RJafroc
+    ``StCadVsRad(method = "1T-RRRC")``): with Psi_j = AUC_j - AUC_model, jackknife
+    covariances of the Psi_j give Var and Cov2; MS(R) = var(Psi);
+    den = MS(R) + max(J Cov2, 0), t = mean(Psi) / sqrt(den / J),
+    df = den^2 / (MS(R)^2 / (J - 1)).
+    "1T-RRFC" (cases fixed): one-sample t-test of the Psi_j (R ``t.test``), df = J - 1.
+    ``reader_ratings`` (J, K), ``model_scores`` (K,), ``truth`` (K,), fully crossed."""
+    y = np.atleast_2d(np.asarray(reader_ratings, dtype=float))
+    s = np.asarray(model_scores, dtype=float)
+    truth = np.asarray(truth).astype(int)
+    n_j, n_k = y.shape
+    if n_j < 2:
+        raise ValueError("the model-vs-readers test needs at least two readers")
+    if s.shape != (n_k,) or not np.isfinite(s).all() or not np.isfinite(y).all():
+        raise ValueError("every reader and the model must rate every case")
+    auc, cov = auc_covariance(truth, np.vstack([s, y]), "jackknife")
+    psi = auc[1:] - auc[0]
+    mean_psi = float(psi.mean())
+    ms_r = float(np.var(psi, ddof=1))
+    var_r = float(np.var(auc[1:], ddof=1))
+    labels = [_label(readers, j) for j in range(n_j)] if readers is not None else list(range(n_j))
+    if method == "1T-RRFC":
+        se = np.sqrt(ms_r / n_j)
+        df = float(n_j - 1)
+        t = mean_psi / se if se > 0 else float("nan")
+        q = stats.t.ppf(1 - alpha / 2, df)
+        ci = [mean_psi - q * se, mean_psi + q * se]
+        return StandaloneResult(method, float(auc[0]), auc[1:].tolist(), labels,
+                                float(auc[1:].mean()), mean_psi, [float(c) for c in ci],
+                                [float(c + auc[0]) for c in ci], float(t), df,
+                                float(2 * stats.t.sf(abs(t), df)), var_r, n_cases=n_k,
+                                alpha=alpha)
+    if method != "1T-RRRC":
+        raise ValueError("method must be '1T-RRRC' or '1T-RRFC'")
+    # covariance of differences: Cov(A_j - A_0, A_j' - A_0)
+    c = cov[1:, 1:] - cov[1:, [0]] - cov[[0], 1:] + cov[0, 0]
+    var_error = float(np.mean(np.diag(c)))
+    cov2 = float((c.sum() - np.trace(c)) / (n_j * (n_j - 1)))
+    den = ms_r + max(n_j * cov2, 0.0)
+    df = den ** 2 / (ms_r ** 2 / (n_j - 1)) if ms_r > 0 else float("inf")
+    se = np.sqrt(den / n_j)
+    t = mean_psi / se if se > 0 else float("nan")
+    q = stats.t.ppf(1 - alpha / 2, df)
+    ci = [mean_psi - q * se, mean_psi + q * se]
+    return StandaloneResult(method, float(auc[0]), auc[1:].tolist(), labels,
+                            float(auc[1:].mean()), mean_psi, [float(v) for v in ci],
+                            [float(v + auc[0]) for v in ci], float(t), float(df),
+                            float(2 * stats.t.sf(abs(t), df)), var_r, var_error, cov2, n_k, alpha)
+
+
+# --------------------------------------------------------------------------- sample size
+
+@dataclass
+class PowerResult:
+    analysis: str
+    readers: int
+    cases: int
+    effect: float
+    power: float
+    ncp: float
+    df2: float
+    critical: float
+    alpha: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+
+def or_power(effect: float, readers: int, cases: int, *, var_tr: float, cov1: float, cov2: float,
+             cov3: float, var_error: float, pilot_cases: int, alpha: float = 0.05,
+             analysis: str = "RRRC") -> PowerResult:
+    """Power of the OR test of two treatments for J readers and K cases from pilot variance
+    components (Hillis, Obuchowski and Berbaum, Acad Radiol 2011, eqn 10; as RJafroc
+    ``SsPowerGivenJK(method = "OR")``). Case-dependent components scale with K*/K
+    (K* = ``pilot_cases``); Var(TR) below 0 is set to 0.
+
+    RRRC: den = Var(TR) + K*/K (Var - Cov1 + (J-1) max(Cov2 - Cov3, 0)),
+    df2 = den^2 / ((Var(TR) + K*/K (Var - Cov1 - max(Cov2 - Cov3, 0)))^2 / (J - 1)),
+    ncp = J d^2 / 2 / den, power = P(F'(1, df2, ncp) > F_{1-alpha}(1, df2)).
+    FRRC: Var(TR) left out, chi-squared(1) with the same ncp. RRFC: den = Var(TR) +
+    K*/K (Var - Cov1 - max(Cov2 - Cov3, 0)), df2 = J - 1."""
+    j, k = int(readers), int(cases)
+    vtr = max(float(var_tr), 0.0)
+    f = pilot_cases / k
+    dc = max(cov2 - cov3, 0.0)
+    if analysis == "RRRC":
+        den = vtr + f * (var_error - cov1 + (j - 1) * dc)
+        df2 = den ** 2 / ((vtr + f * (var_error - cov1 - dc)) ** 2 / (j - 1))
+        ncp = effect ** 2 * j / 2 / den
+        crit = stats.f.ppf(1 - alpha, 1, df2)
+        power = stats.ncf.sf(crit, 1, df2, ncp)
+    elif analysis == "FRRC":
+        den = f * (var_error - cov1 + (j - 1) * dc)
+        df2 = float("inf")
+        ncp = effect ** 2 * j / 2 / den
+        crit = stats.chi2.ppf(1 - alpha, 1)
+        power = stats.ncx2.sf(crit, 1, ncp)
+    elif analysis == "RRFC":
+        den = vtr + f * (var_error - cov1 - dc)
+        df2 = float(j - 1)
+        ncp = effect ** 2 * j / 2 / den
+        crit = stats.f.ppf(1 - alpha, 1, df2)
+        power = stats.ncf.sf(crit, 1, df2, ncp)
+    else:
+        raise ValueError("analysis must be RRRC, FRRC or RRFC")
+    return PowerResult(analysis, j, k, float(effect), float(power), float(ncp), float(df2),
+                       float(crit), alpha)
+
+
+def sample_size(effect: float, readers: Sequence[int], *, target_power: float = 0.8,
+                pilot: "ORResult | dict", alpha: float = 0.05, analysis: str = "RRRC",
+                max_cases: int = 100_000) -> list[dict]:
+    """Smallest number of cases reaching ``target_power`` for each number of readers, from a
+    pilot study's OR variance components (``pilot``: an ORResult or its dict). A row with
+    ``cases`` None says the target cannot be reached with that many readers (with random
+    readers, Var(TR) caps the power however many cases are read)."""
+    pd_ = pilot.to_dict() if hasattr(pilot, "to_dict") else dict(pilot)
+    comps = dict(var_tr=pd_["var_tr"], cov1=pd_["cov1"], cov2=pd_["cov2"], cov3=pd_["cov3"],
+                 var_error=pd_["var_error"], pilot_cases=pd_["n_cases"])
+    rows = []
+    for j in readers:
+        def pw(k):
+            return or_power(effect, j, k, alpha=alpha, analysis=analysis, **comps).power
+        if pw(max_cases) < target_power:
+            rows.append({"readers": int(j), "cases": None, "power": pw(max_cases),
+                         "note": f"not reached with {max_cases} cases"})
+            continue
+        lo, hi = 2, 2
+        while pw(hi) < target_power:
+            lo, hi = hi, hi * 2
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if pw(mid) >= target_power:
+                hi = mid
+            else:
+                lo = mid + 1
+        rows.append({"readers": int(j), "cases": int(hi), "power": pw(hi), "note": ""})
+    return rows

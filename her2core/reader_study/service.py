@@ -493,6 +493,23 @@ class ReaderStudyService:
                 return False
             return self._unaided_read_exists(s, rd.id, sc.id)
 
+    @staticmethod
+    def _validate_low_confidence(her2_low_call, her2_low_confidence, case_id):
+        if her2_low_confidence is None:
+            return None
+        if her2_low_call is None:
+            raise ReaderStudyError("a HER2-low confidence needs a HER2-low / HER2-zero call",
+                                   case_id=case_id)
+        try:
+            c = float(her2_low_confidence)
+        except (TypeError, ValueError):
+            raise ReaderStudyError(f"HER2-low confidence must be a number 0-100, got "
+                                   f"{her2_low_confidence!r}", case_id=case_id) from None
+        if not (0.0 <= c <= 100.0):
+            raise ReaderStudyError(f"HER2-low confidence must lie in 0-100, got "
+                                   f"{her2_low_confidence!r}", case_id=case_id)
+        return c
+
     def _validate_answer(self, study: Study, call_positive, confidence, her2_low_call, case_id):
         if not isinstance(call_positive, (bool, np.bool_)):
             raise ReaderStudyError("the call must be HER2-positive (True) or HER2-negative (False)",
@@ -515,8 +532,11 @@ class ReaderStudyService:
 
     def save_read(self, reader: ReaderSession, queue_item_id: int, *, call_positive: bool,
                   confidence: float, her2_low_call: bool | None = None, notes: str | None = None,
-                  client_shown: dict | None = None) -> ReadReceipt:
-        """Save the read of a served step, in its own committed transaction."""
+                  client_shown: dict | None = None,
+                  her2_low_confidence: float | None = None) -> ReadReceipt:
+        """Save the read of a served step, in its own committed transaction.
+
+        ``her2_low_confidence`` (0-100): confidence in the HER2-low / zero call (optional)."""
         with self.db.session() as s:
             rd, study = self._reader(s, reader)
             item = s.get(QueueItem, int(queue_item_id))
@@ -525,6 +545,7 @@ class ReaderStudyService:
             sc = s.get(StudyCase, item.study_case_id)
             call, conf, low = self._validate_answer(study, call_positive, confidence,
                                                     her2_low_call, sc.case_id)
+            low_conf = self._validate_low_confidence(low, her2_low_confidence, sc.case_id)
             if s.scalar(select(func.count(Read.id)).where(Read.queue_item_id == item.id)):
                 raise ReaderStudyError("this step already has a saved read", case_id=sc.case_id,
                                        hint="use a correction instead")
@@ -542,6 +563,7 @@ class ReaderStudyService:
             row = Read(study_id=study.id, reader_id=rd.id, queue_item_id=item.id,
                        study_case_id=sc.id, arm=item.arm, session=item.session,
                        call_positive=call, her2_low_call=low, confidence=conf,
+                       her2_low_confidence=low_conf,
                        notes=(notes or None), served_at=served_at, saved_at=now,
                        time_on_case_s=max(0.0, (now - served_at).total_seconds()),
                        shown={"case_id": sc.case_id, "arm": item.arm, "session": item.session,
@@ -558,7 +580,8 @@ class ReaderStudyService:
 
     def correct_read(self, reader: ReaderSession, read_id: int, *, call_positive: bool,
                      confidence: float, her2_low_call: bool | None = None,
-                     notes: str | None = None, reason: str | None = None) -> ReadReceipt:
+                     notes: str | None = None, reason: str | None = None,
+                     her2_low_confidence: float | None = None) -> ReadReceipt:
         """Append a correction of one of the reader's own effective reads."""
         with self.db.session() as s:
             rd, study = self._reader(s, reader)
@@ -574,12 +597,14 @@ class ReaderStudyService:
                                        "output was shown", case_id=sc.case_id)
             call, conf, low = self._validate_answer(study, call_positive, confidence,
                                                     her2_low_call, sc.case_id)
+            low_conf = self._validate_low_confidence(low, her2_low_confidence, sc.case_id)
             now = self.now()
             shown = dict(old.shown or {})
             shown["correction"] = {"of_read": old.id, "reason": reason}
             row = Read(study_id=study.id, reader_id=rd.id, queue_item_id=old.queue_item_id,
                        study_case_id=sc.id, arm=old.arm, session=old.session,
                        call_positive=call, her2_low_call=low, confidence=conf,
+                       her2_low_confidence=low_conf,
                        notes=(notes if notes is not None else old.notes),
                        served_at=_utc(old.served_at), saved_at=now,
                        time_on_case_s=old.time_on_case_s, shown=shown, supersedes_id=old.id)
@@ -687,19 +712,29 @@ class ReaderStudyService:
                     "case_id": sc.case_id, "her2": sc.her2, "her2_low": sc.her2_low,
                     "arm": r.arm, "session": r.session, "call_positive": bool(r.call_positive),
                     "her2_low_call": r.her2_low_call, "confidence": r.confidence,
+                    "her2_low_confidence": r.her2_low_confidence,
                     "notes": r.notes, "served_at": _utc(r.served_at).isoformat(),
                     "saved_at": _utc(r.saved_at).isoformat(), "time_on_case_s": r.time_on_case_s,
                     "supersedes_id": r.supersedes_id, "superseded": bool(superseded),
                     "shown": json.dumps(r.shown, sort_keys=True),
                 })
         cols = ["study", "read_id", "reader", "reader_number", "level", "years", "case_id", "her2",
-                "her2_low", "arm", "session", "call_positive", "her2_low_call", "confidence", "notes",
+                "her2_low", "arm", "session", "call_positive", "her2_low_call", "confidence",
+                "her2_low_confidence", "notes",
                 "served_at", "saved_at", "time_on_case_s", "supersedes_id", "superseded", "shown"]
         df = pd.DataFrame(rows, columns=cols)
         from her2core.reader_study.mrmc import confidence_to_rating
         df.insert(cols.index("confidence") + 1, "rating",
                   confidence_to_rating(df["call_positive"].astype(bool), df["confidence"].astype(float))
                   if len(df) else pd.Series(dtype=float))
+        # HER2-low rating: from the low / zero call and its confidence (a call without a
+        # confidence counts as confidence 50)
+        low = df["her2_low_call"].notna()
+        df["her2_low_rating"] = np.nan
+        if low.any():
+            conf = df.loc[low, "her2_low_confidence"].astype(float).fillna(50.0)
+            df.loc[low, "her2_low_rating"] = confidence_to_rating(
+                df.loc[low, "her2_low_call"].astype(bool), conf)
         return df
 
     def queue_table(self, owner: OwnerSession):
@@ -750,8 +785,14 @@ class ReaderStudyService:
         if df.empty:
             raise ReaderStudyError("no reads saved yet", hint="analyse once readers have read cases")
         reads = df.rename(columns={"case_id": "case", "her2": "truth"})
+        with self.db.session() as s:
+            study = self._owner(s, owner)
+            model_scores = {sc.case_id: float(sc.model_output["p_her2"])
+                            for sc in s.scalars(select(StudyCase).where(StudyCase.study_id == study.id))
+                            if isinstance(sc.model_output, dict)
+                            and sc.model_output.get("p_her2") is not None}
         result = analyze_reads(reads, readers_info=self.readers_info(owner), alpha=alpha,
-                               cov_methods=cov_methods)
+                               cov_methods=cov_methods, model_scores=model_scores or None)
         st = self.study_status(owner)
         complete = {(r, a) for r, a in zip(df["reader"], df["arm"])}
         result["study"] = {"name": st.name, "design": st.design, "washout_days": st.washout_days,

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
+from her2core.metrics import auc as auc_of, delong_covariance_matrix
 from her2core.reader_study import mrmc
 
 REF = Path(__file__).resolve().parents[1] / "reference" / "mrmc"
@@ -116,26 +117,33 @@ def test_jackknife_matches_brute_force():
     truth = np.array([0] * 7 + [1] * 5)
     ratings = rng.integers(1, 6, size=(3, 12)).astype(float) + truth
     auc, cov = mrmc.auc_covariance(truth, ratings, "jackknife")
-    loo = np.array([[mrmc.empirical_auc(np.delete(truth, k), np.delete(ratings[m], k))
+    loo = np.array([[auc_of(np.delete(truth, k), np.delete(ratings[m], k))
                      for k in range(12)] for m in range(3)])
     dev = loo - loo.mean(axis=1, keepdims=True)
     assert_allclose(cov, 11 / 12 * dev @ dev.T, rtol=1e-12)
-    assert_allclose(auc, [mrmc.empirical_auc(truth, r) for r in ratings])
+    assert_allclose(auc, [auc_of(truth, r) for r in ratings])
+    # the DeLong covariance is her2core.metrics' (pROC's), the one DeLong stack
+    _, cov_d = mrmc.auc_covariance(truth, ratings, "delong")
+    assert_allclose(cov_d, delong_covariance_matrix(truth, list(ratings))[1], rtol=1e-12)
 
 
-def test_empirical_auc_and_ties():
-    assert mrmc.empirical_auc([0, 0, 1, 1], [1, 2, 3, 4]) == 1.0
-    assert mrmc.empirical_auc([0, 1], [2, 2]) == 0.5
-    assert_allclose(mrmc.empirical_auc([0, 0, 1, 1], [1, 3, 2, 4]), 0.75)
-    with pytest.raises(ValueError):
-        mrmc.empirical_auc([1, 1], [0.2, 0.3])
-
-
-def test_wilson_ci_known_values():
-    # Wilson (1927) / Newcombe (1998) Table I: 81/263 -> 0.2553 to 0.3662
-    assert_allclose(mrmc.wilson_ci(81, 263), (0.2553, 0.3662), atol=5e-5)
-    # 0/10 -> 0 to 0.2775
-    assert_allclose(mrmc.wilson_ci(0, 10), (0.0, 0.2775), atol=5e-5)
+def test_jackknife_with_missing_ratings_keeps_the_full_auc_for_unread_cases():
+    rng = np.random.default_rng(4)
+    truth = np.array([0] * 7 + [1] * 5)
+    ratings = rng.integers(1, 6, size=(2, 12)).astype(float) + truth
+    ratings[1, [0, 8]] = np.nan
+    auc, cov = mrmc.auc_covariance(truth, ratings, "jackknife")
+    keep = np.isfinite(ratings[1])
+    a1 = auc_of(truth[keep], ratings[1, keep])
+    loo = np.array([auc_of(np.delete(truth[keep], j), np.delete(ratings[1, keep], j))
+                    for j in range(10)])
+    full = np.full(12, a1)
+    full[keep] = loo
+    dev = full - full.mean()
+    assert_allclose(auc[1], a1)
+    assert_allclose(cov[1, 1], 11 / 12 * dev @ dev, rtol=1e-12)
+    with pytest.raises(ValueError, match="jackknife"):
+        mrmc.auc_covariance(truth, ratings, "delong")
 
 
 def test_confidence_to_rating_orders_calls():

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DatabaseError, IntegrityError
 
 from her2core.reader_study import export as ex
+from her2core.metrics import auc as auc_of
 from her2core.reader_study import mrmc
 from her2core.reader_study.db import current_revision, open_database, sqlite_url
 from her2core.reader_study.models import Base
@@ -60,7 +61,7 @@ def test_migrations_match_orm_metadata(svc):
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
                                 Base.metadata)
     assert diff == []
-    assert current_revision(svc.db.engine) == "0001"
+    assert current_revision(svc.db.engine) == "0002"
 
 
 def test_migration_downgrade_and_upgrade_again(tmp_path):
@@ -74,7 +75,8 @@ def test_migration_downgrade_and_upgrade_again(tmp_path):
         command.downgrade(alembic_config(c), "base")
     assert inspect(engine).get_table_names() == ["alembic_version"]
     upgrade(engine)
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == "0002"
+    assert "her2_low_confidence" in {c["name"] for c in inspect(engine).get_columns("reads")}
     with engine.connect() as c:
         assert len(c.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'")).all()) == 8
     engine.dispose()
@@ -267,7 +269,14 @@ def test_save_validation(svc):
         svc.save_read(r, v.queue_item_id, call_positive=False, confidence=50)
     with pytest.raises(ReaderStudyError, match="HER2-low"):
         svc.save_read(r, v.queue_item_id, call_positive=True, confidence=50, her2_low_call=True)
-    svc.save_read(r, v.queue_item_id, call_positive=False, confidence=50, her2_low_call=True)
+    with pytest.raises(ReaderStudyError, match="HER2-low confidence must lie in 0-100"):
+        svc.save_read(r, v.queue_item_id, call_positive=False, confidence=50, her2_low_call=True,
+                      her2_low_confidence=120)
+    svc.save_read(r, v.queue_item_id, call_positive=False, confidence=50, her2_low_call=True,
+                  her2_low_confidence=80)
+    owner = svc.owner_sign_in("S1", created.owner_code)
+    eff = svc.reads_table(owner)
+    assert eff["her2_low_confidence"].iloc[0] == 80 and eff["her2_low_rating"].iloc[0] == 90
     with pytest.raises(ReaderStudyError, match="already has a saved read"):
         svc.save_read(r, v.queue_item_id, call_positive=False, confidence=60, her2_low_call=False)
     # a step not yet served cannot be saved
@@ -351,7 +360,7 @@ def test_full_study_analysis_and_exports(svc, clock):
     p = {c["case_id"]: c["model_output"]["p_her2"] for c in make_cases(12)}
     t = {c["case_id"]: c["her2"] for c in make_cases(12)}
     ids = sorted(p)
-    model_auc = mrmc.empirical_auc([t[i] for i in ids], [p[i] for i in ids])
+    model_auc = auc_of([t[i] for i in ids], [p[i] for i in ids])
     aided = [x for x in res["per_reader"] if x["arm"] == "aided"]
     assert_allclose([x["auc"] for x in aided], model_auc, rtol=1e-12)
     assert set(res["groups"]) == {"junior", "senior"}
