@@ -23,6 +23,8 @@ COMMANDS = [
     "evaluate",
     "explain",
     "reader_study",
+    "finetune",
+    "weights",
 ]
 
 log = logging.getLogger("her2core")

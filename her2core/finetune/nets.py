@@ -95,6 +95,9 @@ def build_network(arch: str, *, weights: str | None = "auto", weights_dir=None, 
                          device="cpu", amp=False, volume_size=int(size or 96),
                          input_px=int(size) if size and info.kind == "2d" else None)
     model = bb.model
+    if bb.weights.path is not None:
+        from ..features.weights import head_names, require_architecture
+        require_architecture(model, bb.weights.path, info.arch, head_names(model))
     _set_head(model, info, seed + 1, size)
     for p in model.parameters():
         p.requires_grad_(True)

@@ -332,8 +332,9 @@ class _FoldTrainer:
         del loader
         path = r.out / f"fold{k}.safetensors"
         if ctx.is_main:
-            save_model(best["state"], path, {"format": FORMAT, "arch": info.arch,
-                                             "fold": str(k), "best_epoch": str(best["epoch"])})
+            # one metadata key: safetensors writes several in a random order, and the
+            # file's sha256 must depend on the weights alone
+            save_model(best["state"], path, {"format": FORMAT})
         ddp.barrier(ctx)
         from ..features.weights import file_sha256
         record = FoldRecord(fold=k, train_ids=list(self.train_ids), val_ids=list(self.val_ids),
