@@ -341,26 +341,33 @@ def epoch_batches(n: int, batch: int, seed: int, fold: int, epoch: int,
 
 
 class EpochBatchSampler:
-    """Batch sampler yielding this process's share [(index, epoch), ...] of every
-    global batch (``rank::world``); ``set_epoch`` before iterating."""
+    """Batch sampler over epochs ``start .. epochs - 1`` in one pass: this process's
+    share ``[(index, epoch), ...]`` of every global batch (``rank::world``).
 
-    def __init__(self, n: int, batch: int, seed: int, fold: int, rank: int = 0, world: int = 1):
+    One DataLoader iterator then spans all epochs of a fold, so the workers keep
+    augmenting the next epoch's first batches while the main process validates.
+    """
+
+    def __init__(self, n: int, batch: int, seed: int, fold: int, rank: int = 0, world: int = 1,
+                 start: int = 0, epochs: int = 1):
         self.n, self.batch, self.seed, self.fold = int(n), int(batch), int(seed), int(fold)
         self.rank, self.world = int(rank), int(world)
-        self.epoch = 0
+        self.start, self.epochs = int(start), int(epochs)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+    def global_batches(self, epoch: int) -> list[list[int]]:
+        return epoch_batches(self.n, self.batch, self.seed, self.fold, epoch, self.world)
 
-    def global_batches(self) -> list[list[int]]:
-        return epoch_batches(self.n, self.batch, self.seed, self.fold, self.epoch, self.world)
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.global_batches(0))
 
     def __len__(self) -> int:
-        return len(self.global_batches())
+        return self.steps_per_epoch * max(0, self.epochs - self.start)
 
     def __iter__(self):
-        for b in self.global_batches():
-            yield [(i, self.epoch) for i in b[self.rank::self.world]]
+        for epoch in range(self.start, self.epochs):
+            for b in self.global_batches(epoch):
+                yield [(i, epoch) for i in b[self.rank::self.world]]
 
 
 def collate_train(items):

@@ -228,8 +228,9 @@ class _FoldTrainer:
         ytr = np.asarray([r.labels[c] for c in self.train_ids], dtype=np.float32)
         yval = np.asarray([r.labels[c] for c in self.val_ids], dtype=np.float32)
         ds = D.TrainDataset([r.inputs[c] for c in self.train_ids], ytr, r.augment, s.seed, k)
-        sampler = D.EpochBatchSampler(len(ds), s.batch, s.seed, k, ctx.rank, ctx.world)
-        steps = len(sampler)
+        sampler = D.EpochBatchSampler(len(ds), s.batch, s.seed, k, ctx.rank, ctx.world,
+                                      epochs=int(s.epochs))
+        steps = sampler.steps_per_epoch
         total, warm = int(s.epochs) * steps, int(s.warmup_epochs) * steps
 
         def lr_at(step: int) -> float:
@@ -257,23 +258,24 @@ class _FoldTrainer:
             best = st["best"]
             log.info("fine-tune fold %d: resumed after epoch %d", k, start)
         workers = r.workers
+        sampler.start = start
         loader = DataLoader(ds, batch_sampler=sampler, num_workers=workers,
                             collate_fn=D.collate_train, pin_memory=dev.startswith("cuda"),
-                            persistent_workers=workers > 0,
                             worker_init_fn=D.worker_init if workers else None,
                             prefetch_factor=4 if workers else None)
+        batches = iter(loader)
         alpha = float(s.mixup)
         for epoch in range(start, int(s.epochs)):
             t_epoch = time.perf_counter()
-            sampler.set_epoch(epoch)
-            gsizes = [len(b) for b in sampler.global_batches()]
+            gsizes = [len(b) for b in sampler.global_batches(epoch)]
             net.train()
             lr_epoch = float(opt.param_groups[0]["lr"])
             loss_acc = torch.zeros((), dtype=torch.float64, device=dev)
             n_seen = 0
             t0 = time.perf_counter()
-            for step, (x, y) in enumerate(loader):
+            for step in range(steps):
                 r.check_cancel(k, epoch)
+                x, y = next(batches)
                 x = net_input(x, info, dev, r.channels_last)
                 y = y.to(dev, non_blocking=True)
                 if alpha > 0:
@@ -329,7 +331,7 @@ class _FoldTrainer:
                 train_loss=rec.train_loss, val_loss=vloss, val_auc=vauc,
                 best_epoch=int(best["epoch"]), best_auc=best["val_auc"], lr=rec.lr,
                 images_per_s=rec.images_per_s, seconds=rec.seconds))
-        del loader
+        del batches, loader
         path = r.out / f"fold{k}.safetensors"
         if ctx.is_main:
             # one metadata key: safetensors writes several in a random order, and the

@@ -142,7 +142,7 @@ def test_penultimate_features(us_run, ft_cohort):
         assert_allclose(honest.loc[c].to_numpy(), want, atol=1e-6)
     # the features are what the head reads: logit = head(features)
     net = ens.networks[0]
-    x = torch.from_numpy(f0.to_numpy()).float()
+    x = torch.tensor(f0.to_numpy(), dtype=torch.float32)
     lg = net.get_classifier()(x).reshape(-1).detach().numpy()
     ids_all, inputs, _ = ens._decode(ft_cohort, ids, 0)
     assert_allclose(lg, ens.fold_logits([inputs[c] for c in ids_all])[0], atol=1e-5)
