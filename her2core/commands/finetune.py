@@ -43,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mixup", type=float, default=None, metavar="ALPHA",
                         help="Mixup Beta(alpha, alpha); 0 = off (default)")
     parser.add_argument("--no-augment", action="store_true", help="no random augmentation")
+    parser.add_argument("--augment-on", choices=["auto", "workers", "device"], default=None,
+                        help="where augmentation runs (auto: on the GPU for 3-D volumes on CUDA)")
     parser.add_argument("--margin", type=int, default=None, metavar="PX",
                         help="ROI dilation in pixels (default 50, paper 001)")
     parser.add_argument("--slice-mode", choices=["largest", "25d"], default=None,
@@ -66,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 _MAP = {"sequence": "sequence", "arch": "arch", "task": "task", "folds": "folds",
         "epochs": "epochs", "size": "size", "batch": "batch", "lr": "lr", "wd": "wd",
-        "warmup_epochs": "warmup_epochs", "mixup": "mixup", "margin": "margin_px",
+        "warmup_epochs": "warmup_epochs", "mixup": "mixup", "augment_on": "augment_on", "margin": "margin_px",
         "slice_mode": "slice_mode", "select": "select", "device": "device",
         "precision": "precision", "workers": "num_workers", "weights": "weights",
         "weights_dir": "weights_dir", "seed": "seed"}

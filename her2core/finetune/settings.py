@@ -19,10 +19,11 @@ TASKS = ("her2", "her2_low")
 SLICE_MODES = ("largest", "25d")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 SELECT = ("auc", "loss", "last")
+AUGMENT_ON = ("auto", "workers", "device")
 DEVICES = ("auto", "cpu", "cuda")
 
 #: fields that change speed, not the models: allowed to differ on resume
-RUNTIME_FIELDS = ("device", "num_workers", "keep_checkpoints")
+RUNTIME_FIELDS = ("device", "num_workers", "keep_checkpoints", "augment_on")
 
 
 @dataclass
@@ -45,6 +46,9 @@ class FinetuneSettings:
         mixup: Mixup Beta(alpha, alpha); 0 switches it off.
         augment: random flips, scaling, shifts, Gaussian noise and blur,
             brightness and contrast (:mod:`her2core.finetune.data`).
+        augment_on: "workers" (DataLoader worker processes), "device" (per
+            sample on the training device, after the copy), or "auto" (device
+            for 3-D volumes on CUDA, workers otherwise). Same seeds either way.
         margin_px: ROI dilation in pixels (in-plane; paper 001: 50, paper 003: 10).
         slice_mode: 2-D networks on MRI: "largest" (largest-ROI axial slice) or
             "25d" (that slice and its two neighbours as three channels).
@@ -76,6 +80,7 @@ class FinetuneSettings:
     warmup_epochs: int = 0
     mixup: float = 0.0
     augment: bool = True
+    augment_on: str = "auto"
     margin_px: int = 50
     slice_mode: str = "largest"
     min_roi_px: int = 4
@@ -120,6 +125,8 @@ class FinetuneSettings:
             bad("margin_px must be >= 0 and min_roi_px >= 1")
         if self.slice_mode not in SLICE_MODES:
             bad(f"slice_mode {self.slice_mode!r}", "choose largest or 25d")
+        if self.augment_on not in AUGMENT_ON:
+            bad(f"augment_on {self.augment_on!r}", "choose auto, workers or device")
         if self.select not in SELECT:
             bad(f"select {self.select!r}", "choose auc, loss or last")
         if self.device not in DEVICES:
@@ -243,6 +250,7 @@ class EpochRecord:
     seconds: float
     train_images: int
     train_seconds: float
+    data_wait_seconds: float = 0.0     # of train_seconds: blocked waiting for the next batch
 
     @property
     def images_per_s(self) -> float:

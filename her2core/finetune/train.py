@@ -227,7 +227,9 @@ class _FoldTrainer:
                                 **({"fused": True} if dev.startswith("cuda") else {}))
         ytr = np.asarray([r.labels[c] for c in self.train_ids], dtype=np.float32)
         yval = np.asarray([r.labels[c] for c in self.val_ids], dtype=np.float32)
-        ds = D.TrainDataset([r.inputs[c] for c in self.train_ids], ytr, r.augment, s.seed, k)
+        on_device = r.augment if r.augment_on_device else None
+        ds = D.TrainDataset([r.inputs[c] for c in self.train_ids], ytr,
+                            None if r.augment_on_device else r.augment, s.seed, k)
         sampler = D.EpochBatchSampler(len(ds), s.batch, s.seed, k, ctx.rank, ctx.world,
                                       epochs=int(s.epochs))
         steps = sampler.steps_per_epoch
@@ -272,10 +274,17 @@ class _FoldTrainer:
             lr_epoch = float(opt.param_groups[0]["lr"])
             loss_acc = torch.zeros((), dtype=torch.float64, device=dev)
             n_seen = 0
+            wait = 0.0
             t0 = time.perf_counter()
             for step in range(steps):
                 r.check_cancel(k, epoch)
-                x, y = next(batches)
+                tw = time.perf_counter()
+                x, y, idx = next(batches)
+                wait += time.perf_counter() - tw
+                if on_device is not None:
+                    x = x.to(dev, non_blocking=True)
+                    x = torch.stack([on_device(x[j], ds.seed_of(int(i), epoch))
+                                     for j, i in enumerate(idx.tolist())])
                 x = net_input(x, info, dev, r.channels_last)
                 y = y.to(dev, non_blocking=True)
                 if alpha > 0:
@@ -312,7 +321,8 @@ class _FoldTrainer:
             rec = EpochRecord(epoch=epoch + 1, train_loss=tot_loss / max(tot_n, 1.0),
                               val_loss=vloss, val_auc=vauc, lr=lr_epoch,
                               seconds=time.perf_counter() - t_epoch,
-                              train_images=int(tot_n), train_seconds=train_s)
+                              train_images=int(tot_n), train_seconds=train_s,
+                              data_wait_seconds=wait)
             history.append(rec)
             if ctx.is_main:
                 rng = {"torch": torch.get_rng_state(),
@@ -383,6 +393,7 @@ class _Run:
         self.workers = resolve_workers(settings, self.device)
         self.weights_spec = "random-init" if settings.random_init else (settings.weights or "auto")
         self.augment = None
+        self.augment_on_device = False
         self.inputs: dict[str, Any] = {}
         self.labels: dict[str, int] = {}
         self.epochs_total = int(settings.folds) * int(settings.epochs)
@@ -487,7 +498,9 @@ def finetune(cohort, settings: FinetuneSettings, out_dir, *, where: str | None =
                 "weights": source.identity, "train_ids": train_ids,
                 "folds": [int(v) for v in fold_of], "where": where}
         _check_or_write_plan(run, plan, resume)
-        run.augment = D.make_augment(s, run.info)
+        run.augment_on_device = D.augment_on_device(s, run.info, run.device)
+        run.augment = D.make_augment(s, run.info,
+                                     run.device if run.augment_on_device else None)
         records: list[FoldRecord] = []
         oof: dict[str, float] = {}
         for k in range(int(s.folds)):

@@ -159,3 +159,14 @@ def test_changed_model_file_is_refused(us_run, tmp_path):
     (dst / "fold1.safetensors").write_bytes(bytes(data))
     with pytest.raises(BundleError, match="fold1.safetensors.*sha256 differs"):
         FineTunedEnsemble.load(dst)
+
+
+@pytest.mark.slow
+def test_augmenting_on_the_device_gives_the_same_models(dce_run, ft_cohort, tmp_path):
+    """augment_on="device" (the default for 3-D volumes on CUDA) applies the same per-case
+    seeded transforms after the copy to the device: on the CPU, the same bytes."""
+    from .conftest import dce_settings
+    out, result, _ = dce_run
+    other = finetune(ft_cohort, dce_settings(augment_on="device"), tmp_path / "dev", where=WHERE)
+    pd.testing.assert_frame_equal(other.oof, result.oof, check_exact=True)
+    assert [f.sha256 for f in other.folds] == [f.sha256 for f in result.folds]
