@@ -159,10 +159,12 @@ def bench_one(kind: str, args, tmp: Path) -> dict:
         "steady_epochs_measured": len(steady),
         "data_wait_fraction_of_train_time": round(wait / secs, 3),
         "validation_and_checkpoint_s_per_val_case": round(other_per_val_case, 4),
-        "paper001_seconds_per_epoch": round(epoch_197, 2),
-        "paper001_seconds_per_run": round(epoch_197 * 300 * PAPER_FOLDS, 1),
-        "paper001_note": "197 cases, 4 folds (148 train + 49 validation per epoch); per run = "
-                         "300 epochs x 4 folds, extrapolated from the loop rate",
+        "seconds_per_epoch_197_cases": round(epoch_197, 2),
+        "seconds_per_run_197_cases": round(epoch_197 * 300 * PAPER_FOLDS, 1),
+        "extrapolation_note": "paper-001-sized cohort (197 cases, 4 folds: 148 training + 49 "
+                              "validation cases per epoch) with this network, size and batch; "
+                              "per run = 300 epochs x 4 folds; from the measured loop rate and "
+                              "validation + checkpoint seconds per validation case",
         "peak_host": _peak_host_mb(), "peak_gpu": gpu, "wall_s": round(wall, 1),
     }
     print(json.dumps(out, indent=1), flush=True)
