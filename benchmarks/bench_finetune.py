@@ -9,10 +9,10 @@ For each network (a 2-D one on ultrasound, the 3-D ResNet18 on DCE) this script
    augmentation, host -> device copies, mixed precision, optimiser and
    scheduler steps included; validation and checkpoints excluded -- they are
    reported in the seconds per epoch);
-2. measures, in the same process before and after the loop (averaged), the *bare* rate of the same network, batch
-   size, precision and memory format on random tensors already on the device:
-   forward + backward + AdamW step ("step"), and forward + backward alone
-   ("fwd_bwd");
+2. measures, in the same process before and after the loop (averaged), the
+   *bare* rate of the same network, batch size, precision and memory format
+   on random tensors already on the device: forward + backward + AdamW step
+   ("step"), and forward + backward alone ("fwd_bwd");
 3. reports loop / bare (target >= 0.8: loading and augmentation hidden behind
    compute), peak host memory (this process and the DataLoader workers) and
    peak GPU memory, and the seconds per epoch extrapolated to a paper-001-sized

@@ -68,7 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 _MAP = {"sequence": "sequence", "arch": "arch", "task": "task", "folds": "folds",
         "epochs": "epochs", "size": "size", "batch": "batch", "lr": "lr", "wd": "wd",
-        "warmup_epochs": "warmup_epochs", "mixup": "mixup", "augment_on": "augment_on", "margin": "margin_px",
+        "warmup_epochs": "warmup_epochs", "mixup": "mixup", "augment_on": "augment_on",
+        "margin": "margin_px",
         "slice_mode": "slice_mode", "select": "select", "device": "device",
         "precision": "precision", "workers": "num_workers", "weights": "weights",
         "weights_dir": "weights_dir", "seed": "seed"}

@@ -164,7 +164,8 @@ class FinetuneSettings:
     def preset(cls, name: str, **overrides: Any) -> "FinetuneSettings":
         """Settings of a paper (:data:`PRESETS`), with ``overrides`` applied."""
         if name not in PRESETS:
-            raise Her2Error(f"unknown fine-tune preset {name!r}", hint="known: " + ", ".join(PRESETS))
+            raise Her2Error(f"unknown fine-tune preset {name!r}",
+                            hint="known: " + ", ".join(PRESETS))
         d = {k: v for k, v in PRESETS[name].items() if k != "note"}
         d.update(overrides)
         return cls(**d)

@@ -1,4 +1,4 @@
-"""`finetune(cohort, settings, out_dir)`: stratified K-fold fine-tuning with honest out-of-fold logits.
+"""`finetune(cohort, settings, out_dir)`: stratified K-fold fine-tuning, honest out-of-fold logits.
 
 For each of K stratified folds (scikit-learn ``StratifiedKFold``, shuffled with
 the seed) a network is trained on the other folds and its best epoch is picked
@@ -317,7 +317,8 @@ class _FoldTrainer:
             if best is None or key > tuple(best["key"]):
                 best = {"epoch": epoch + 1, "key": list(key), "val_auc": vauc, "val_loss": vloss,
                         "val_logits": [float(v) for v in val],
-                        "state": {n: t.detach().cpu().clone() for n, t in base.state_dict().items()}}
+                        "state": {n: t.detach().cpu().clone()
+                                  for n, t in base.state_dict().items()}}
             rec = EpochRecord(epoch=epoch + 1, train_loss=tot_loss / max(tot_n, 1.0),
                               val_loss=vloss, val_auc=vauc, lr=lr_epoch,
                               seconds=time.perf_counter() - t_epoch,
@@ -420,7 +421,8 @@ def _read_cohort(cohort):
 
 
 def finetune(cohort, settings: FinetuneSettings, out_dir, *, where: str | None = None,
-             progress: ProgressFn | None = None, cancel=None, resume: bool = False) -> FinetuneResult:
+             progress: ProgressFn | None = None, cancel=None,
+             resume: bool = False) -> FinetuneResult:
     """Fine-tune ``settings.arch`` on ``settings.sequence`` of a cohort (module docstring).
 
     Args:

@@ -134,7 +134,8 @@ def test_penultimate_features(us_run, ft_cohort):
     mean, _ = ens.penultimate_features(ft_cohort, ids)
     honest, _ = ens.penultimate_features(ft_cohort, ids, fold="oof")
     assert mean.shape == (4, 512) and list(mean.index) == ids
-    assert mean.columns[0] == "US__ft_resnet18__f0000" and mean.columns[-1] == "US__ft_resnet18__f0511"
+    assert mean.columns[0] == "US__ft_resnet18__f0000"
+    assert mean.columns[-1] == "US__ft_resnet18__f0511"
     assert_allclose(mean.to_numpy(), (f0.to_numpy() + f1.to_numpy()) / 2, atol=1e-6)
     fold_of = dict(zip(oof.case_id, oof.fold))
     for c in ids:
