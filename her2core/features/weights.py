@@ -380,7 +380,8 @@ def list_weights(names: list[str] | None = None,
 
 
 def target_weights_dir(weights_dir: str | Path | None = None) -> Path:
-    """The folder `weights import` / `download` writes to: ``weights_dir``, else $HER2_WEIGHTS_DIR."""
+    """The folder `weights import` / `download` write to: ``weights_dir``, else
+    $HER2_WEIGHTS_DIR."""
     dirs = weights_dirs(weights_dir)
     if not dirs:
         raise Her2Error("no weights folder chosen",
@@ -493,7 +494,8 @@ def download_weights(name: str, weights_dir: str | Path | None = None) -> Weight
     arch, tag, hub, url, kind = _arch_sources(name)
     if kind == "3d" or (not hub and not url):
         raise Her2Error(f"no download source known for {name}",
-                        hint=f"get a checkpoint yourself and run `weights import FILE --arch {name}`")
+                        hint=f"get a checkpoint yourself and run "
+                             f"`weights import FILE --arch {name}`")
     path: Path | None = None
     with _online():
         if hub:
