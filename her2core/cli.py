@@ -24,6 +24,8 @@ COMMANDS = [
     "explain",
     "reader_study",
     "report_study",
+    "finetune",
+    "weights",
 ]
 
 log = logging.getLogger("her2core")

@@ -295,3 +295,255 @@ def save_state_dict(model: Any, path: str | Path) -> Path:
     sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(sd, str(path))
     return path
+
+
+# ------------------------------------------------------------------ the `weights` command
+# Listing, importing and (only when a user asks) downloading pretrained weights.
+# Nothing here runs implicitly: feature extraction and fine-tuning only search.
+
+MANIFEST_NAME = "weights.json"
+
+
+@dataclass
+class WeightsEntry:
+    """What was found (or imported / downloaded) for one architecture."""
+
+    name: str
+    kind: str                       # "2d" | "3d"
+    found: bool
+    path: str | None = None
+    origin: str | None = None       # "weights-dir", "hf-cache", "torch-cache", "file"
+    sha256: str | None = None
+    size_bytes: int | None = None
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+        return asdict(self)
+
+
+def _arch_sources(name: str) -> tuple[str, str | None, str | None, str | None, str]:
+    """(arch, tag, hf_hub_id, url, kind) of a backbone name (timm's default pretrained tag)."""
+    from .backbones import get_spec, split_name
+    spec = get_spec(name)
+    arch, tag, _ = split_name(name)
+    if spec.kind != "2d":
+        return arch, None, None, None, spec.kind
+    try:
+        from timm.models import get_pretrained_cfg
+        cfg = get_pretrained_cfg(f"{arch}.{tag}" if tag else arch)
+    except Exception:  # noqa: BLE001 - a model without pretrained configs
+        cfg = None
+    if cfg is None:
+        return arch, tag, None, None, spec.kind
+    return arch, (tag or getattr(cfg, "tag", None)), getattr(cfg, "hf_hub_id", None), \
+        (getattr(cfg, "url", None) or None), spec.kind
+
+
+def list_weights(names: list[str] | None = None,
+                 weights_dir: str | Path | None = None) -> list[WeightsEntry]:
+    """For each architecture (default: every registered backbone), the weights the
+    search (module docstring) finds, with sha256; nothing is downloaded."""
+    from .backbones import known_backbones
+    _offline()
+    out = []
+    for name in names or known_backbones():
+        arch, tag, hub, url, kind = _arch_sources(name)
+        try:
+            path, origin = resolve_weights(name, AUTO, arch=arch, tag=tag, hf_hub_id=hub, url=url,
+                                           weights_dir=weights_dir)
+        except Her2Error:
+            note = ("weights-dir only (no download source): import a MONAI / MedicalNet "
+                    "resnet18 (spatial_dims=3, 1 channel, shortcut B) checkpoint"
+                    if kind == "3d" else f"not found; `weights download {name}` on a machine "
+                                         f"with a network, or `weights import FILE --arch {name}`")
+            out.append(WeightsEntry(name, kind, False, note=note))
+            continue
+        out.append(WeightsEntry(name, kind, True, str(path), origin, file_sha256(path),
+                                Path(path).stat().st_size))
+    return out
+
+
+def target_weights_dir(weights_dir: str | Path | None = None) -> Path:
+    """The folder `weights import` / `download` write to: ``weights_dir``, else
+    $HER2_WEIGHTS_DIR."""
+    dirs = weights_dirs(weights_dir)
+    if not dirs:
+        raise Her2Error("no weights folder chosen",
+                        hint="give --weights-dir DIR or set HER2_WEIGHTS_DIR (it is searched "
+                             "by feature extraction and fine-tuning)")
+    return dirs[0]
+
+
+def _record(folder: Path, name: str, entry: dict[str, Any]) -> None:
+    import json
+    import os
+    import time
+    p = folder / MANIFEST_NAME
+    data = json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
+    entry = dict(entry, recorded=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    data[name] = entry
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, p)
+
+
+def check_weights(file: str | Path, name: str):
+    """Load ``file`` into architecture ``name``; Her2Error naming the file when it does not fit.
+
+    Returns the backbone (its model holds the weights, in the architecture's own key layout).
+    """
+    from .backbones import create_backbone
+    p = Path(file)
+    if not p.is_file():
+        raise Her2Error("weights file not found", file=p)
+    if p.suffix not in WEIGHT_SUFFIXES:
+        raise Her2Error(f"not a weights file (expected {', '.join(WEIGHT_SUFFIXES)})", file=p)
+    bb = create_backbone(name, str(p), device="cpu", amp=False)
+    require_architecture(bb.model, p, name, head_names(bb.model))
+    return bb
+
+
+def head_names(model: Any) -> tuple[str, ...]:
+    """Classifier module names of a backbone (dropped from checkpoints on loading)."""
+    cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
+    heads = cfg.get("classifier") or "fc"
+    return (heads,) if isinstance(heads, str) else tuple(heads)
+
+
+def import_weights(file: str | Path, name: str, weights_dir: str | Path | None = None, *,
+                   overwrite: bool = False) -> WeightsEntry:
+    """Check that ``file`` (.safetensors / .pth / .bin / .pt) loads into ``name``, then
+    store it as ``<weights dir>/<arch[.tag]>.safetensors`` (sha256 of source and stored
+    file recorded in ``weights.json`` there)."""
+    from .backbones import get_spec, split_name
+    spec = get_spec(name)
+    arch, tag, _ = split_name(name)
+    folder = target_weights_dir(weights_dir)
+    bb = check_weights(file, name)
+    stem = f"{arch}.{tag}" if tag else arch
+    dst = folder / f"{stem}.safetensors"
+    if dst.exists() and not overwrite:
+        raise Her2Error(f"weights for {stem} are already there", file=dst,
+                        hint="remove the file first, or import with --overwrite")
+    import torch
+    state = bb.model.state_dict()     # the architecture's own key layout (no classifier)
+    folder.mkdir(parents=True, exist_ok=True)
+    from safetensors.torch import save_file
+    tmp = dst.with_name(dst.name + ".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()
+               if isinstance(v, torch.Tensor)}, str(tmp))
+    import os
+    os.replace(tmp, dst)
+    sha = file_sha256(dst)
+    _record(folder, stem, {"file": dst.name, "sha256": sha, "architecture": name,
+                           "source_file": Path(file).name, "source_sha256": file_sha256(file)})
+    log.info("imported weights for %s: %s (sha256 %s)", name, dst, sha[:12])
+    return WeightsEntry(name, spec.kind, True, str(dst), "weights-dir", sha, dst.stat().st_size,
+                        note=f"from {Path(file).name} (sha256 {file_sha256(file)[:12]})")
+
+
+class _online:
+    """Network access for huggingface_hub within a `weights download` call only."""
+
+    def __enter__(self):
+        import os
+        self._env = os.environ.get("HF_HUB_OFFLINE")
+        os.environ["HF_HUB_OFFLINE"] = "0"
+        try:
+            import huggingface_hub.constants as c
+            self._const = c.HF_HUB_OFFLINE
+            c.HF_HUB_OFFLINE = False
+        except ImportError:  # pragma: no cover - timm requires huggingface_hub
+            self._const = None
+        return self
+
+    def __exit__(self, *exc):
+        import os
+        if self._env is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = self._env
+        if self._const is not None:
+            import huggingface_hub.constants as c
+            c.HF_HUB_OFFLINE = self._const
+        _offline()
+
+
+def download_weights(name: str, weights_dir: str | Path | None = None) -> WeightsEntry:
+    """Download ``name``'s default pretrained weights (timm's Hugging Face repo, else its URL)
+    into the cache the search reads, check that they load, and return the entry.
+
+    Only the `weights download` command calls this; it needs a network.
+    """
+    arch, tag, hub, url, kind = _arch_sources(name)
+    if kind == "3d" or (not hub and not url):
+        raise Her2Error(f"no download source known for {name}",
+                        hint=f"get a checkpoint yourself and run "
+                             f"`weights import FILE --arch {name}`")
+    path: Path | None = None
+    with _online():
+        if hub:
+            from huggingface_hub import hf_hub_download
+            last: Exception | None = None
+            for fname in ("model.safetensors", "pytorch_model.bin"):
+                try:
+                    path = Path(hf_hub_download(hub, filename=fname, cache_dir=str(hf_hub_cache())))
+                    break
+                except Exception as exc:  # noqa: BLE001 - next file name, then report
+                    last = exc
+            if path is None and not url:
+                raise Her2Error(f"download of {hub} failed: {type(last).__name__}: "
+                                f"{str(last)[:200]}", hint="check the network and the name")
+        if path is None and url:
+            import torch
+            dst = torch_hub_checkpoints() / Path(url.split("?")[0]).name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                torch.hub.download_url_to_file(url, str(dst), progress=False)
+            except Exception as exc:  # noqa: BLE001 - network errors in one line
+                raise Her2Error(f"download of {url} failed: {type(exc).__name__}: "
+                                f"{str(exc)[:200]}", hint="check the network") from exc
+            path = dst
+    check_weights(path, name)
+    if weights_dir or os.environ.get("HER2_WEIGHTS_DIR"):
+        return import_weights(path, name, weights_dir, overwrite=True)
+    return WeightsEntry(name, kind, True, str(path), "hf-cache" if hub else "torch-cache",
+                        file_sha256(path), Path(path).stat().st_size)
+
+
+def foreign_tensors(model: Any, path: str | Path, classifier: str | tuple[str, ...] | None = None
+                    ) -> list[str]:
+    """Tensors of the file at ``path`` that ``model`` does not have (classifier heads aside).
+
+    :func:`apply_state_dict` accepts a superset of the model's tensors (e.g. a
+    ResNet34 file holds every ResNet18 tensor); importing or fine-tuning from a
+    file asks for the architecture itself, so any extra tensor means another one.
+    """
+    sd = read_state_dict(path)
+    keys = set(model.state_dict())
+    heads = (classifier,) if isinstance(classifier, str) else tuple(classifier or ())
+
+    def extra(d):
+        return sorted(k for k in d if k not in keys and not any(
+            k == h or k.startswith(h + ".") for h in heads))
+
+    out = extra(sd)
+    if out:
+        fn = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
+        if fn is not None:
+            try:
+                out = extra(fn(dict(sd), model))
+            except Exception:  # noqa: BLE001 - the filter does not apply: keep the raw list
+                pass
+    return out
+
+
+def require_architecture(model: Any, path: str | Path, name: str,
+                         classifier: str | tuple[str, ...] | None = None) -> None:
+    """Her2Error naming the file when it holds tensors of another architecture."""
+    extra = foreign_tensors(model, path, classifier)
+    if extra:
+        raise Her2Error(f"weights file is for another architecture than {name}: {len(extra)} "
+                        f"tensors that {name} does not have (e.g. {', '.join(extra[:3])})",
+                        file=path, hint=f"use a checkpoint of the {name} architecture")
