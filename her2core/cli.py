@@ -23,6 +23,10 @@ COMMANDS = [
     "evaluate",
     "explain",
     "reader_study",
+    "segment",
+    "dicom_seg",
+    "series",
+    "pacs",
 ]
 
 log = logging.getLogger("her2core")

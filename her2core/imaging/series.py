@@ -107,7 +107,9 @@ def suggest_mapping(infos: Sequence[SeriesInfo]) -> dict[str, Any]:
                 elif role not in mapping:
                     mapping[role] = s.uid
                 break
-    if phases and "DCE_phases" not in mapping:
+    if len(phases) == 1 and "DCE_phases" not in mapping:
+        mapping.setdefault("DCE", phases[0].uid)          # one dynamic series: the DCE volume
+    elif phases and "DCE_phases" not in mapping:
         phases.sort(key=lambda s: (s.time_s if s.time_s is not None else 0,
                                    s.series_number or 0))
         mapping["DCE_phases"] = [s.uid for s in phases]
