@@ -9,12 +9,17 @@ x, y, z voxel order. Prints the seed, polarity, border scores and lesion size.
 from __future__ import annotations
 
 import json
+import re
 
 NAME = "segment"
 HELP = "assisted lesion mask from a seed or a box (classical, no weights)"
 
 
 def add_arguments(parser) -> None:
+    # coordinates such as -40.5,12,30 start with '-': let argparse read them as values
+    # (otherwise they need the --seed-mm=-40.5,12,30 form)
+    if hasattr(parser, "_negative_number_matcher"):
+        parser._negative_number_matcher = re.compile(r"^-\d[\d.,;eE+-]*$")
     parser.add_argument("--image", required=True, metavar="FILE",
                         help="image file, DICOM folder or zip (3-D MRI, 4-D DCE phases, 2-D US)")
     where = parser.add_mutually_exclusive_group(required=True)
@@ -49,8 +54,8 @@ def _numbers(text: str, n: tuple[int, ...], flag: str) -> list[float]:
 
 
 def run(args) -> int:
-    from her2core.imaging import load_image, save_image
-    from her2core.imaging.segment import (DEFAULT_MAX_RADIUS_MM, box_index_from_mm,
+    from her2core.imaging import load_image
+    from her2core.imaging.segment import (DEFAULT_MAX_RADIUS_MM, box_index_from_mm, save_mask,
                                           seed_index_from_mm, segment_lesion)
     image = load_image(args.image, series_uid=args.series_uid)
     d = image.ndim
@@ -69,7 +74,7 @@ def run(args) -> int:
         v = _numbers(args.box_index, (2 * d,), "--box-index")
         kw["box_index"] = (v[:d], v[d:])
     result = segment_lesion(image, **kw)
-    out = save_image(result.mask, args.out)
+    out = save_mask(result.mask, args.out, like=args.image)
     size = (f"{result.size_mm:.1f} mm{'^3' if d == 3 else '^2'}, equivalent diameter "
             f"{result.equivalent_diameter_mm:.1f} mm" if result.size_mm is not None
             else "spacing unknown")

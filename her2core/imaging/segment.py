@@ -72,7 +72,7 @@ DEFAULT_MAX_RADIUS_MM = 40.0
 SIGMA_FRACTIONS = (1 / 6, 1 / 3, 2 / 3)
 N_LEVELS = 18
 #: Refusal thresholds: radial gradient index and border contrast / spread of the best contour.
-MIN_RGI = 0.30
+MIN_RGI = 0.40
 MIN_CNR = 0.25
 POLARITIES = ("bright", "dark")
 
@@ -239,6 +239,34 @@ def segment_lesion(image: Image, *, seed_index: Sequence[float] | None = None,
     report(3, 3, "done")
     log.debug("segment_lesion: %s", result.to_dict())
     return result
+
+
+def save_mask(mask: Image, path, *, like=None):
+    """Write a mask; with ``like`` a NIfTI file of the same grid and ``path`` NIfTI, the
+    source's header (sform, qform and their codes) is copied, so the mask reads back
+    with bit-identical spacing, origin and direction (re-encoding the direction through
+    a float32 quaternion moves it by ~1e-8). Other formats go through save_image."""
+    from pathlib import Path
+
+    from .io import save_image
+    path = Path(path)
+    nifti = (".nii", ".nii.gz")
+    if like is not None and str(like).lower().endswith(nifti) and str(path).lower().endswith(nifti):
+        import nibabel as nib
+        src = nib.load(str(like))
+        data = np.asarray(mask.array, dtype=np.uint8).T           # (z, y, x) -> (i, j, k)
+        if tuple(src.shape[:data.ndim]) == data.shape:
+            header = src.header.copy()
+            header.set_data_dtype(np.uint8)
+            header.set_data_shape(data.shape)
+            out = nib.Nifti1Image(data, src.affine, header=header)
+            out.header.set_slope_inter(1.0, 0.0)
+            out.set_sform(src.get_sform(), int(src.header["sform_code"]))
+            out.set_qform(src.get_qform(), int(src.header["qform_code"]))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            nib.save(out, str(path))
+            return path
+    return save_image(mask, path)
 
 
 def segmentation_intensity(image: Image, phase: int | str | None = None) -> tuple[np.ndarray, str]:
@@ -656,6 +684,6 @@ def _full_resolution(best, crop_shape, coords, box_w, scale_w, flat_axis):
 
 __all__ = [
     "METHOD", "SegmentationError", "SegmentResult", "segment_from_seed", "segment_from_box",
-    "segment_lesion", "segmentation_intensity", "seed_index_from_mm", "box_index_from_mm",
+    "segment_lesion", "segmentation_intensity", "save_mask", "seed_index_from_mm", "box_index_from_mm",
     "DEFAULT_MAX_RADIUS_MM", "MIN_RGI", "MIN_CNR",
 ]
