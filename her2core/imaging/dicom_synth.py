@@ -35,7 +35,7 @@ def write_dicom_series(image: Image, folder: str | Path, *, series_uid: str | No
                        acquisition_time: str | None = None, temporal_position: int | None = None,
                        patient: Mapping[str, str] | None = None,
                        extra: Mapping[str, object] | None = None,
-                       shuffle_names: bool = True) -> list[Path]:
+                       shuffle_names: bool = True, first_instance: int = 1) -> list[Path]:
     """Write ``image`` (3-D, integer or float -> int16) as one DICOM file per slice.
 
     Args:
@@ -43,6 +43,7 @@ def write_dicom_series(image: Image, folder: str | Path, *, series_uid: str | No
             AccessionNumber, InstitutionName, StudyDate (written as given).
         extra: any further keyword -> value pairs.
         shuffle_names: file names unrelated to slice order (as PACS exports are).
+        first_instance: InstanceNumber of the first slice (several writes into one series).
     Returns:
         the files written, in slice order.
     """
@@ -70,10 +71,11 @@ def write_dicom_series(image: Image, folder: str | Path, *, series_uid: str | No
     for k in range(nz):
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = MR_IMAGE_STORAGE
-        sop_uid = derived_uid(series_uid, str(k))
+        number = first_instance + k
+        sop_uid = derived_uid(series_uid, str(number))
         meta.MediaStorageSOPInstanceUID = sop_uid
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        path = folder / f"IM{int(names[k]):05d}.dcm"
+        path = folder / f"IM{first_instance - 1 + int(names[k]):05d}.dcm"
         ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
         ds.SOPClassUID = MR_IMAGE_STORAGE
         ds.SOPInstanceUID = sop_uid
@@ -83,7 +85,7 @@ def write_dicom_series(image: Image, folder: str | Path, *, series_uid: str | No
         ds.Modality = "MR"
         ds.SeriesDescription = description
         ds.SeriesNumber = int(series_number)
-        ds.InstanceNumber = k + 1
+        ds.InstanceNumber = number
         ds.ImageType = ["ORIGINAL", "PRIMARY", "OTHER"]
         if acquisition_time is not None:
             ds.AcquisitionTime = acquisition_time
@@ -113,9 +115,82 @@ def write_dicom_series(image: Image, folder: str | Path, *, series_uid: str | No
     return files
 
 
+#: fake identifiers written by :func:`write_study` (tests check they never come out again)
+FAKE_PATIENT = {"PatientName": "Testperson^Erika^Maria", "PatientID": "HER2-PID-0042",
+                "PatientBirthDate": "19610417", "PatientSex": "F",
+                "AccessionNumber": "ACC778899", "InstitutionName": "Saint Examplehospital",
+                "ReferringPhysicianName": "Doctor^Quincy", "StudyDate": "20240312",
+                "StudyTime": "101500", "StudyID": "ST9911", "StudyDescription": "MR BREAST BILAT"}
+
+
+def rotation(angles=(0.3, 0.2, 0.0)) -> np.ndarray:
+    """A rotation matrix (determinant +1) from angles about z, x, y (radians)."""
+    az, ax, ay = angles
+    cz, sz, cx, sx, cy, sy = np.cos(az), np.sin(az), np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay)
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    return rz @ rx @ ry
+
+
+def write_study(root: str | Path, *, shape=(8, 24, 20), spacing=(0.9, 0.7, 2.5),
+                direction=None, n_phases: int = 3, seed: int = 0,
+                patient: Mapping[str, str] | None = None, study_uid: str | None = None,
+                one_series_phases: bool = False) -> dict[str, dict]:
+    """A small breast-MRI-like study: T1 and DCE phases on one oblique, anisotropic grid,
+    T2 on its own grid, each series in its own folder under ``root``, with patient
+    identifiers (``FAKE_PATIENT`` by default) in every header.
+
+    Returns {role: {"uid", "files", "image"}} with roles "T1", "T2", "DCE_1".."DCE_n"
+    (or "DCE" holding every phase when ``one_series_phases``: one series, several
+    TemporalPositionIdentifiers). The DCE lesion is an ellipsoid enhancing from phase 1.
+    """
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    patient = dict(FAKE_PATIENT if patient is None else patient)
+    study_uid = study_uid or derived_uid("study", str(root), str(seed))
+    d = rotation() if direction is None else np.asarray(direction, float)
+    nz, ny, nx = shape
+    z, y, x = np.ogrid[:nz, :ny, :nx]
+    lesion = (((x - nx / 2) * spacing[0] / 4.5) ** 2 + ((y - ny / 2) * spacing[1] / 4.0) ** 2
+              + ((z - nz / 2) * spacing[2] / 5.0) ** 2) < 1
+    base = 400 + 60 * np.sin(x / 3.0) + rng.normal(0, 15, shape)
+    origin = (-35.5, 20.25, -12.0)
+    out: dict[str, dict] = {}
+
+    def put(role, arr, folder, number, desc, time_s, sp=spacing, org=origin, tp=None,
+            series_uid=None, first=1):
+        img = Image(np.asarray(arr, np.int16), sp, org, d.ravel(), sequence=role, modality="MR")
+        uid = series_uid or derived_uid(study_uid, role)
+        hh, rem = divmod(int(time_s), 3600)
+        files = write_dicom_series(img, root / folder, series_uid=uid, study_uid=study_uid,
+                                   series_number=number, description=desc,
+                                   acquisition_time=f"{10 + hh:02d}{rem // 60:02d}{rem % 60:02d}",
+                                   temporal_position=tp, patient=patient,
+                                   frame_of_reference_uid=derived_uid(study_uid, "frame"),
+                                   first_instance=first)
+        out.setdefault(role, {"uid": uid, "files": [], "image": img})
+        out[role]["files"] += files
+        return img
+
+    put("T1", base - 150 * lesion, "t1", 2, "t1_fl3d_tra", 0)
+    sp2 = (spacing[0] * 1.5, spacing[1] * 1.5, spacing[2])
+    t2_shape = (nz, int(ny / 1.5), int(nx / 1.5))
+    put("T2", 300 + rng.normal(0, 15, t2_shape), "t2", 3, "t2_tse_tra", 300, sp=sp2)
+    for k in range(n_phases):
+        arr = base + (0 if k == 0 else 500 + 50 * k) * lesion + rng.normal(0, 10, shape)
+        if one_series_phases:
+            put("DCE", arr, "dyn", 10, "fl3d_dyn", 600 + 90 * k, tp=k + 1,
+                series_uid=derived_uid(study_uid, "DCE"), first=1 + k * nz)
+        else:
+            put(f"DCE_{k}", arr, f"dyn{k}", 10 + k, f"fl3d_dyn_ph{k}", 600 + 90 * k, tp=k + 1)
+    return out
+
+
 def read_series_datasets(files: Sequence[str | Path]) -> list[pydicom.Dataset]:
     """pydicom Datasets (with pixels) of the given files."""
     return [pydicom.dcmread(str(f)) for f in files]
 
 
-__all__ = ["MR_IMAGE_STORAGE", "derived_uid", "write_dicom_series", "read_series_datasets"]
+__all__ = ["MR_IMAGE_STORAGE", "FAKE_PATIENT", "derived_uid", "rotation", "write_dicom_series",
+           "write_study", "read_series_datasets"]
