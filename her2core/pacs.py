@@ -17,6 +17,8 @@ Errors a user can cause -- an unreachable server, one that refuses (HTTP 401 / 4
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import re
@@ -40,6 +42,12 @@ NON_IMAGE_MODALITIES = frozenset({"SR", "SEG", "RTSTRUCT", "KO", "PR", "REG", "R
 _RETAINED = ("SeriesDescription", "AcquisitionTime", "SeriesTime", "ContentTime")
 _TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
           "ReferringPhysicianName", "AccessionNumber", "StudyID")
+_MAPPED_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
+#: in a fetched folder: de-identified UID -> the server's UID (no names, IDs or dates)
+UID_MAP_NAME = "uid_map.json"
+_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
+                  "StudyTime", "AccessionNumber", "StudyID", "ReferringPhysicianName",
+                  "StudyDescription")
 _DATE_RANGE = re.compile(r"^(\d{8})?(-)?(\d{8})?$")
 
 
@@ -108,7 +116,11 @@ def connect(url: str, *, timeout: float = 20.0, headers: dict[str, str] | None =
     if not re.match(r"^https?://", str(url or "")):
         raise PacsError(f"not a DICOMweb URL: {url!r}",
                         hint="give the server's DICOMweb root, e.g. http://host:8042/dicom-web")
-    return DICOMwebClient(url=url.rstrip("/"), headers=headers, timeout=timeout)
+    client = DICOMwebClient(url=url.rstrip("/"), headers=headers, timeout=timeout)
+    # dicomweb-client retries every failed request 5 times with 1-16 s back-off (half a
+    # minute for a wrong URL); two tries 0.2 s apart keep a user's mistake quick
+    client.set_http_retry_params(retry=True, max_attempts=2, wait_exponential_multiplier=200)
+    return client
 
 
 def _shown(url: str) -> str:
@@ -250,7 +262,10 @@ def fetch_study(url: str, study_uid: str, out_dir: str | os.PathLike, *,
     """Retrieve a study's image series (or the ones named) de-identified into ``out_dir``.
 
     Files are written as ``out_dir/S<nn>_<modality>/<k>.dcm``, ready for
-    :func:`her2core.imaging.series.list_series`. Non-image series (SR, SEG, ...) are
+    :func:`her2core.imaging.series.list_series`, with ``uid_map.json``: the de-identified
+    UIDs and the server's (UIDs only, no names, IDs or dates), with which
+    :func:`store_instances` files a SEG made on these series back into the server's
+    study. Delete it to cut that link. Non-image series (SR, SEG, ...) are
     skipped. Raises PacsError for a study without image series, an unknown series,
     or a server failure; a non-empty ``out_dir`` is refused unless ``overwrite``.
     On failure nothing half-written is left in ``out_dir``.
@@ -283,6 +298,7 @@ def fetch_study(url: str, study_uid: str, out_dir: str | os.PathLike, *,
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     result = FetchResult(out_dir=out_dir, study_uid=study_uid, skipped=skipped)
+    uid_map: dict[str, str] = {}
     done = 0
     try:
         for i, s in enumerate(images, 1):
@@ -296,7 +312,12 @@ def fetch_study(url: str, study_uid: str, out_dir: str | os.PathLike, *,
                 ds = _call(url, f"retrieving series {s.uid}", next, it, None)
                 if ds is None:
                     break
+                before = {kw: str(ds.get(kw, "")) for kw in _MAPPED_UIDS}
                 deidentify_retrieved(ds)
+                for kw, old in before.items():
+                    new = str(ds.get(kw, ""))
+                    if old and new and new != old:
+                        uid_map[new] = old
                 n += 1
                 ds.save_as(str(tmp / folder / f"{n:05d}.dcm"), enforce_file_format=False)
                 done += 1
@@ -308,6 +329,9 @@ def fetch_study(url: str, study_uid: str, out_dir: str | os.PathLike, *,
             result.series.append({"server_uid": s.uid, "folder": folder, "files": n,
                                   "modality": s.modality, "description": s.description})
             result.n_files += n
+        (tmp / UID_MAP_NAME).write_text(json.dumps(
+            {"server": _shown(url), "study_uid": study_uid, "uids": uid_map}, indent=0),
+            encoding="utf-8")
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)
@@ -322,8 +346,16 @@ def fetch_study(url: str, study_uid: str, out_dir: str | os.PathLike, *,
 
 
 # ============================================================ STOW
-def store_instances(url: str, files: Sequence[str | os.PathLike], *, client=None) -> int:
-    """Store DICOM files (e.g. a DICOM SEG) on the server; returns how many were stored."""
+def store_instances(url: str, files: Sequence[str | os.PathLike], *, client=None,
+                    relink: str | os.PathLike | None = None) -> int:
+    """Store DICOM files (e.g. a DICOM SEG) on the server; returns how many were stored.
+
+    ``relink``: a folder written by :func:`fetch_study` (or its uid_map.json). The files
+    were made on de-identified copies; their UIDs are mapped back to the server's and
+    the patient / study attributes are taken from the server's study (in memory only,
+    nothing re-identified is written to disk), so the SEG joins the original study
+    and references the original series.
+    """
     client = client or connect(url)
     datasets = []
     for f in files:
@@ -331,6 +363,20 @@ def store_instances(url: str, files: Sequence[str | os.PathLike], *, client=None
             datasets.append(pydicom.dcmread(str(f)))
         except Exception as exc:  # noqa: BLE001
             raise PacsError(f"not a readable DICOM file ({type(exc).__name__})", file=f) from None
+    if relink is not None:
+        mapping = _read_uid_map(relink)
+        study = _study_attributes(url, mapping["study_uid"], client)
+        for ds in datasets:
+            _map_uids(ds, mapping["uids"])
+            if str(ds.StudyInstanceUID) != mapping["study_uid"]:
+                raise PacsError("the file does not belong to the fetched study",
+                                file=getattr(ds, "filename", None),
+                                hint="relink only results made on that study's series")
+            for kw, value in study.items():
+                setattr(ds, kw, value)
+            ds.PatientIdentityRemoved = "NO"
+            if "DeidentificationMethod" in ds:
+                del ds["DeidentificationMethod"]
     answer = _call(url, "storing instances", client.store_instances, datasets=datasets)
     failed = list(getattr(answer, "FailedSOPSequence", []) or [])
     if failed:
@@ -339,5 +385,137 @@ def store_instances(url: str, files: Sequence[str | os.PathLike], *, client=None
     return len(datasets) - len(failed)
 
 
-__all__ = ["PacsError", "StudyInfo", "RemoteSeries", "FetchResult", "connect", "find_studies",
+def _read_uid_map(path) -> dict:
+    p = Path(path)
+    p = p / UID_MAP_NAME if p.is_dir() else p
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+        assert isinstance(data.get("uids"), dict) and data.get("study_uid")
+    except (OSError, ValueError, AssertionError, AttributeError):
+        raise PacsError(f"no readable {UID_MAP_NAME}", file=p,
+                        hint="give the folder that `pacs fetch` wrote") from None
+    return data
+
+
+def _map_uids(ds: pydicom.Dataset, mapping: dict[str, str]) -> None:
+    for elem in ds:
+        if elem.VR == "SQ":
+            for item in elem.value:
+                _map_uids(item, mapping)
+        elif elem.VR == "UI" and isinstance(elem.value, str) and elem.value in mapping:
+            elem.value = mapping[elem.value]
+    if hasattr(ds, "file_meta") and "MediaStorageSOPInstanceUID" in ds.file_meta:
+        old = str(ds.file_meta.MediaStorageSOPInstanceUID)
+        ds.file_meta.MediaStorageSOPInstanceUID = mapping.get(old, old)
+
+
+def _study_attributes(url: str, study_uid: str, client) -> dict[str, Any]:
+    items = _call(url, f"reading study {study_uid}", client.search_for_studies,
+                  search_filters={"StudyInstanceUID": study_uid}, fields=list(_PATIENT_STUDY))
+    if not items:
+        raise PacsError(f"study {study_uid} is no longer on {_shown(url)}")
+    _register(items)
+    ds = pydicom.Dataset.from_json(items[0])
+    return {kw: ds.get(kw, "") for kw in _PATIENT_STUDY if kw in ds}
+
+
+# ============================================================ a private Orthanc
+ORTHANC_PLUGIN_DIRS = ("/usr/share/orthanc/plugins", "/usr/lib/orthanc")
+
+
+def orthanc_binary() -> str | None:
+    """Path of the Orthanc server (Debian package ``orthanc``), or None."""
+    return shutil.which("Orthanc") or next(
+        (p for p in ("/usr/sbin/Orthanc", "/usr/bin/Orthanc") if Path(p).exists()), None)
+
+
+def _dicomweb_plugin() -> str | None:
+    for d in ORTHANC_PLUGIN_DIRS:
+        hits = sorted(Path(d).glob("libOrthancDicomWeb.so*")) if Path(d).is_dir() else []
+        if hits:
+            return str(hits[0])
+    return None
+
+
+@dataclass
+class LocalOrthanc:
+    """A running private Orthanc: ``url`` is its DICOMweb root; ``headers`` its credentials."""
+
+    url: str
+    port: int
+    headers: dict[str, str]
+    process: Any
+    storage: Path
+
+    def client(self, **kw):
+        return connect(self.url, headers=self.headers, **kw)
+
+
+@contextlib.contextmanager
+def local_orthanc(storage: str | os.PathLike, *, user: str = "her2",
+                  password: str = "her2-test", timeout_s: float = 30.0):
+    """Start Orthanc with its DICOMweb plugin on a free port for tests, benchmarks and demos.
+
+    Storage and index live in ``storage``; the DICOM network server is off; HTTP asks for
+    the given user (basic authentication) and refuses remote clients
+    (RemoteAccessAllowed false: Orthanc 1.10 has no bind-address option, so only
+    127.0.0.1 is served). Stopped on exit. Raises PacsError when Orthanc or the plugin
+    is not installed, or it does not start.
+    """
+    import base64
+    import socket
+    import subprocess
+
+    import requests
+    binary, plugin = orthanc_binary(), _dicomweb_plugin()
+    if not binary or not plugin:
+        raise PacsError("Orthanc with its DICOMweb plugin is not installed",
+                        hint="apt-get install orthanc orthanc-dicomweb")
+    storage = Path(storage)
+    storage.mkdir(parents=True, exist_ok=True)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = {"Name": "her2-local", "StorageDirectory": str(storage / "db"),
+              "IndexDirectory": str(storage / "db"), "HttpPort": port,
+              "DicomServerEnabled": False, "RemoteAccessAllowed": False,
+              "AuthenticationEnabled": True, "RegisteredUsers": {user: password},
+              "Plugins": [plugin], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+              "OrthancExplorerEnabled": False, "WebDavEnabled": False, "HttpThreadsCount": 8,
+              "StorageCompression": False, "ConcurrentJobs": 1, "SaveJobs": False}
+    cfg = storage / "orthanc.json"
+    cfg.write_text(json.dumps(config), encoding="utf-8")
+    log_file = open(storage / "orthanc.log", "wb")
+    proc = subprocess.Popen([binary, str(cfg)], stdout=log_file, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL)
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    headers = {"Authorization": f"Basic {token}"}
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise PacsError(f"Orthanc stopped at start (exit {proc.returncode}); "
+                                f"see {storage / 'orthanc.log'}")
+            try:
+                if requests.get(base + "/dicom-web/studies", headers=headers, timeout=2).ok:
+                    break
+            except requests.exceptions.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise PacsError(f"Orthanc did not answer within {timeout_s:.0f} s")
+            time.sleep(0.2)
+        yield LocalOrthanc(url=base + "/dicom-web", port=port, headers=headers, process=proc,
+                           storage=storage)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        log_file.close()
+
+
+__all__ = ["orthanc_binary", "local_orthanc", "LocalOrthanc", "PacsError", "StudyInfo", "RemoteSeries", "FetchResult", "connect", "find_studies",
            "find_series", "fetch_study", "store_instances", "deidentify_retrieved"]

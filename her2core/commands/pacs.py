@@ -1,6 +1,6 @@
 """`python -m her2core pacs find --url URL [--patient-id ID] [--study-date RANGE]`
 `python -m her2core pacs fetch --url URL --study UID [--series UID ...] --out DIR`
-`python -m her2core pacs store --url URL FILE ...`
+`python -m her2core pacs store --url URL [--relink FETCHED_DIR] FILE ...`
 
 DICOMweb (QIDO-RS / WADO-RS / STOW-RS) with her2core.pacs. `find` prints one line per
 study: StudyInstanceUID, date, modalities, description, number of series (tab
@@ -30,6 +30,9 @@ def add_arguments(parser) -> None:
     g.add_argument("--overwrite", action="store_true", help="replace a non-empty folder")
     s = sub.add_parser("store", help="store DICOM files, e.g. a DICOM SEG (STOW-RS)")
     s.add_argument("--url", required=True)
+    s.add_argument("--relink", default=None, metavar="DIR",
+                   help="folder written by `pacs fetch`: file the SEG into the server's original "
+                        "study (UIDs and patient attributes restored in memory only)")
     s.add_argument("files", nargs="+", metavar="FILE")
 
 
@@ -53,6 +56,6 @@ def run(args) -> int:
               + (f"; skipped {len(res.skipped)} non-image series" if res.skipped else ""))
         print_series(list_series(res.out_dir))
         return 0
-    n = pacs.store_instances(args.url, args.files)
+    n = pacs.store_instances(args.url, args.files, relink=args.relink)
     print(f"stored {n} instance(s)")
     return 0
