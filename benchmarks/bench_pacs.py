@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         files = write_dicom_series(image, tmp / "disk", description="bench_dyn",
-                                   patient=FAKE_PATIENT, acquisition_time="101500")
+                                   patient=FAKE_PATIENT, acquisition_time="103012")
         size_mb = sum(f.stat().st_size for f in files) / 1e6
         with pacs.local_orthanc(tmp / "server") as srv:
             client = srv.client()
@@ -81,8 +81,9 @@ def main(argv=None) -> int:
                 pacs.find_studies(srv.url, patient_id=FAKE_PATIENT["PatientID"], client=client)
                 search.append(time.perf_counter() - t)
                 same = bool(np.array_equal(got.array, ref.array) and got.same_grid(ref))
-                leaks = deid.find_identifiers(sorted(target.rglob("*.dcm")),
-                                              [v for v in FAKE_PATIENT.values() if len(v) >= 3])
+                # names, IDs, dates, institution (times of day are kept on purpose: phase order)
+                ids = [v for k, v in FAKE_PATIENT.items() if len(v) >= 3 and k != "StudyTime"]
+                leaks = deid.find_identifiers(sorted(target.rglob("*.dcm")), ids)
                 if k < args.repeats - 1:
                     shutil.rmtree(target)
     med = lambda v: float(np.median(v))  # noqa: E731
