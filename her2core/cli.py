@@ -26,6 +26,10 @@ COMMANDS = [
     "report_study",
     "finetune",
     "weights",
+    "segment",
+    "dicom_seg",
+    "series",
+    "pacs",
 ]
 
 log = logging.getLogger("her2core")

@@ -15,5 +15,8 @@ $PY -m pip install -q --no-build-isolation "pyradiomics==3.0.1"
 if [ "${1:-}" = "--dev" ]; then
   # headless Chromium for the app's end-to-end browser test (Playwright drives it; no `playwright install`)
   command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium)
+  # a real PACS for tests/test_pacs.py: Orthanc with its DICOMweb plugin (started on a free local port)
+  command -v Orthanc >/dev/null 2>&1 && ls /usr/share/orthanc/plugins/libOrthancDicomWeb.so >/dev/null 2>&1 || \
+    (apt-get update && apt-get install -y orthanc orthanc-dicomweb)
 fi
 $PY -c "import radiomics, torch, timm, SimpleITK, streamlit; print('her2 workbench: dependencies ready (torch', torch.__version__, ', cuda', torch.cuda.is_available(), ')')"

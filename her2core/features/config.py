@@ -29,6 +29,8 @@ from typing import Any
 from ..errors import Her2Error
 
 SLICE_MODES = ("largest", "aggregate", "25d")
+#: feature regions (same as her2core.imaging.ops.REGIONS)
+REGIONS = ("tumour", "peritumoral", "tumour+peritumoral")
 DEVICES = ("auto", "cpu", "cuda")
 #: sequences this layer knows how to read from a cohort (cohort-format.md)
 KNOWN_SEQUENCES = ("T1", "T2", "DCE", "US")
@@ -78,6 +80,15 @@ class FeatureConfig:
         amp: mixed precision (bf16 where supported, else fp16) on CUDA.
         batch_size: cases per batch.
         num_workers: DataLoader worker processes (None: min(2, cores)).
+        region: what each case's mask stands for: "tumour" (the ROI, default),
+            "peritumoral" (the ring of ``peritumoral_mm`` around it, outside it)
+            or "tumour+peritumoral" (both), for radiomics and deep features alike
+            (see :func:`her2core.imaging.ops.feature_region`).
+        peritumoral_mm: ring thickness in mm (one value, or per axis x, y, z),
+            measured in physical units so anisotropic voxels get the same mm.
+        peritumoral_px: ring thickness in pixels for pictures without a
+            physical spacing (PNG ultrasound); None: such images are refused
+            for a peritumoral region.
     """
 
     sequences: list[str] = field(default_factory=lambda: ["T1", "T2", "DCE"])
@@ -101,6 +112,9 @@ class FeatureConfig:
     amp: bool = True
     batch_size: int = 8
     num_workers: int | None = None
+    region: str = "tumour"
+    peritumoral_mm: float | list[float] = 5.0
+    peritumoral_px: float | None = None
 
     def __post_init__(self) -> None:
         self.sequences = list(self.sequences)
@@ -110,6 +124,8 @@ class FeatureConfig:
         self.radiomics_params = {str(k): str(v) for k, v in dict(self.radiomics_params).items()}
         if self.radiomics_sequences is not None:
             self.radiomics_sequences = list(self.radiomics_sequences)
+        if isinstance(self.peritumoral_mm, (list, tuple)):
+            self.peritumoral_mm = [float(v) for v in self.peritumoral_mm]
         self.validate()
 
     # ------------------------------------------------------------ checks
@@ -152,6 +168,13 @@ class FeatureConfig:
         for s in self.radiomics_sequences or []:
             if s not in self.sequences:
                 bad(f"radiomics sequence {s!r} is not among the sequences {self.sequences}")
+        if self.region not in REGIONS:
+            bad(f"region {self.region!r}", "choose one of " + ", ".join(REGIONS))
+        mm = self.peritumoral_mm if isinstance(self.peritumoral_mm, list) else [self.peritumoral_mm]
+        if len(mm) not in (1, 2, 3) or not all(0 < float(v) <= 100 for v in mm):
+            bad(f"peritumoral_mm {self.peritumoral_mm}: one value or one per axis, each in (0, 100] mm")
+        if self.peritumoral_px is not None and not 0 < float(self.peritumoral_px) <= 500:
+            bad(f"peritumoral_px {self.peritumoral_px} outside (0, 500]")
 
     # ------------------------------------------------------------ derived
     @property
@@ -185,6 +208,9 @@ class FeatureConfig:
         d = self.to_dict()
         for k in ("device", "batch_size", "num_workers"):
             d.pop(k)
+        if d["region"] == "tumour":      # the ring settings change nothing then (and old keys hold)
+            for k in ("region", "peritumoral_mm", "peritumoral_px"):
+                d.pop(k)
         return d
 
     # ------------------------------------------------------------ JSON

@@ -103,7 +103,24 @@ def load_case(files, config: FeatureConfig) -> tuple[dict[str, Any], dict[str, A
         # resampled nearest-neighbour by physical coordinates (warned)
         masks[seq] = check_mask(mri_mask, images[seq], resample=True, case_id=cid)
         checked.append((images[seq], masks[seq]))
-    return images, masks
+    return images, region_masks(masks, config, case_id=cid)
+
+
+def region_masks(masks: dict[str, Any], config: FeatureConfig, *,
+                 case_id: str | None = None) -> dict[str, Any]:
+    """Each checked mask turned into the feature region ``config.region`` asks for
+    (ROI, peritumoral ring of ``config.peritumoral_mm``, or both), on its image's grid."""
+    if config.region == "tumour":
+        return masks
+    from ..imaging.ops import feature_region
+    out = {}
+    for seq, m in masks.items():
+        try:
+            out[seq] = feature_region(m, config.region, mm=config.peritumoral_mm,
+                                      px=config.peritumoral_px)
+        except Her2Error as err:
+            raise err.with_context(case_id=case_id)
+    return out
 
 
 def case_radiomics(case_id: str, images, masks, config: FeatureConfig) -> dict[str, dict[str, float]]:
@@ -289,6 +306,7 @@ class FeatureExtractor:
             if m is None:
                 raise MaskError(f"no mask for the {seq} image", case_id=case_id)
             mk[seq] = check_mask(m, images[seq], resample=(seq != "US"), case_id=case_id)
+        mk = region_masks(mk, self.config, case_id=case_id)
         ci = inputs_from_images(case_id, images, mk, self.config, self.plan)
         batch = deep.collate([ci])
         rows = self._rows(batch)

@@ -249,7 +249,15 @@ def from_nibabel(nii: nib.spatialimages.SpatialImage, *, sequence: str | None = 
 # ============================================================ DICOM
 @dataclass
 class DicomSeriesInfo:
-    """One series found in a folder or zip (no patient identifiers)."""
+    """One series found in a folder or zip (no patient identifiers, no dates).
+
+    ``n_slices`` counts image planes (files, or frames of a multi-frame file);
+    ``time_s`` is the acquisition (else series / content) time of the day in
+    seconds, used only to order and space phases -- :func:`list_series` turns it
+    into ``time_offset_s`` from the earliest series listed. ``temporal_positions``
+    is the number of distinct TemporalPositionIdentifier values (a DCE stored as
+    one series with several phases has more than one).
+    """
 
     uid: str
     files: list[str] = field(default_factory=list)  # relative to the folder / zip root
@@ -257,18 +265,125 @@ class DicomSeriesInfo:
     description: str | None = None
     rows: int | None = None
     columns: int | None = None
+    series_number: int | None = None
+    n_slices: int = 0
+    temporal_position: int | None = None
+    temporal_positions: int = 1
+    time_s: float | None = None
+    time_offset_s: float | None = None
+    sop_class_uid: str | None = None
+    frame_of_reference_uid: str | None = None
 
     @property
     def n_files(self) -> int:
         return len(self.files)
 
+    @property
+    def is_image(self) -> bool:
+        """False for DICOM SEG, RTSTRUCT, SR, presentation states and other non-image objects."""
+        return (self.sop_class_uid not in NON_IMAGE_SOP_CLASSES) and \
+            (self.modality or "") not in NON_IMAGE_MODALITIES and bool(self.rows)
+
+    def to_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in (
+            "uid", "modality", "description", "rows", "columns", "series_number", "n_slices",
+            "temporal_position", "temporal_positions", "time_offset_s", "sop_class_uid")}
+        d["n_files"] = self.n_files
+        return d
+
+
+#: SOP classes that hold no image pixels to view (SEG, RTSTRUCT, SR, KOS, presentation state)
+NON_IMAGE_SOP_CLASSES = frozenset({
+    "1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.481.3",
+    "1.2.840.10008.5.1.4.1.1.88.11", "1.2.840.10008.5.1.4.1.1.88.22",
+    "1.2.840.10008.5.1.4.1.1.88.33", "1.2.840.10008.5.1.4.1.1.88.59",
+    "1.2.840.10008.5.1.4.1.1.11.1",
+})
+NON_IMAGE_MODALITIES = frozenset({"SEG", "RTSTRUCT", "SR", "KO", "PR", "REG", "RTPLAN"})
+
 
 def list_dicom_series(path: str | os.PathLike, *,
-                      max_zip_bytes: int = DEFAULT_MAX_ZIP_BYTES) -> list[DicomSeriesInfo]:
-    """The DICOM series in a folder (searched recursively) or a .zip."""
+                      max_zip_bytes: int = DEFAULT_MAX_ZIP_BYTES,
+                      images_only: bool = False) -> list[DicomSeriesInfo]:
+    """The DICOM series in a folder (searched recursively) or a .zip.
+
+    ``images_only`` also lists series without pixel rows (SEG, RTSTRUCT, SR) when False.
+    """
     path = Path(path)
     with _dicom_root(path, max_zip_bytes) as root:
-        return [_series_info(uid, root, items) for uid, items in _scan_dicom(root, path).items()]
+        series = _scan_dicom(root, path, images_only=images_only)
+        return [_series_info(uid, root, items) for uid, items in series.items()]
+
+
+def load_dicom_series_set(path: str | os.PathLike, uids: Sequence[str], *,
+                          split_temporal: bool = False,
+                          max_voxels: int = DEFAULT_MAX_VOXELS,
+                          max_zip_bytes: int = DEFAULT_MAX_ZIP_BYTES) -> dict[str, list[Image]]:
+    """Several series of one folder / zip, scanned (and a zip extracted) once.
+
+    Returns {uid: [Image]}: one Image per series, or with ``split_temporal`` one per
+    TemporalPositionIdentifier of a series that holds several (a DCE stored as one
+    series), in temporal order.
+    """
+    path = Path(path)
+    out: dict[str, list[Image]] = {}
+    try:
+        with _dicom_root(path, max_zip_bytes) as root:
+            series = _scan_dicom(root, path)
+            for uid in uids:
+                uid = _choose_series(series, uid, path)
+                groups = _temporal_groups(series[uid]) if split_temporal else [series[uid]]
+                images = []
+                for items in groups:
+                    image = _read_dicom_series(items, path, max_voxels)
+                    image.source = str(path)
+                    image.meta["series_uid"] = uid
+                    images.append(image)
+                out[uid] = images
+    except Her2Error as err:
+        raise err.with_context(file=path)
+    return out
+
+
+def load_dicom_reference(path: str | os.PathLike, series_uid: str | None = None, *,
+                         max_voxels: int = DEFAULT_MAX_VOXELS,
+                         max_zip_bytes: int = DEFAULT_MAX_ZIP_BYTES
+                         ) -> tuple[Image, list[pydicom.Dataset]]:
+    """A single-frame DICOM series as an Image plus its slice headers (no pixels), the
+    headers in the Image's slice order (array index 0 first): what a DICOM SEG or an
+    RTSTRUCT refers to. Identifiers in the headers are registered for log redaction."""
+    path = Path(path)
+    try:
+        with _dicom_root(path, max_zip_bytes) as root:
+            series = _scan_dicom(root, path)
+            uid = _choose_series(series, series_uid, path)
+            items = series[uid]
+            if len(items) < 2:
+                raise ImageLoadError(
+                    "the reference series has a single file; a volume of one file per slice "
+                    "is needed", file=path, hint="export the series as one file per slice")
+            image = _read_dicom_series(items, path, max_voxels)
+            files, *_ = _order_slices(items, path)
+            headers = []
+            for f in files:
+                ds = pydicom.dcmread(str(f), stop_before_pixels=True)
+                deid.register_identifiers(deid.identifiers_of(ds))
+                headers.append(ds)
+    except Her2Error as err:
+        raise err.with_context(file=path)
+    image.source = str(path)
+    image.meta["series_uid"] = uid
+    return image, headers
+
+
+def _temporal_groups(items):
+    tps = [ds.get("TemporalPositionIdentifier", None) for _, ds in items]
+    if any(t is None for t in tps) or len(set(int(t) for t in tps)) < 2:
+        return [items]
+    groups: dict[int, list] = {}
+    for item, t in zip(items, tps):
+        groups.setdefault(int(t), []).append(item)
+    return [groups[k] for k in sorted(groups)]
 
 
 def load_dicom_series(path: str | os.PathLike, series_uid: str | None = None, *,
@@ -647,11 +762,15 @@ def _dicom_root(path: Path, max_zip_bytes: int) -> Iterator[Path]:
 # ------------------------------------------------------------ DICOM series
 _HEADER_TAGS = ["SeriesInstanceUID", "ImagePositionPatient", "ImageOrientationPatient",
                 "Rows", "Columns", "NumberOfFrames", "Modality", "SeriesDescription",
-                "InstanceNumber", "SOPClassUID", *deid.IDENTIFYING_VALUES]
+                "InstanceNumber", "SOPClassUID", "SeriesNumber", "AcquisitionTime", "SeriesTime",
+                "ContentTime", "TemporalPositionIdentifier", "FrameOfReferenceUID",
+                *deid.IDENTIFYING_VALUES]
 
 
-def _scan_dicom(root: Path, shown: Path) -> dict[str, list[tuple[Path, pydicom.Dataset]]]:
-    """SeriesInstanceUID -> [(file, header)], reading headers only; non-DICOM files skipped."""
+def _scan_dicom(root: Path, shown: Path, *, images_only: bool = True
+                ) -> dict[str, list[tuple[Path, pydicom.Dataset]]]:
+    """SeriesInstanceUID -> [(file, header)], reading headers only; non-DICOM files skipped
+    (and, with ``images_only``, files without pixel rows such as RTSTRUCT / SR)."""
     series: dict[str, list[tuple[Path, pydicom.Dataset]]] = {}
     skipped = 0
     for file in sorted(p for p in root.rglob("*") if p.is_file()):
@@ -669,7 +788,8 @@ def _scan_dicom(root: Path, shown: Path) -> dict[str, list[tuple[Path, pydicom.D
             if kw in ds:
                 del ds[kw]
         uid = str(ds.get("SeriesInstanceUID", "") or "")
-        if not uid or "Rows" not in ds:
+        if not uid or (images_only and ("Rows" not in ds or
+                                        str(ds.get("SOPClassUID", "")) in NON_IMAGE_SOP_CLASSES)):
             skipped += 1
             continue
         series.setdefault(uid, []).append((file, ds))
@@ -696,10 +816,40 @@ def _read_header(file: Path) -> pydicom.Dataset | None:
 
 def _series_info(uid: str, root: Path, items: list[tuple[Path, pydicom.Dataset]]) -> DicomSeriesInfo:
     ds = items[0][1]
+
+    def _int(value):
+        try:
+            return int(value) if value not in (None, "") else None
+        except (TypeError, ValueError):
+            return None
+
+    n_slices = sum(max(_int(d.get("NumberOfFrames", 1)) or 1, 1) for _, d in items)
+    tps = {_int(d.get("TemporalPositionIdentifier")) for _, d in items} - {None}
+    times = [t for t in (_dicom_time(d) for _, d in items) if t is not None]
     return DicomSeriesInfo(uid=uid, files=[str(f.relative_to(root)) for f, _ in items],
                            modality=str(ds.get("Modality", "")) or None,
                            description=str(ds.get("SeriesDescription", "")) or None,
-                           rows=int(ds.Rows), columns=int(ds.Columns))
+                           rows=_int(ds.get("Rows")), columns=_int(ds.get("Columns")),
+                           series_number=_int(ds.get("SeriesNumber")), n_slices=n_slices,
+                           temporal_position=min(tps) if len(tps) == 1 else None,
+                           temporal_positions=max(len(tps), 1),
+                           time_s=min(times) if times else None,
+                           sop_class_uid=str(ds.get("SOPClassUID", "")) or None,
+                           frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "")) or None)
+
+
+def _dicom_time(ds) -> float | None:
+    """AcquisitionTime (else SeriesTime, ContentTime) as seconds of the day, or None."""
+    for kw in ("AcquisitionTime", "SeriesTime", "ContentTime"):
+        text = str(ds.get(kw, "") or "").strip()
+        if len(text) >= 4 and text[:4].isdigit():
+            try:
+                hh, mm = int(text[:2]), int(text[2:4])
+                sec = float(text[4:]) if len(text) > 4 else 0.0
+                return hh * 3600.0 + mm * 60.0 + sec
+            except ValueError:
+                continue
+    return None
 
 
 def _choose_series(series: dict, series_uid: str | None, path: Path) -> str:

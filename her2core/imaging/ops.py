@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from her2core.errors import GeometryError, MaskError
 
@@ -378,6 +379,74 @@ def erode_mask(mask: Image, px: int | Sequence[int]) -> Image:
         img, r, k, backgroundValue=b, foregroundValue=f))
 
 
+#: Feature regions a mask can stand for (FeatureConfig.region).
+REGIONS = ("tumour", "peritumoral", "tumour+peritumoral")
+
+
+def peritumoral_ring(mask: Image, mm: float | Sequence[float] | None = None, *,
+                     px: float | Sequence[float] | None = None,
+                     include_tumour: bool = False) -> Image:
+    """The shell of tissue within ``mm`` of the ROI (outside it), on the mask's grid.
+
+    Distances are Euclidean in physical units: a voxel belongs to the ring when
+    ``sum(((p - q) / r) ** 2) <= 1`` for its centre p and some ROI voxel centre q,
+    with ``r`` = ``mm`` per axis (x, y[, z]; one value for all). So an anisotropic
+    grid gets a ring of the same thickness in millimetres along every axis, and
+    the ring is clipped at the image's border. ``px`` gives the thickness in
+    voxels instead, for pictures without a physical spacing (PNG ultrasound).
+    ``include_tumour`` returns ROI + ring.
+
+    Raises MaskError for an empty mask and GeometryError for ``mm`` on an image
+    whose spacing is unknown.
+    """
+    if (mm is None) == (px is None):
+        raise ValueError("give mm or px")
+    d = mask.ndim
+    roi = np.asarray(mask.array) > 0
+    if roi.ndim != d:
+        raise ValueError(f"peritumoral_ring needs a {d}-D mask, got shape {roi.shape}")
+    if not roi.any():
+        raise MaskError("mask is empty; no peritumoral region", file=mask.source)
+    if mm is not None:
+        if not mask.spacing_known:
+            raise GeometryError(
+                "a peritumoral ring in mm needs a physical pixel spacing, which this image lacks",
+                file=mask.source,
+                hint="give the spacing when loading, or a ring in pixels (peritumoral_px)")
+        radius = _per_axis(mm, d, "mm")
+        unit = np.asarray(mask.spacing, dtype=float)
+    else:
+        radius = _per_axis(px, d, "px")
+        unit = np.ones(d)
+    if np.any(radius <= 0):
+        raise ValueError(f"ring thickness must be positive, got {mm if mm is not None else px}")
+    # distance in units of the per-axis radius: the ring is where it is <= 1
+    sampling = (unit / radius)[::-1]
+    dist = ndimage.distance_transform_edt(~roi, sampling=sampling)
+    ring = (dist <= 1.0 + 1e-9) & ~roi
+    out = ring | roi if include_tumour else ring
+    return mask.with_array(out.astype(np.uint8), sequence=mask.sequence or "mask",
+                           modality=mask.modality or "SEG",
+                           meta={**mask.meta, "region": "tumour+peritumoral" if include_tumour
+                                 else "peritumoral"})
+
+
+def feature_region(mask: Image, region: str = "tumour", *, mm: float | Sequence[float] = 5.0,
+                   px: float | Sequence[float] | None = None) -> Image:
+    """The mask a feature is computed on: the ROI ("tumour"), the ring around it
+    ("peritumoral") or both ("tumour+peritumoral"); ``px`` is used instead of ``mm``
+    when the image has no physical spacing."""
+    if region not in REGIONS:
+        raise ValueError(f"region {region!r}: choose one of {', '.join(REGIONS)}")
+    if region == "tumour":
+        return mask
+    use_px = px is not None and not mask.spacing_known
+    if not use_px and np.size(mm) == 3 and mask.ndim == 2:
+        mm = list(np.ravel(mm))[:2]                 # an (x, y, z) setting used on a 2-D image
+    return peritumoral_ring(mask, None if use_px else mm, px=px if use_px else None,
+                            include_tumour=(region == "tumour+peritumoral"))
+
+
 # ------------------------------------------------------------ slices
 def largest_roi_slice(mask: Image | np.ndarray) -> int:
     """Axial index (array axis 0, i.e. z) of the slice with the largest ROI area.
@@ -427,4 +496,5 @@ __all__ = [
     "DEFAULT_SPACING", "resample_to_spacing", "resample_to_reference", "resample_case",
     "resize", "register_rigid", "zscore", "roi_bbox", "crop", "crop_to_roi", "paste_into",
     "dilate_mask", "erode_mask", "largest_roi_slice", "stack_25d", "physical_extent_mm",
+    "REGIONS", "peritumoral_ring", "feature_region",
 ]
