@@ -84,28 +84,23 @@ class StudyReportResult:
 def study_predictions(bundle, cohort, *, cache_dir=None, weights_dir=None) -> tuple[pd.DataFrame, list[str]]:
     """Long table (case_id, task, set, p, score columns) of the bundle's predictions.
 
-    THE single place to rewire when the lead's bundle predictions land: today it reads
-    ``validation_predictions.csv`` from the bundle folder when it exists (its internal and
-    external rows) and scores the training / held-out cases of ``cohort`` with
-    ``her2core.commands.predict.predict_cohort``. Returns (table, problems)."""
-    from her2core.commands.predict import predict_cohort
+    The bundle's own validation predictions (``Bundle.validation_predictions``: internal =
+    out-of-fold, external = held-out) plus the apparent predictions of ``cohort``'s cases
+    by :func:`her2core.workflows.predict.predict_cohort` ("training" set; cases matching
+    the bundle's ``where_held_out`` are "external"). Returns (table, problems)."""
+    from her2core.workflows.predict import predict_cohort
 
     problems: list[str] = []
     card = getattr(bundle, "model_card", {}) or {}
     held_out = (card.get("data") or {}).get("where_held_out")
     frames = []
-    vfile = Path(getattr(bundle, "path", "")) / VALIDATION_FILE
-    val = None
-    if vfile.is_file():
-        val = pd.read_csv(vfile, dtype={"case_id": str})
-        missing = {"case_id", "task", "set", "p"} - set(val.columns)
-        if missing:
-            problems.append(f"file {vfile}: missing column(s) {', '.join(sorted(missing))}; "
-                            "its predictions are not used")
-            val = None
-        else:
-            frames.append(val[["case_id", "task", "set", "p"]].copy())
-    preds, errors = predict_cohort(bundle, cohort, weights_dir=weights_dir, cache_dir=cache_dir)
+    val = bundle.validation_predictions() if hasattr(bundle, "validation_predictions") else None
+    if val is not None and len(val):
+        frames.append(val[["case_id", "task", "set", "p"]].copy())
+    else:
+        val = None
+    res = predict_cohort(bundle, cohort, weights_dir=weights_dir, cache_dir=cache_dir)
+    preds, errors = res.table, res.errors
     problems += [f"prediction skipped: {e}" for e in errors]
     ext_ids = set(cohort.subset(held_out).case_ids) if held_out else set()
     preds = preds.copy()

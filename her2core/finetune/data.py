@@ -68,7 +68,10 @@ class CaseInput:
 
 
 class _Seq:
-    """The one attribute extract.load_case reads from a feature config."""
+    """What extract.load_case reads from a feature config: the sequences, and the feature
+    region (the network reads the tumour ROI; its dilation is the settings' margin)."""
+
+    region = "tumour"
 
     def __init__(self, sequence: str):
         self.sequences = [sequence]
