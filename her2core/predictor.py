@@ -40,7 +40,7 @@ from her2core.errors import BundleError, Her2Error, MaskError
 log = logging.getLogger(__name__)
 
 __all__ = ["CasePredictor", "ImagePart", "TaskScores", "ClinicalPart", "RequiredInputs",
-           "INTERVAL_METHOD", "case_masks"]
+           "INTERVAL_METHOD", "case_masks", "three_way"]
 
 ProgressFn = Callable[[int, int, str], None]
 
@@ -378,6 +378,17 @@ class CasePredictor:
         """(ImagePart, {task: ClinicalPart}) of one case."""
         part = self.image_part(images, masks, case_id=case_id, gradcam=gradcam, progress=progress)
         return part, {t: self.clinical_part(part, clinical, t) for t in self.tasks}
+
+
+def three_way(p_her2: float, p_low: float) -> dict[str, float]:
+    """The three-way call as class probabilities that sum to 1, from the sequential pair of
+    models (paper 002's readers answered positive / low / zero): P(positive) = p_her2,
+    P(low) = (1 - p_her2) * P(low | negative), P(zero) = (1 - p_her2) * (1 - P(low | negative))."""
+    p_her2, p_low = float(p_her2), float(p_low)
+    for name, v in (("p_her2", p_her2), ("p_low", p_low)):
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"{name} must be a probability, got {v}")
+    return {"positive": p_her2, "low": (1 - p_her2) * p_low, "zero": (1 - p_her2) * (1 - p_low)}
 
 
 def _missing(v) -> bool:
