@@ -70,7 +70,7 @@ _EXTRA_TRUSTED = [
     "sklearn.utils._metadata_requests.MetadataRequest",
 ]
 _OUR_MODULES = ["her2core.selection", "her2core.models.clinical", "her2core.models.deepscore",
-                "her2core.models.nomogram_model"]
+                "her2core.models.nomogram_model", "her2core.models.network"]
 
 
 def trusted_types() -> list[str]:
@@ -215,6 +215,8 @@ def coefficients_of(model) -> dict:
         return d
     if isinstance(model, DeepScore):
         return {"type": "DeepScore", **model.coefficients()}
+    if hasattr(model, "coefficients") and type(model).__name__ == "NetworkScore":
+        return {"type": "NetworkScore", **model.coefficients()}
     return {"type": type(model).__name__}
 
 

@@ -10,7 +10,13 @@ A recipe holds
   ``univariate``, ``alpha``, ``corr_threshold``, ``lasso_rule``, ``lasso_cv``, ``C``);
 - ``clinical_predictors``, ``clinical_selection`` ("univariate" / "lasso" / "none"),
   ``stepwise``;
-- optionally ``compare_zoo``: model-zoo names compared by nested CV (model card).
+- optionally ``compare_zoo``: model-zoo names compared by nested CV (model card);
+- optionally ``networks``: fine-tuned networks (papers 001, 003, 004), each
+  ``{"name", "sequence", "arch", "preset"?, "settings"?: FinetuneSettings overrides,
+  "features"?: true to add its penultimate features as a block ``ft_<name>``}``. Each is
+  trained per task by her2core.finetune (its own K-fold: out-of-fold logits for the
+  training cases) during `train`; its logit enters the second level as the score
+  ``dscore_ft_<name>`` (:class:`~her2core.models.network.NetworkScore`).
 
 ``build_model(recipe, columns, icc_second=None)`` turns a recipe into one
 :class:`~her2core.models.nomogram_model.StackedNomogram` for the columns at hand:
@@ -28,12 +34,14 @@ from pathlib import Path
 
 from her2core.errors import Her2Error
 from her2core.models.deepscore import DeepScore, block_columns
+from her2core.models.network import NetworkScore, network_column
 from her2core.models.nomogram_model import StackedNomogram
 from her2core.selection import SideTable
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RECIPE_DIR", "RECIPES", "load_recipe", "merge_config", "build_model", "scorer_specs"]
+__all__ = ["RECIPE_DIR", "RECIPES", "load_recipe", "merge_config", "build_model", "scorer_specs",
+           "network_specs", "NETWORK_KEYS"]
 
 RECIPE_DIR = Path(__file__).with_name("recipes")
 RECIPES = ["000", "001", "002", "003", "004", "clinical", "demo"]
@@ -97,7 +105,27 @@ def load_config_over(recipe: dict, path) -> dict:
     return merge_config(recipe, _read_config_file(Path(path)))
 
 
+NETWORK_KEYS = {"name", "sequence", "arch", "preset", "settings", "features"}
+
+
+def network_specs(recipe: dict) -> list[dict]:
+    """The recipe's fine-tuned networks (``networks`` key), checked."""
+    return [dict(n) for n in recipe.get("networks") or []]
+
+
 def _check(recipe: dict, path) -> None:
+    nets = recipe.get("networks") or []
+    if not isinstance(nets, list):
+        raise Her2Error("recipe 'networks' must be a list", file=path)
+    names = set()
+    for n in nets:
+        bad = set(n) - NETWORK_KEYS if isinstance(n, dict) else {"(not a mapping)"}
+        if bad or not {"name", "sequence", "arch"} <= set(n):
+            raise Her2Error(f"recipe network {n} has unknown keys {sorted(bad)} or lacks name / "
+                            "sequence / arch", file=path, hint="keys: " + ", ".join(sorted(NETWORK_KEYS)))
+        if n["name"] in names or "__" in str(n["name"]):
+            raise Her2Error(f"recipe network name {n['name']!r} repeats or contains '__'", file=path)
+        names.add(n["name"])
     sc = recipe.get("scorers", [])
     if sc != "per_backbone" and not isinstance(sc, list):
         raise Her2Error("recipe 'scorers' must be a list or \"per_backbone\"", file=path)
@@ -157,6 +185,13 @@ def build_model(recipe: dict, columns, icc_second=None, random_state: int = 0,
             lasso_cv=spec.get("lasso_cv", 10), lasso_n_Cs=spec.get("lasso_n_Cs", 12),
             max_features=spec.get("max_features"), C=spec.get("C", 1.0),
             random_state=random_state)))
+    for net in network_specs(recipe):
+        col = network_column(net["name"])
+        if col not in columns:
+            log.warning("recipe %s: no logit column %s for network %s: score left out",
+                        recipe.get("name"), col, net["name"])
+            continue
+        scorers.append((f"ft_{net['name']}", NetworkScore(column=col, block=f"ft_{net['name']}")))
     wanted = recipe.get("clinical_predictors", [])
     clinical = [c for c in wanted if c in columns]
     absent = [c for c in wanted if c not in columns]
