@@ -80,7 +80,7 @@ def browser_page(width: int = 1600, height: int = 1100):
             browser.close()
 
 
-def wait_idle(page, timeout: float = 60_000) -> None:
+def wait_idle(page, timeout: float = 180_000) -> None:
     """Wait until the app is not running a script (the status widget is gone)."""
     page.wait_for_timeout(300)
     page.wait_for_function(

