@@ -16,6 +16,9 @@ Layout of a bundle directory::
                             held-out case (--where), scored by the final model
     background_<task>.csv   the training cases' second-level inputs (out-of-fold block
                             scores + clinical predictors, no case ids): the SHAP reference
+    networks.json           fine-tuned networks: {"<name>_<task>": {name, task, sequence, arch,
+                            column, features, random_init, weights}}
+    networks/<name>_<task>/ the fold models (safetensors), finetune.json, oof.csv, heldout.csv
     MANIFEST                "<sha256>  <file>" per file, then "overall <sha256>"
 
 The bundle's identity is the MANIFEST's overall line (:attr:`Bundle.checksum`,
@@ -243,6 +246,7 @@ class Bundle:
     coefficients: dict = field(default_factory=dict)
     nomograms: dict = field(default_factory=dict)
     checksum: str = ""
+    networks: dict = field(default_factory=dict)
 
     @property
     def tasks(self) -> list[str]:
@@ -254,13 +258,25 @@ class Bundle:
 
     @property
     def random_init(self) -> bool:
-        """True when any backbone was randomly initialised (the one rule, used everywhere)."""
-        return any(is_random_init(v) for v in self.backbones.values())
+        """True when any backbone or fine-tuned network started from random weights (the one
+        rule, used everywhere)."""
+        return any(is_random_init(v) for v in self.backbones.values()) or \
+            any(bool(n.get("random_init")) for n in self.networks.values())
 
     @property
     def weights(self) -> dict[str, str]:
-        """Backbone -> weights identity ("sha256:..." or "random-init")."""
-        return {str(k): weights_identity(v) for k, v in self.backbones.items()}
+        """Backbone (or fine-tuned network) -> weights identity ("sha256:..." or
+        "random-init"; a network's is the identity it was fine-tuned from)."""
+        out = {str(k): weights_identity(v) for k, v in self.backbones.items()}
+        for key, n in self.networks.items():
+            out[f"ft_{key}"] = "random-init" if n.get("random_init") else str(n.get("weights") or "")
+        return out
+
+    def networks_for(self, task: str) -> list[dict]:
+        """The task's fine-tuned networks: dicts with name, task, sequence, arch, column,
+        features and ``folder`` (the fold models)."""
+        return [dict(n, key=k, folder=self.path / "networks" / k)
+                for k, n in self.networks.items() if n.get("task") == task]
 
     def ranges(self, task: str = "her2") -> dict:
         return self.training.get(task, {}).get("predictor_ranges", {})
@@ -379,12 +395,15 @@ def bundle_checksum(path) -> str:
 def save_bundle(path, models: dict, *, model_card: dict, training: dict | None = None,
                 feature_config=None, backbones: dict | None = None,
                 nomograms: dict | None = None, validation_predictions: pd.DataFrame | None = None,
-                backgrounds: dict | None = None, overwrite: bool = False) -> Path:
+                backgrounds: dict | None = None, networks: dict | None = None,
+                overwrite: bool = False) -> Path:
     """Write a bundle directory (see module doc). ``models``: {task: fitted estimator}.
 
     ``feature_config``: a FeatureConfig (or its dict); ``nomograms``: {task: Nomogram or its
     dict}; ``validation_predictions``: DataFrame with at least VALIDATION_COLUMNS;
-    ``backgrounds``: {task: second-level DataFrame} (SHAP reference, written without index).
+    ``backgrounds``: {task: second-level DataFrame} (SHAP reference, written without index);
+    ``networks``: {"<name>_<task>": (description dict, folder of the fine-tuned ensemble)},
+    copied into ``networks/`` and listed in networks.json.
     """
     import skops.io as sio
 
@@ -397,9 +416,12 @@ def save_bundle(path, models: dict, *, model_card: dict, training: dict | None =
             if not overwrite and not (path / MANIFEST).exists():
                 raise BundleError("directory is not empty and is not a bundle", file=path,
                                   hint="choose an empty or new --out directory")
+            import shutil
             for f in path.iterdir():
                 if f.is_file():
                     f.unlink()
+                elif f.name == "networks" and (path / MANIFEST).exists():
+                    shutil.rmtree(f)
     path.mkdir(parents=True, exist_ok=True)
     trusted = set(trusted_types())
     coefs = {}
@@ -429,6 +451,14 @@ def save_bundle(path, models: dict, *, model_card: dict, training: dict | None =
     for task, bg in (backgrounds or {}).items():
         if bg is not None and len(bg):
             bg.to_csv(path / f"background_{task}.csv", index=False, float_format="%.12g")
+    if networks:
+        import shutil
+        desc = {}
+        for key, (info, folder) in networks.items():
+            dest = path / "networks" / key
+            shutil.copytree(folder, dest, ignore=shutil.ignore_patterns("state", "*.tmp"))
+            desc[key] = dict(info)
+        _write_json(path / "networks.json", desc)
     _write_json(path / "backbones.json", backbones or {})
     _write_json(path / "training.json", training or {})
     for task, nomo in (nomograms or {}).items():
@@ -563,7 +593,8 @@ def load_bundle(path) -> Bundle:
     return Bundle(path=path, models=models, model_card=card, training=opt_json("training.json", {}),
                   feature_config=config, backbones=opt_json("backbones.json", {}),
                   coefficients=opt_json("coefficients.json", {}), nomograms=nomos,
-                  checksum="sha256:" + last.split(" ", 1)[1].strip())
+                  checksum="sha256:" + last.split(" ", 1)[1].strip(),
+                  networks=opt_json("networks.json", {}))
 
 
 def load_bundle_archive(archive, dest) -> Bundle:

@@ -89,6 +89,7 @@ class ImagePart:
     random_init: bool = False
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    network_columns: dict[str, pd.DataFrame] = field(default_factory=dict)  # task -> ft__* row
 
     def maps(self, task: str) -> dict[tuple[str, str], Any]:
         """(sequence, backbone) -> Grad-CAM map Image on that sequence's grid."""
@@ -176,6 +177,12 @@ class CasePredictor:
         self._background: dict[str, pd.DataFrame | None] = {}
         for task in bundle.tasks:
             self._background[task] = bundle.background(task)
+        from her2core.features.networks import NetworkRunner
+        dev = "cpu"
+        if device not in (None, "cpu"):
+            from her2core.features import resolve_device
+            dev = resolve_device(device)
+        self._networks = {t: NetworkRunner(bundle.networks_for(t), device=dev) for t in bundle.tasks}
 
     # ------------------------------------------------------------------ what it needs
     @property
@@ -192,6 +199,8 @@ class CasePredictor:
 
     def required_inputs(self) -> RequiredInputs:
         seqs = list(self.config.sequences) if self.config is not None else []
+        for runner in self._networks.values():
+            seqs += [s for s in runner.sequences if s not in seqs]
         roi = (["MRI"] if any(s in MRI_SEQUENCES for s in seqs) else []) + \
             (["US"] if "US" in seqs else [])
         clinical, offered = {}, {}
@@ -230,7 +239,8 @@ class CasePredictor:
         """
         t0 = time.perf_counter()
         part = ImagePart(case_id=str(case_id), features=None, random_init=self.random_init)
-        if self.config is None:                    # clinical-only bundle
+        has_nets = any(r.entries for r in self._networks.values())
+        if self.config is None and not has_nets:   # clinical-only bundle
             for task in self.tasks:
                 part.tasks[task] = TaskScores(task)
             part.timings["total_s"] = time.perf_counter() - t0
@@ -240,17 +250,25 @@ class CasePredictor:
         bbs = self.backbones()
         t1 = time.perf_counter()
         _report(progress, 1, total, "extracting image features")
-        from her2core.features.extract import FeatureExtractor
-        row = FeatureExtractor(self.config, bbs).extract_case(images, masks, case_id=str(case_id))
-        X = row.to_frame().T
-        X.index = [str(case_id)]
-        X = X.astype(float)
+        if self.config is not None:
+            from her2core.features.extract import FeatureExtractor
+            row = FeatureExtractor(self.config, bbs).extract_case(images, masks, case_id=str(case_id))
+            X = row.to_frame().T
+            X.index = [str(case_id)]
+            X = X.astype(float)
+        else:
+            X = pd.DataFrame(index=[str(case_id)])
         part.features = X
         t2 = time.perf_counter()
         for task, model in self.bundle.models.items():
             ts = TaskScores(task)
+            runner = self._networks.get(task)
+            Xt = X
+            if runner is not None and runner.entries:
+                Xt = X.join(runner.case_columns(images, masks, case_id=str(case_id)))
+                part.network_columns[task] = Xt.drop(columns=list(X.columns))
             if hasattr(model, "block_scores"):
-                Zs = model.block_scores(X)
+                Zs = model.block_scores(Xt)
                 ts.scores = {c: float(Zs[c].iloc[0]) for c in Zs.columns}
                 used = set(model.used_variables())
                 ts.used = [c for c in ts.scores if c in used]
@@ -258,7 +276,9 @@ class CasePredictor:
         if gradcam:
             _report(progress, 2, total, "Grad-CAM maps")
             for task, model in self.bundle.models.items():
-                self._gradcam(part.tasks[task], model, images, masks, X, str(case_id))
+                if self.config is not None:
+                    self._gradcam(part.tasks[task], model, images, masks, X, str(case_id))
+                self._network_gradcam(part.tasks[task], task, images, masks, str(case_id))
         t3 = time.perf_counter()
         part.timings = {"networks_s": t1 - t0, "features_s": t2 - t1, "gradcam_s": t3 - t2,
                         "total_s": t3 - t0}
@@ -285,6 +305,25 @@ class CasePredictor:
             ts.gradcam_notes.append(
                 f"not mapped: {', '.join(unused)} (the final model does not use "
                 f"{'this score' if len(unused) == 1 else 'these scores'})")
+
+    def _network_gradcam(self, ts: TaskScores, task: str, images, masks, case_id: str) -> None:
+        runner = self._networks.get(task)
+        if runner is None or not runner.entries:
+            return
+        used = set(ts.used)
+        keep = [e for e in runner.entries if f"dscore_ft_{e['name']}" in used]
+        for e in runner.entries:
+            if e not in keep:
+                ts.gradcam_notes.append(f"network {e['name']}: no map: its score is not used by "
+                                        "the model")
+        if not keep:
+            return
+        try:
+            with self._cam_lock:
+                ts.gradcam += runner.gradcam(images, masks, case_id=case_id, entries=keep)
+        except Her2Error as err:
+            ts.gradcam_notes.append(f"Grad-CAM of the fine-tuned networks could not be computed: "
+                                    f"{err.message}")
 
     # ------------------------------------------------------------------ clinical part
     def second_level_row(self, part: ImagePart, clinical: Mapping[str, Any], task: str) -> pd.DataFrame:

@@ -205,4 +205,5 @@ def build_model(recipe: dict, columns, icc_second=None, random_state: int = 0,
     return StackedNomogram(scorers=scorers, clinical_predictors=clinical,
                            clinical_selection=recipe.get("clinical_selection", "univariate"),
                            alpha=recipe.get("alpha", 0.05), stepwise=bool(recipe.get("stepwise", False)),
+                           score_selection=recipe.get("score_selection", "screen"),
                            cv=cv, random_state=random_state)

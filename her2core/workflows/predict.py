@@ -53,16 +53,16 @@ def prediction_columns(task: str) -> dict[str, str]:
             "suffix": sfx}
 
 
-def _check_sequences(bundle, cohort, config) -> None:
+def _check_sequences(bundle, cohort, sequences) -> None:
     """One clear line when the cohort has none of a sequence the model reads."""
     absent = []
-    for seq in config.sequences:
+    for seq in sequences:
         key = seq
         if not any(getattr(cohort.files(c), key, None) is not None for c in cohort.case_ids):
             absent.append(seq)
     if absent:
         raise CohortError(f"no case of the cohort has {', '.join(absent)} image(s), which the model "
-                          f"reads (bundle {bundle.name}: sequences {', '.join(config.sequences)})",
+                          f"reads (bundle {bundle.name}: sequences {', '.join(sequences)})",
                           file=cohort.root, hint="use a bundle trained on the sequences this cohort "
                           "has, or add the images")
 
@@ -73,10 +73,17 @@ def predict_cohort(bundle, cohort, *, weights_dir=None, cache_dir=None, device=N
     from her2core.bundle import out_of_range
     from her2core.models.workflow import compute_features, model_frame, total_points
 
+    from her2core.features.networks import NetworkRunner
+
     feats, errors, notes = None, [], []
     config = bundle.inference_config(weights_dir=weights_dir, device=device)
+    runners = {t: NetworkRunner(bundle.networks_for(t)) for t in bundle.tasks}
+    sequences = list(config.sequences) if config is not None else []
+    for r in runners.values():
+        sequences += [q for q in r.sequences if q not in sequences]
+    if sequences:
+        _check_sequences(bundle, cohort, sequences)
     if config is not None:
-        _check_sequences(bundle, cohort, config)
         res = compute_features(cohort, config, cache_dir=cache_dir, progress=progress,
                                executor=executor)
         feats, errors = res["features"], list(res["errors"])
@@ -93,20 +100,29 @@ def predict_cohort(bundle, cohort, *, weights_dir=None, cache_dir=None, device=N
     out = pd.DataFrame(index=pd.Index(X.index, name="case_id"))
     flags: dict[str, set] = {}
     imputed: dict[str, set] = {}
+    net_cols: dict[str, pd.DataFrame] = {}
+    for task, runner in runners.items():
+        if runner.entries and len(X):
+            cols, errs = runner.cohort_columns(cohort, list(X.index))
+            errors += list(errs)
+            net_cols[task] = cols
+            X = X.loc[[c for c in X.index if c in set(cols.index)]]
+            out = out.loc[[c for c in out.index if c in set(X.index)]]
     for task, model in bundle.models.items():
         names = prediction_columns(task)
         if len(X) == 0:
             for k in ("p", "lo", "hi"):
                 out[names[k]] = []
             continue
-        Z = model.second_level(X)
-        out[names["p"]] = model.predict_proba(X)[:, 1]
-        iv = model.predict_interval(X) if hasattr(model, "predict_interval") else None
+        Xt = X.join(net_cols[task]) if task in net_cols else X
+        Z = model.second_level(Xt)
+        out[names["p"]] = model.predict_proba(Xt)[:, 1]
+        iv = model.predict_interval(Xt) if hasattr(model, "predict_interval") else None
         if iv is not None:
             out[names["lo"]], out[names["hi"]] = iv[:, 0], iv[:, 1]
         for c in model.score_columns():
             out[c + names["suffix"]] = Z[c].to_numpy()
-        pts = total_points(bundle.nomogram(task), model, X)
+        pts = total_points(bundle.nomogram(task), model, Xt)
         if pts is not None:
             out[names["points"]] = pts
         used = [c for c in model.used_variables() if c in Z.columns]

@@ -55,6 +55,8 @@ class TrainSettings:
     compare_zoo: bool = True
     seed: int = 0
     overwrite: bool = False
+    network_events: Callable[[Any], None] | None = None   # FinetuneEvent per epoch (app curves)
+    cancel: Any = None                                      # threading.Event: stop fine-tuning
 
 
 @dataclass
@@ -187,7 +189,10 @@ def train_bundle(settings: TrainSettings, progress: ProgressFn | None = None) ->
     else:
         train_c, test_c = cohort, None
     _check_labels(train_c, tasks, cohort_file)   # before any feature extraction
-    stages = _Stages(progress, {"features": 50, "fit": 5, "oof": 15, "internal": 25, "write": 5})
+    from her2core.models.recipes import network_specs
+    nets = network_specs(recipe)
+    stages = _Stages(progress, {"networks": 60 if nets else 0.001, "features": 50, "fit": 5,
+                                "oof": 15, "internal": 25, "write": 5})
 
     config = feature_config_for(recipe, random_init=settings.random_init,
                                 weights_dir=settings.weights_dir, device=settings.device)
@@ -213,9 +218,22 @@ def train_bundle(settings: TrainSettings, progress: ProgressFn | None = None) ->
                             hint="see the messages above; fix the cases or use --recipe clinical")
     stages("features", 1.0, "features done")
 
-    X_all = model_frame(cohort, feats, list(recipe.get("clinical_predictors", [])))
+    # (networks only, paper 001: feats is None and the rows are every case of the cohort)
+    X_common = model_frame(cohort, feats, list(recipe.get("clinical_predictors", [])))
     models, training, perf_all, nomos, backgrounds, rows = {}, {}, {}, {}, {}, []
+    networks_out: dict = {}
+    staging = None
     for ti, task in enumerate(tasks):
+        X_all = X_common
+        if nets:
+            import tempfile
+            staging = staging or Path(tempfile.mkdtemp(prefix="her2_networks_"))
+            cols, descr, errs = _train_networks(nets, cohort, task, settings, staging,
+                                                stages.sub("networks", f"{task}: fine-tuning"),
+                                                warnings)
+            errors += errs
+            networks_out.update(descr)
+            X_all = X_common.join(cols, how="left")
         y_train = train_c.labels(task)
         ids = [c for c in y_train.index.astype(str) if c in X_all.index]
         if len(ids) < len(y_train):
@@ -283,7 +301,8 @@ def train_bundle(settings: TrainSettings, progress: ProgressFn | None = None) ->
         backgrounds[task] = model.out_of_fold_second_level(X).reset_index(drop=True)
     stages("internal", 1.0, "validation done")
 
-    random_init = any(str(v).startswith("random-init") for v in weights.values())
+    random_init = any(str(v).startswith("random-init") for v in weights.values()) or \
+        any(info.get("random_init") for info, _ in networks_out.values())
     backbones = {name: {"weights": ident, "settings": prov.get("backbones", {}).get(name)}
                  for name, ident in weights.items()}
     head = perf_all[tasks[0]]
@@ -309,14 +328,79 @@ def train_bundle(settings: TrainSettings, progress: ProgressFn | None = None) ->
         card["external_validation"] = head["external_validation"]
     stages("write", 0.5, "writing the bundle")
     vp = pd.concat(rows, ignore_index=True) if rows else None
-    path = save_bundle(settings.out, models, model_card=card, training=training,
-                       feature_config=config, backbones=backbones, nomograms=nomos,
-                       validation_predictions=vp, backgrounds=backgrounds,
-                       overwrite=settings.overwrite)
+    if networks_out:
+        card["networks"] = {k: info for k, (info, _) in networks_out.items()}
+    try:
+        path = save_bundle(settings.out, models, model_card=card, training=training,
+                           feature_config=config, backbones=backbones, nomograms=nomos,
+                           validation_predictions=vp, backgrounds=backgrounds,
+                           networks=networks_out or None, overwrite=settings.overwrite)
+    finally:
+        if staging is not None:
+            import shutil
+            shutil.rmtree(staging, ignore_errors=True)
     stages("write", 1.0, "done")
     return TrainResult(path=Path(path), recipe=str(recipe["name"]), tasks=tasks,
                        performance=perf_all, training=training, errors=list(errors),
                        warnings=warnings, random_init=random_init, seconds=time.time() - t0)
+
+
+def _network_settings(spec: dict, task: str, settings: TrainSettings):
+    """FinetuneSettings of a recipe network: its preset, its overrides, this run's choices."""
+    from her2core.finetune import FinetuneSettings
+    over = dict(spec.get("settings") or {})
+    over.update(sequence=spec["sequence"], arch=spec["arch"], task=task, seed=settings.seed)
+    if settings.random_init:
+        over["random_init"] = True
+    if settings.weights_dir:
+        over["weights_dir"] = str(settings.weights_dir)
+    if settings.device:
+        over["device"] = settings.device
+    if spec.get("preset"):
+        return FinetuneSettings.preset(spec["preset"], **over)
+    return FinetuneSettings(**over)
+
+
+def _train_networks(nets, cohort, task, settings: TrainSettings, staging: Path, progress,
+                    warnings: list[str]):
+    """Fine-tune the recipe's networks for one task (their own stratified K-fold).
+
+    Returns (columns: the out-of-fold logit / penultimate features of every training case
+    and the ensemble's of the held-out cases, {key: (description, folder)}, errors).
+    Training cases are the task's labelled cases outside ``settings.where``, the same as
+    the second level's."""
+    from her2core.features.networks import oof_columns
+    from her2core.finetune import FineTunedEnsemble, finetune
+
+    frames, out, errors = [], {}, []
+    for i, spec in enumerate(nets):
+        fs = _network_settings(spec, task, settings)
+        key = f"{spec['name']}_{task}"
+        folder = staging / key
+        sub = (lambda d, n, m="", i=i: progress(i * 1000 + int(1000 * d / max(n, 1)),
+                                                 1000 * len(nets), f"{spec['name']}: {m}"))
+
+        def events(ev, sub=sub):
+            sub(ev.done, ev.total, ev.message)
+            if settings.network_events is not None:
+                settings.network_events(ev)
+
+        res = finetune(cohort, fs, folder, where=settings.where, progress=events,
+                       cancel=settings.cancel)
+        ens = FineTunedEnsemble.load(folder)
+        cols, errs = oof_columns(res, ens, cohort, features=bool(spec.get("features")),
+                                 name=spec["name"])
+        frames.append(cols)
+        errors += list(errs)
+        if res.warning:
+            warnings.append(f"network {spec['name']} ({task}): {res.warning}")
+        out[key] = ({"name": spec["name"], "task": task, "sequence": fs.sequence, "arch": fs.arch,
+                     "column": f"ft__{spec['name']}", "features": bool(spec.get("features")),
+                     "random_init": bool(ens.random_init), "weights": ens.weights_identity,
+                     "oof_auc": res.oof_auc, "heldout_auc": res.heldout_auc,
+                     "folds": fs.folds, "epochs": fs.epochs, "size": fs.size}, folder)
+    cols = pd.concat(frames, axis=1) if frames else pd.DataFrame()
+    return cols, out, errors
 
 
 def _compare_zoo(names, model, X, y, seed) -> dict:
