@@ -39,7 +39,7 @@ with W.user_errors():
                 st.write("- " + p)
     st.caption(f"{len(usable)} cases usable")
 
-tab_eval, tab_train = st.tabs(["Evaluate", "Train a bundle"])
+tab_eval, tab_train, tab_ft = st.tabs(["Evaluate", "Train a bundle", "Fine-tune networks"])
 with tab_eval:
     mode = st.radio("Scores from", ["The model in use", "A predictions file (CSV)"], horizontal=True,
                     key="eval_mode")
@@ -137,3 +137,7 @@ with tab_eval:
 with tab_train:
     from webapp import training as TR
     TR.train_section(root)
+
+with tab_ft:
+    from webapp import finetune_tab as FT
+    FT.finetune_tab(root)

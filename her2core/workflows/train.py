@@ -57,6 +57,8 @@ class TrainSettings:
     overwrite: bool = False
     network_events: Callable[[Any], None] | None = None   # FinetuneEvent per epoch (app curves)
     cancel: Any = None                                      # threading.Event: stop fine-tuning
+    networks_dir: str | Path | None = None   # keep fine-tuning runs here (resumable); default temp
+    resume: bool = False                     # continue / reuse the runs in networks_dir
 
 
 @dataclass
@@ -227,8 +229,13 @@ def train_bundle(settings: TrainSettings, progress: ProgressFn | None = None) ->
         X_all = X_common
         if nets:
             import tempfile
-            staging = staging or Path(tempfile.mkdtemp(prefix="her2_networks_"))
-            cols, descr, errs = _train_networks(nets, cohort, task, settings, staging,
+            if settings.networks_dir is not None:
+                runs = Path(settings.networks_dir)
+                runs.mkdir(parents=True, exist_ok=True)
+            else:
+                staging = staging or Path(tempfile.mkdtemp(prefix="her2_networks_"))
+                runs = staging
+            cols, descr, errs = _train_networks(nets, cohort, task, settings, runs,
                                                 stages.sub("networks", f"{task}: fine-tuning"),
                                                 warnings)
             errors += errs
@@ -386,7 +393,7 @@ def _train_networks(nets, cohort, task, settings: TrainSettings, staging: Path, 
                 settings.network_events(ev)
 
         res = finetune(cohort, fs, folder, where=settings.where, progress=events,
-                       cancel=settings.cancel)
+                       cancel=settings.cancel, resume=settings.resume)
         ens = FineTunedEnsemble.load(folder)
         cols, errs = oof_columns(res, ens, cohort, features=bool(spec.get("features")),
                                  name=spec["name"])
