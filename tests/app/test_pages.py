@@ -247,6 +247,31 @@ def test_cohort_trains_a_clinical_bundle_and_offers_it_for_download():
     b = load_bundle(res["path"])                       # a verified bundle, not just a folder
     assert b.tasks == ["her2"]
     assert "Download the bundle (.zip)" in [d.label for d in at.get("download_button")]
+    # the new bundle is this session's model at once (no restart)
+    assert at.session_state["bundle_path"] == str(b.path)
+    at = _open_demo(at, "syn-0002")
+    _go(at, "prediction")
+    panel = " ".join(_texts(at.markdown))
+    assert "Images: none (clinical model)" in panel and "ROI: none needed" in panel
+    at.button(key="run_prediction").click()
+    at.run()
+    assert not at.exception and not at.error, _texts(at.error)
+    from her2core.predictor import CasePredictor
+    part = at.session_state["prediction"]
+    cp = CasePredictor(b).clinical_part(part, at.session_state["clinical"])
+    assert at.metric[0].value == f"{cp.probability:.1%}"
+    # the sidebar's model choice lists it beside the shipped demo and switches back
+    other = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    other.session_state["bundles"] = at.session_state["bundles"]
+    other.run()
+    pick = other.selectbox(key="model_pick")
+    assert "clinical trained here (demo_cohort)" in pick.options
+    assert "demo_bundle (shipped demo)" in pick.options
+    demo = str(Path(with_demo := ROOT / "assets" / "demo_bundle"))
+    assert with_demo.is_dir()
+    pick.set_value(demo)
+    other.run()
+    assert not other.exception and other.session_state["bundle_path"] == demo
 
 
 def _run_prediction(at: AppTest) -> None:
