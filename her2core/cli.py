@@ -23,6 +23,7 @@ COMMANDS = [
     "evaluate",
     "explain",
     "reader_study",
+    "extract",
 ]
 
 log = logging.getLogger("her2core")
