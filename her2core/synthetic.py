@@ -818,7 +818,7 @@ def _clinical_mri(rng, ph: Phenotype, shape_xyz, spacing, phases: int, gain: flo
     # ---- lesion: in one breast, among the fibroglandular tissue
     side = int(rng.integers(2))
     xb, w0, d0, zc = breasts[side]
-    radius = float(np.clip(ph.size_mm / 2, 2.5 * max(sx, sy, sz), 0.32 * d0))
+    radius = float(np.clip(ph.size_mm / 2, 2.5 * max(sx, sy), 0.32 * d0))
     c_mm = np.array([xb + rng.uniform(-0.3, 0.3) * w0, 0.0, zc + rng.uniform(-0.25, 0.25) * 50 * scale[2]])
     c_mm[1] = float(y_cw_fn(c_mm[0], c_mm[2])) - rng.uniform(0.38, 0.55) * d0
     harm = _harmonics(rng)
@@ -831,15 +831,14 @@ def _clinical_mri(rng, ph: Phenotype, shape_xyz, spacing, phases: int, gain: flo
     kk, jj, ii = np.meshgrid(np.arange(lo[2], hi[2]), np.arange(lo[1], hi[1]), np.arange(lo[0], hi[0]),
                              indexing="ij")
     pts = np.stack([origin[0] + ii * sx, origin[1] + jj * sy, origin[2] + kk * sz], axis=-1)
+    del kk, jj, ii
     f = _tumour_field(pts, c_mm, radius, harm, ph.irregularity)
-    del pts, kk, jj, ii
     for _ in range(6):                                   # never a tiny mask
         if (f < 1).sum() >= 20:
             break
         radius *= 1.2
-        f = _tumour_field(np.stack(np.meshgrid(*[origin[a] + np.arange(lo[a], hi[a]) * (sx, sy, sz)[a]
-                                                 for a in (2, 1, 0)], indexing="ij")[::-1], -1),
-                          c_mm, radius, harm, ph.irregularity)
+        f = _tumour_field(pts, c_mm, radius, harm, ph.irregularity)
+    del pts
     t_in = _sig((1 - f) * radius, 0.35)                 # soft tumour fraction (partial volume)
     inside = f < 1.0
     shell = np.clip(1.0 - np.abs(f - 0.86) / 0.14, 0, 1)
