@@ -15,5 +15,10 @@ $PY -m pip install -q --no-build-isolation "pyradiomics==3.0.1"
 if [ "${1:-}" = "--dev" ]; then
   # headless Chromium for the app's end-to-end browser test (Playwright drives it; no `playwright install`)
   command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium)
+  # Debian's PostgreSQL server for the reader-study tests against PostgreSQL (each test run
+  # starts its own throw-away cluster with initdb / pg_ctl from /usr/lib/postgresql/*/bin,
+  # as the postgres user when run as root); the packaged main cluster is not used
+  ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1 \
+    || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql)
 fi
 $PY -c "import radiomics, torch, timm, SimpleITK, streamlit; print('her2 workbench: dependencies ready (torch', torch.__version__, ', cuda', torch.cuda.is_available(), ')')"
