@@ -295,6 +295,17 @@ class RayExecutor:
         """What ran where (for provenance); filled after a run."""
         return {"executor": "ray", "address": self.address or "local", **self.info}
 
+    def start(self, extractor) -> list[dict]:
+        """Start the workers for ``extractor`` now (else the first run starts them).
+
+        Returns one dict per worker (host, pid, device). Workers stay up until
+        :meth:`close` or until another config / layout needs the resources.
+        """
+        ray = self.connect()
+        lay = self._layout(ray, extractor.config)
+        self._actors(ray, extractor, lay)
+        return list(self.info.get("actors", []))
+
     # -------------------------------------------------------------- running
     def map_batches(self, extractor, todo: list[tuple[str, Any]]
                     ) -> Iterator[tuple[dict[str, tuple], list[Her2Error]]]:
