@@ -392,6 +392,37 @@ def _check_nifti_complete(path: Path) -> None:
                              hint="fix or mask these voxels before loading")
 
 
+def _inflate_into(path: Path, skip: int, out: memoryview, chunk: int = 1 << 22) -> int:
+    """Decompress a gzip file once: its first ``skip`` bytes dropped, the next ones into
+    ``out``. Returns the bytes placed. zlib checks every member's CRC-32 and length
+    (zlib.error when they differ); a stream that ends early raises EOFError."""
+    pos = placed = 0
+    d, fed = None, False
+    with open(path, "rb") as fh:
+        while buf := fh.read(chunk):
+            while buf:
+                if not fed and pos and not buf.strip(b"\0"):
+                    break                             # zero padding after the last member
+                if d is None:
+                    d = zlib.decompressobj(31)
+                fed = True
+                data = d.decompress(buf, 1 << 24)     # bounded: a mask inflates 1000-fold
+                buf = d.unconsumed_tail
+                a, b = max(skip - pos, 0), min(len(data), skip + len(out) - pos)
+                if b > a:
+                    out[pos + a - skip:pos + b - skip] = data[a:b]
+                    placed += b - a
+                pos += len(data)
+                if d.eof:                             # a further gzip member may follow
+                    buf = d.unused_data
+                    d, fed = None, False
+    if fed:
+        raise EOFError("compressed file ended before the end-of-stream marker was reached")
+    if pos < skip:
+        raise EOFError("file ends inside the header")
+    return placed
+
+
 #: SimpleITK scalar pixel types -> numpy dtypes (the NIfTI types read without ITK).
 _SITK_SCALAR_DTYPES = {
     sitk.sitkUInt8: np.uint8, sitk.sitkInt8: np.int8, sitk.sitkUInt16: np.uint16,
@@ -434,18 +465,15 @@ def _read_nifti(path: Path, reader: sitk.ImageFileReader) -> Image | None:
         return None
     raw = np.empty(n, dtype=dtype)
     need = raw.nbytes
-    opener = gzip.open if _suffix(path) == ".nii.gz" else open
     try:
-        with opener(path, "rb") as fh:
-            head = fh.read(offset)
-            if len(head) < offset:
-                raise EOFError("file ends inside the header")
-            view = memoryview(raw).cast("B")
-            have = 0
-            while have < need and (got := fh.readinto(view[have:])):
-                have += got
-            if have == need:
-                fh.read(1 << 16)  # reach the end of a gzip stream: verifies its CRC
+        if _suffix(path) == ".nii.gz":
+            have = _inflate_into(path, offset, memoryview(raw).cast("B"))
+        else:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                have = fh.readinto(memoryview(raw).cast("B"))
+                if os.fstat(fh.fileno()).st_size < offset:
+                    raise EOFError("file ends inside the header")
     except (OSError, EOFError, zlib.error) as exc:
         raise ImageLoadError(f"the file is truncated or corrupt ({exc})", file=path,
                              hint="export or copy the file again") from None
