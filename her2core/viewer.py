@@ -545,22 +545,17 @@ def slice_figure(rgb: np.ndarray, pixel_size: tuple[float, float] = (1.0, 1.0), 
     import plotly.graph_objects as go
     h, w = rgb.shape[:2]
     png = base64.b64encode(rgb_to_png_bytes(rgb)).decode("ascii")
-    fig = go.Figure()
-    fig.add_trace(go.Image(source="data:image/png;base64," + png, x0=0, dx=1, y0=0, dy=1,
-                           hoverinfo="skip", name="slice"))
+    traces = [go.Image(source="data:image/png;base64," + png, x0=0, dx=1, y0=0, dy=1,
+                       hoverinfo="skip", name="slice")]
     if selectable:
         step = max(1, int(np.ceil(np.sqrt(h * w / max_points))))
         rr, cc = np.mgrid[0:h:step, 0:w:step]
-        fig.add_trace(go.Scattergl(x=cc.ravel(), y=rr.ravel(), mode="markers",
+        traces.append(go.Scattergl(x=cc.ravel(), y=rr.ravel(), mode="markers",
                                    marker=dict(size=3, opacity=0.01, color="white"),
                                    hovertemplate="col %{x}, row %{y}<extra></extra>",
                                    name="pixels", showlegend=False))
     xr, yr = crop_for_zoom((h, w), zoom, zoom_center)
     aspect = pixel_size[1] / pixel_size[0]
-    fig.update_xaxes(range=list(xr), showgrid=False, zeroline=False, showticklabels=False,
-                     constrain="domain")
-    fig.update_yaxes(range=[yr[1], yr[0]], showgrid=False, zeroline=False, showticklabels=False,
-                     scaleanchor="x", scaleratio=aspect, constrain="domain")
     ann = []
     if labels:
         pos = {"top": (0.5, 1.0, "center", "bottom"), "bottom": (0.5, 0.0, "center", "top"),
@@ -570,12 +565,19 @@ def slice_figure(rgb: np.ndarray, pixel_size: tuple[float, float] = (1.0, 1.0), 
             ann.append(dict(x=x, y=y, xref="x domain", yref="y domain", text=f"<b>{text}</b>",
                             showarrow=False, xanchor=xa, yanchor=ya,
                             font=dict(color="#ffd166", size=13)))
-    fig.update_layout(title=dict(text=title or "", x=0.5, font=dict(size=13)), annotations=ann,
-                      margin=dict(l=22, r=22, t=58 if title else 30, b=22), height=height,
-                      dragmode="lasso" if selectable else "pan", modebar=dict(orientation="v"),
-                      paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="#000",
-                      newselection=dict(line=dict(color="#ffd166", width=2)))
-    return fig
+    # one layout dict given to the constructor: plotly's update_* calls each run its
+    # relayout machinery, which cost more than the image itself at clinical size
+    layout = dict(
+        xaxis=dict(range=list(xr), showgrid=False, zeroline=False, showticklabels=False,
+                   constrain="domain"),
+        yaxis=dict(range=[yr[1], yr[0]], showgrid=False, zeroline=False, showticklabels=False,
+                   scaleanchor="x", scaleratio=aspect, constrain="domain"),
+        title=dict(text=title or "", x=0.5, font=dict(size=13)), annotations=ann,
+        margin=dict(l=22, r=22, t=58 if title else 30, b=22), height=height,
+        dragmode="lasso" if selectable else "pan", modebar=dict(orientation="v"),
+        paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="#000",
+        newselection=dict(line=dict(color="#ffd166", width=2)))
+    return go.Figure(data=traces, layout=layout)
 
 
 # --------------------------------------------------------------------------- saving
