@@ -16,13 +16,15 @@ Ratios, each against a reference that is a real ceiling:
 * scaling efficiency = (cases/s with 2 workers) / (2 x cases/s with 1 worker): the
   ceiling of 2 workers is twice one;
 * Ray / local, both with 2 CPUs doing the work;
+* the workers' CPU seconds over wall time = the cores they really got (a shared machine
+  may not give 2 workers 2 cores); efficiency per core obtained = the same scaling with
+  each run's cases/s divided by its cores;
 * per-case overhead of Ray = 1-worker seconds per case / seconds per case of the same
   work in-process, serially (``--serial-n`` cases through FeatureExtractor with no
   DataLoader workers): the in-process serial run is the floor of one worker.
 
-The 1000-case cost is extrapolated from the 1-worker seconds per case (CPU-seconds
-per case of one worker), the measured efficiency, the Ray start-up and the cache bytes
-per case. Writes benchmarks/results/ray_cpu.json.
+The 1000-case cost is extrapolated from the CPU seconds one worker spends per case,
+the per-core efficiency, the Ray start-up and the cache bytes per case. Writes benchmarks/results/ray_cpu.json.
 
   python benchmarks/bench_ray.py --n 8
 """
@@ -95,7 +97,7 @@ def main(argv=None) -> int:
     cfg = feature_config_for(load_recipe(a.recipe), random_init=True, device="cpu")
     tmp = Path(tempfile.mkdtemp(prefix="bench_ray_"))
     runs: dict[str, list[float]] = {"local": [], "ray_1": [], "ray_2": []}
-    cache_bytes, n_feat = [], None
+    cache_bytes, n_feat, chunks, cpu = [], None, {}, {"ray_1": [], "ray_2": []}
     loads = [load_average()]
     try:
         root = make_bench_cohort(src, tmp / "cohort", a.n)
@@ -127,6 +129,9 @@ def main(argv=None) -> int:
                 t = time.perf_counter()
                 res = fill_feature_cache(cohort, cfg, cache, executor=executor, backbones=backbones)
                 runs[name].append(time.perf_counter() - t)
+                if executor is not None:
+                    chunks[name] = ray_ex.info.get("chunk_size")
+                    cpu[name].append(ray_ex.info.get("worker_cpu_s"))
                 assert not res.errors and res.computed == a.n, res.errors
                 n_feat = res.features.shape[1]
                 cache_bytes.append(sum(p.stat().st_size for p in cache.glob("*")) / a.n)
@@ -136,27 +141,36 @@ def main(argv=None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     best = {k: min(v) for k, v in runs.items()}
+    # cores the workers really got: their CPU seconds over the run's wall time (a shared
+    # machine may not give 2 workers 2 cores)
+    cores_got = {k: statistics.median(c / w for c, w in zip(cpu[k], runs[k])) for k in cpu}
+    cpu_per_case = {k: statistics.median(cpu[k]) / a.n for k in cpu}
     cps = {k: a.n / v for k, v in best.items()}
     eff = cps["ray_2"] / (2 * cps["ray_1"])
     per_case_1 = best["ray_1"] / a.n
     startup = t_connect + max(v[0] for v in t_start.values())
     cache_per_case = statistics.median(cache_bytes)
+    eff_core = (cps["ray_2"] / cores_got["ray_2"]) / (cps["ray_1"] / cores_got["ray_1"])
+    cpu_case = cpu_per_case["ray_1"]          # CPU seconds of one case on one worker
     extrap = {
         "cases": 1000,
-        "worker_seconds_per_case": per_case_1,
-        "core_hours": 1000 * per_case_1 / 3600,
-        "wall_hours_this_machine_2_workers": (startup + 1000 / cps["ray_2"]) / 3600,
-        "wall_hours_16_workers_at_measured_efficiency": (startup + 1000 * per_case_1 / (16 * eff)) / 3600,
-        "wall_hours_64_workers_at_measured_efficiency": (startup + 1000 * per_case_1 / (64 * eff)) / 3600,
+        "worker_cpu_seconds_per_case": cpu_case,
+        "wall_seconds_per_case_one_worker_here": per_case_1,
+        "core_hours": 1000 * cpu_case / 3600,
+        "wall_hours_this_machine_2_workers_as_measured": (startup + 1000 / cps["ray_2"]) / 3600,
+        "wall_hours_16_workers": (startup + 1000 * cpu_case / (16 * min(1.0, eff_core))) / 3600,
+        "wall_hours_64_workers": (startup + 1000 * cpu_case / (64 * min(1.0, eff_core))) / 3600,
         "feature_cache_gb": 1000 * cache_per_case / 1e9,
         "input_gb_read": 1000 * sum((src / "cases" / "clin-000" / f).stat().st_size for f in FILES) / 1e9,
-        "assumes": ("every worker as fast as one here (1 CPU, 1 torch thread); efficiency as measured "
-                    "with 2; Ray start-up once; input read from a shared file system at no extra cost"),
+        "assumes": ("each worker gets a whole core (1 torch thread), at the per-core efficiency "
+                    "measured with 2 workers; Ray start-up once; input from a shared file "
+                    "system at no extra cost"),
     }
     res = {
         "cohort": {"cases": a.n, "distinct": a.distinct, "shape_xyz": [448, 448, 100],
                    "spacing_mm": [0.75, 0.75, 1.5], "sequences": cfg.sequences},
         "recipe": a.recipe, "features": n_feat, "batch_size": cfg.batch_size,
+        "ray_chunk_size": chunks,
         "input_size": {"2d_px": cfg.input_size, "backbones": cfg.backbones,
                        "radiomics": cfg.radiomics_for()},
         "threads": {"ray_worker_torch": 1, "local_torch_intra_op": torch.get_num_threads(),
@@ -166,6 +180,9 @@ def main(argv=None) -> int:
                     "serial_in_process_per_case": t_serial},
         "cases_per_s": cps,
         "scaling_efficiency_2_workers": eff,
+        "worker_cpu_seconds_per_case": cpu_per_case,
+        "cores_obtained_by_workers": cores_got,
+        "scaling_efficiency_per_core_obtained": eff_core,
         "ratio_ray2_over_local": cps["ray_2"] / cps["local"],
         "ratio_ray1_per_case_over_serial_floor": per_case_1 / t_serial,
         "cache_bytes_per_case": cache_per_case,
@@ -184,9 +201,10 @@ def main(argv=None) -> int:
     print(f"bench_ray: {a.n} clinical-size cases | local {cps['local']:.3f} cases/s, Ray 1 worker "
           f"{cps['ray_1']:.3f}, 2 workers {cps['ray_2']:.3f} | scaling efficiency {eff:.2f} | "
           f"Ray2/local {cps['ray_2'] / cps['local']:.2f} | Ray overhead per case "
-          f"{per_case_1 / t_serial:.2f}x the serial floor | start-up {startup:.0f} s | 1000 cases: "
-          f"{extrap['core_hours']:.2f} core-hours, {extrap['wall_hours_this_machine_2_workers']:.2f} h "
-          f"here | {path}")
+          f"{per_case_1 / t_serial:.2f}x the serial floor | cores the workers got: 1 worker "
+          f"{cores_got['ray_1']:.2f}, 2 workers {cores_got['ray_2']:.2f} | start-up {startup:.0f} s | 1000 cases: "
+          f"{extrap['core_hours']:.2f} core-hours, {extrap['wall_hours_16_workers']:.2f} h on 16 "
+          f"workers | {path}")
     return 0
 
 

@@ -3,7 +3,7 @@
 ``FeatureExtractor.extract_cohort(..., executor=RayExecutor(address))`` (and
 ``extract_cohort_features(..., executor=)``) sends the cases still missing from
 the feature cache to Ray in chunks of ``config.batch_size`` (the batches the
-local path forms), and the driver writes each chunk's rows into the same
+local path forms; smaller when there are fewer cases than workers x batch), and the driver writes each chunk's rows into the same
 per-case feature cache as soon as it arrives, so an interrupted run resumes
 from the cache. Without an executor everything runs locally as before.
 
@@ -100,13 +100,15 @@ class _ExtractWorker:
                 "versions": self.extractor._versions}
 
     def extract(self, items):
-        """Rows and per-case errors of a chunk: load, crop, radiomics, forward."""
+        """Rows, per-case errors and CPU seconds of a chunk: load, crop, radiomics, forward."""
+        c0 = time.process_time()
         batch = _prepare_items(items, self.extractor.config, self.extractor.plan)
-        return self.extractor._rows(batch), list(batch.errors)
+        return self.extractor._rows(batch), list(batch.errors), time.process_time() - c0
 
     def forward(self, batch):
         """Rows of a batch prepared by a CPU task (GPU layout)."""
-        return self.extractor._rows(batch), list(batch.errors)
+        c0 = time.process_time()
+        return self.extractor._rows(batch), list(batch.errors), time.process_time() - c0
 
 
 def _prepare_task(items, config_dict: dict, plan: dict):
@@ -316,7 +318,10 @@ class RayExecutor:
         actors = self._actors(ray, extractor, lay)
         self.info.update({k: v for k, v in lay.items() if k != "cluster"},
                          cluster={k: v for k, v in lay["cluster"].items() if not k.startswith("node:")})
-        bs = max(1, int(cfg.batch_size))
+        # chunks of batch_size cases (the local path's batches); fewer per chunk when the
+        # cohort is too small to give every worker one
+        bs = max(1, min(int(cfg.batch_size), -(-len(todo) // len(actors))))
+        self.info["chunk_size"] = bs
         queue = deque((tuple(todo[i:i + bs]), False) for i in range(0, len(todo), bs))
         cfg_dict = cfg.to_dict()
         prep = ray.remote(_prepare_task).options(num_cpus=1) if lay["split"] else None
@@ -341,6 +346,7 @@ class RayExecutor:
                 submit(ai)
 
         n_retried = 0
+        self.info["worker_cpu_s"] = 0.0   # CPU seconds the workers spent (this run)
         try:
             fill()
             while inflight:
@@ -349,7 +355,8 @@ class RayExecutor:
                 chunk, single, ai = inflight.pop(ref)
                 load[ai] -= 1
                 try:
-                    rows, errors = ray.get(ref)
+                    rows, errors, cpu_s = ray.get(ref)
+                    self.info["worker_cpu_s"] = self.info.get("worker_cpu_s", 0.0) + cpu_s
                 except ray.exceptions.RayError as exc:
                     err = _unwrap_her2(exc)
                     if not single and len(chunk) > 1:
