@@ -30,6 +30,7 @@ COMMANDS = [
     "dicom_seg",
     "series",
     "pacs",
+    "extract",
 ]
 
 log = logging.getLogger("her2core")

@@ -606,3 +606,437 @@ def make_cohort(out: str | Path, *, n: int = 40, seed: int = 0, centres: int | l
     (out / "truth.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
     log.info("wrote synthetic cohort of %d cases to %s", n, out)
     return out
+
+
+# ================================================================ clinical-size cases
+# Breast MRI at the size it is acquired: 448 x 448 x 100 voxels of 0.75 x 0.75 x 1.5 mm
+# (axial, LPS, both breasts), 6 DCE phases, T2 on its own 3 mm grid, an ultrasound image.
+# Anatomy is drawn in physical millimetres (scaled to the field of view, so a coarse
+# grid for tests shows the same body): both breasts (skin, subcutaneous and
+# retromammary fat, fibroglandular tissue with ductal texture, nipple, vessels), the
+# chest wall (pectoralis, ribs, lungs, heart), a lesion with the case's phenotype.
+
+#: bump when the drawing changes: cached cases of another version are regenerated
+CLINICAL_VERSION = 1
+CLINICAL_SHAPE = (448, 448, 100)            # x, y, z voxels
+CLINICAL_SPACING = (0.75, 0.75, 1.5)        # x, y, z mm
+CLINICAL_PHASES = 6                         # pre-contrast + 5 post-contrast
+CLINICAL_PHASE_MIN = 1.5                    # minutes between phases
+_REF_FOV = np.array([336.0, 336.0, 150.0])  # mm: the anatomy below is drawn for this FOV
+
+#: relative lesion enhancement at (0, 1.5, 3, 6, 9) minutes; the first four are _KINETICS
+_KINETIC_KNOTS = {k: v + (v[-1] + (v[-1] - v[-2]) * 0.5,) for k, v in _KINETICS.items()}
+
+#: tissue signal (arbitrary scanner units) on T1 (no fat saturation), DCE before
+#: contrast (fat-saturated T1 gradient echo) and T2 (TSE, no fat saturation)
+_TISSUE = {            # T1     DCE    T2
+    "fat":          (1000.0, 110.0, 640.0),
+    "fgt":          (330.0, 320.0, 270.0),
+    "skin":         (520.0, 300.0, 360.0),
+    "muscle":       (380.0, 270.0, 170.0),
+    "bone":         (560.0, 190.0, 380.0),
+    "lung":         (22.0, 18.0, 18.0),
+    "heart":        (420.0, 330.0, 110.0),
+    "mediastinum":  (470.0, 150.0, 300.0),
+    "vessel":       (380.0, 300.0, 140.0),
+}
+_TUMOUR = (360.0, 330.0, 430.0)
+
+
+def default_cache_dir() -> Path:
+    """``HER2_CACHE`` if set, else ``~/.cache/her2`` (generated demo data lives here)."""
+    import os
+    return Path(os.environ.get("HER2_CACHE") or (Path.home() / ".cache" / "her2"))
+
+
+def _sig(v, width):
+    """Logistic step of ``v`` (mm) with ``width`` (mm), float32."""
+    out = np.asarray(v, np.float32) / np.float32(width)
+    np.clip(out, -30, 30, out=out)
+    np.negative(out, out=out)
+    np.exp(out, out=out)
+    out += 1
+    np.reciprocal(out, out=out)
+    return out
+
+
+def _upsample(a: np.ndarray, shape) -> np.ndarray:
+    """Linear interpolation of a coarse noise field to ``shape`` (separable, float32)."""
+    for ax, n in enumerate(shape):
+        m = a.shape[ax]
+        if m == n:
+            continue
+        pos = np.linspace(0, m - 1, n, dtype=np.float64)
+        i0 = np.floor(pos).astype(np.int64)
+        i1 = np.minimum(i0 + 1, m - 1)
+        w = (pos - i0).astype(np.float32)
+        sh = [1] * a.ndim
+        sh[ax] = n
+        w = w.reshape(sh)
+        a = np.take(a, i0, axis=ax) * (1 - w) + np.take(a, i1, axis=ax) * w
+    return a.astype(np.float32, copy=False)
+
+
+def _coarse_noise(rng, shape_zyx, spacing_zyx, sigma_mm, step_mm):
+    """Smooth unit-variance noise with ``sigma_mm`` (z, y, x), drawn on a grid of
+    ``step_mm`` and interpolated to ``shape_zyx`` (cheap at clinical size)."""
+    fov = np.asarray(shape_zyx) * np.asarray(spacing_zyx)
+    small = tuple(int(max(4, np.ceil(f / step_mm))) for f in fov)
+    sig = tuple(float(s) / step_mm for s in sigma_mm)
+    n = ndimage.gaussian_filter(rng.standard_normal(small).astype(np.float32), sig, mode="wrap")
+    n /= max(float(n.std()), 1e-6)
+    return _upsample(n, shape_zyx)
+
+
+def _kinetic(kind: str, t_min: float) -> float:
+    knots = np.array([0.0, 1.5, 3.0, 6.0, 9.0])
+    return float(np.interp(t_min, knots, _KINETIC_KNOTS[kind]))
+
+
+def _vessels(rng, shape_zyx, spacing, origin, breasts, y_cw_fn, scale) -> np.ndarray:
+    """A few tortuous vessels per breast (from the chest wall towards the nipple), uint8."""
+    nz, ny, nx = shape_zyx
+    out = np.zeros(shape_zyx, np.uint8)
+    sx, sy, sz = spacing
+    for xb, w0, d0, zc in breasts:
+        for _ in range(int(rng.integers(2, 5))):
+            n = 300
+            t = np.linspace(0, 1, n)
+            x0 = xb + rng.uniform(-0.9, 0.9) * w0
+            z0 = zc + rng.uniform(-0.5, 0.5) * 40 * scale[2]
+            x1 = xb + rng.uniform(-0.2, 0.2) * w0
+            z1 = zc + rng.uniform(-0.2, 0.2) * 20 * scale[2]
+            wob = np.cumsum(rng.normal(0, 1.0, (n, 2)), axis=0)
+            wob -= np.linspace(0, 1, n)[:, None] * wob[-1]   # pinned at both ends
+            xs = x0 + (x1 - x0) * t + wob[:, 0] * 0.8 * scale[0]
+            zs = z0 + (z1 - z0) * t + wob[:, 1] * 0.5 * scale[2]
+            depth = t * rng.uniform(0.55, 0.85) * d0
+            ys = y_cw_fn(xs, zs) - depth
+            r_mm = rng.uniform(0.9, 1.6) * (1 - 0.5 * t)
+            for xm, ym, zm, rm in zip(xs, ys, zs, r_mm):
+                i, j, k = (xm - origin[0]) / sx, (ym - origin[1]) / sy, (zm - origin[2]) / sz
+                ri, rj, rk = max(rm / sx, 0.5), max(rm / sy, 0.5), max(rm / sz, 0.5)
+                i0, i1 = int(max(0, np.floor(i - ri))), int(min(nx, np.ceil(i + ri) + 1))
+                j0, j1 = int(max(0, np.floor(j - rj))), int(min(ny, np.ceil(j + rj) + 1))
+                k0, k1 = int(max(0, np.floor(k - rk))), int(min(nz, np.ceil(k + rk) + 1))
+                if i0 >= i1 or j0 >= j1 or k0 >= k1:
+                    continue
+                kk, jj, ii = np.ogrid[k0:k1, j0:j1, i0:i1]
+                ball = ((ii - i) / ri) ** 2 + ((jj - j) / rj) ** 2 + ((kk - k) / rk) ** 2 <= 1
+                out[k0:k1, j0:j1, i0:i1] |= ball.astype(np.uint8)
+    return out
+
+
+def _clinical_mri(rng, ph: Phenotype, shape_xyz, spacing, phases: int, gain: float, offset: float):
+    """SimpleITK images T1, T2 (own grid, 2x slice thickness), DCE, DCE_phases, mask."""
+    nx, ny, nz = (int(v) for v in shape_xyz)
+    sx, sy, sz = (float(v) for v in spacing)
+    zyx = (nz, ny, nx)
+    fov = np.array([nx * sx, ny * sy, nz * sz])
+    scale = fov / _REF_FOV
+    d = np.eye(3)
+    origin = -np.array([(nx - 1) * sx, (ny - 1) * sy, (nz - 1) * sz]) / 2
+    x = (origin[0] + np.arange(nx) * sx).astype(np.float32)[None, None, :]
+    y = (origin[1] + np.arange(ny) * sy).astype(np.float32)[None, :, None]
+    z = (origin[2] + np.arange(nz) * sz).astype(np.float32)[:, None, None]
+    info: dict[str, Any] = {}
+
+    # ---- chest wall: an arc convex anteriorly (sternum most anterior), y = posterior
+    y0 = rng.normal(-14.0, 4.0) * scale[1]
+    curv = rng.normal(60.0, 6.0) * scale[1]
+
+    def y_cw_fn(xm, zm):
+        return y0 + curv * (np.asarray(xm) / (160 * scale[0])) ** 2 + 5 * scale[1] * (np.asarray(zm) / (75 * scale[2])) ** 2
+
+    y_cw = y_cw_fn(x, z).astype(np.float32)            # (nz, 1, nx)
+    depth = (y_cw - y).astype(np.float32)               # mm anterior of the chest wall
+    # ---- breasts: half-ellipsoids on the chest wall, tapering towards head and feet
+    size = rng.uniform(0.8, 1.15)
+    breasts, r = [], None
+    for side in (-1.0, 1.0):                            # -x = patient right
+        xb = side * rng.normal(88.0, 4.0) * scale[0]
+        w0 = rng.normal(70.0, 4.0) * scale[0] * size
+        d0 = rng.normal(88.0, 7.0) * scale[1] * size
+        zc = rng.normal(0.0, 6.0) * scale[2]
+        rz = rng.normal(80.0, 4.0) * scale[2]
+        tz = np.sqrt(np.clip(1 - ((z - zc) / rz) ** 2, 0, 1)).astype(np.float32)
+        w = w0 * (0.5 + 0.5 * tz)
+        dd = np.maximum(d0 * tz, 1e-3)
+        # nipple: a small bump at the apex
+        nip = 1 + 0.07 * np.exp(-((x - xb) / (9 * scale[0])) ** 2 - ((z - zc) / (9 * scale[2])) ** 2)
+        rb = np.sqrt(((x - xb) / w) ** 2 + (np.maximum(depth, 0) / (dd * nip)) ** 2).astype(np.float32)
+        rb[np.broadcast_to(depth < 0, rb.shape)] = 9.0
+        r = rb if r is None else np.minimum(r, rb)
+        breasts.append((float(xb), float(w0), float(d0), float(zc)))
+    scale_mm = float(np.mean([b[1] for b in breasts] + [b[2] for b in breasts]) / 2)
+    surf = (1.0 - r) * scale_mm                          # ~ mm inside the breast surface
+    del r
+    wobble = _coarse_noise(rng, zyx, (sz, sy, sx), (20, 20, 20), 6.0)
+    surf += 0.8 * wobble
+    presternal = np.where(np.abs(x) < 150 * scale[0], np.minimum(12 * scale[1] - depth, depth), -50.0)
+    surf = np.maximum(surf, presternal)
+    del presternal
+    body_front = _sig(surf, 0.4)
+    interior = _sig(surf - 2.2, 0.4)                     # inside the skin
+    skin = body_front - interior
+    del body_front
+    # ---- fibroglandular tissue: ductal texture (elongated antero-posteriorly), denser
+    #      centrally, absent in the subcutaneous and retromammary fat
+    density = int(rng.choice(4, p=[0.1, 0.4, 0.4, 0.1]))          # BI-RADS a..d
+    fine = _coarse_noise(rng, zyx, (sz, sy, sx), (2.5, 5.0, 2.0), 1.0 * float(scale.min()) + 0.5)
+    coarse = _coarse_noise(rng, zyx, (sz, sy, sx), (14, 18, 14), 4.0)
+    bias = 2.2 - 3.2 * (1 - np.clip(surf / (0.55 * scale_mm), 0, 1)) - 2.0 * _sig(6 * scale[1] - depth, 1.5)
+    thr = (1.25, 0.65, 0.15, -0.45)[density]
+    fgt = _sig(0.9 * fine + 0.9 * coarse + bias - thr, 0.22) * interior
+    del fine, coarse, bias
+    fat = interior - fgt
+    # ---- chest wall and thorax (posterior of the chest wall)
+    back = -depth                                           # mm posterior of the chest wall
+    thorax = _sig((1 - np.sqrt((x / (168 * scale[0])) ** 2 + ((y - 175 * scale[1]) / (215 * scale[1])) ** 2)) * 150, 0.6)
+    thorax = thorax * _sig(back, 0.5)
+    m_thick = (11 + 4 * np.clip(np.abs(x) / (120 * scale[0]), 0, 1)) * scale[1]
+    lateral = _sig(np.abs(x) - 22 * scale[0], 2.0)
+    muscle = thorax * _sig(m_thick - back, 0.6) * lateral
+    ribz = 0.5 + 0.5 * np.cos(2 * np.pi * (z - rng.uniform(0, 25)) / (24 * scale[2]))
+    bone = thorax * _sig(back - m_thick, 0.6) * _sig(m_thick + 9 * scale[1] - back, 0.6) \
+        * _sig(ribz - 0.55, 0.08)
+    bone = bone + thorax * _sig(m_thick - back, 0.6) * (1 - lateral) * 0.9      # sternum
+    deep_ = thorax * _sig(back - m_thick - 9 * scale[1], 0.8)
+    hx, hy, hz = 28 * scale[0], y0 + 85 * scale[1], -20 * scale[2]
+    heart = deep_ * _sig((1 - np.sqrt(((x - hx) / (70 * scale[0])) ** 2 + ((y - hy) / (55 * scale[1])) ** 2
+                               + ((z - hz) / (65 * scale[2])) ** 2)) * 60, 0.6)
+    lungs = deep_ * _sig(np.abs(x) - 35 * scale[0], 3.0) - heart
+    np.clip(lungs, 0, None, out=lungs)
+    medi = np.clip(deep_ - heart - lungs, 0, None)
+    muscle = np.clip(muscle - bone, 0, None)
+    del deep_, thorax, lateral, ribz
+    vessel = _vessels(rng, zyx, (sx, sy, sz), origin, breasts, y_cw_fn, scale).astype(np.float32)
+    vessel *= interior
+    fat -= np.minimum(fat, vessel)
+    del interior
+
+    # ---- lesion: in one breast, among the fibroglandular tissue
+    side = int(rng.integers(2))
+    xb, w0, d0, zc = breasts[side]
+    radius = float(np.clip(ph.size_mm / 2, 2.5 * max(sx, sy), 0.32 * d0))
+    c_mm = np.array([xb + rng.uniform(-0.3, 0.3) * w0, 0.0, zc + rng.uniform(-0.25, 0.25) * 50 * scale[2]])
+    c_mm[1] = float(y_cw_fn(c_mm[0], c_mm[2])) - rng.uniform(0.38, 0.55) * d0
+    harm = _harmonics(rng)
+    reach = radius * 1.9 * 1.8 + 4 * max(sx, sy, sz)
+    lo = np.floor((c_mm - reach - origin) / [sx, sy, sz]).astype(int)
+    hi = np.ceil((c_mm + reach - origin) / [sx, sy, sz]).astype(int) + 1
+    lo = np.maximum(lo, 0)
+    hi = np.minimum(hi, [nx, ny, nz])
+    box = (slice(lo[2], hi[2]), slice(lo[1], hi[1]), slice(lo[0], hi[0]))
+    kk, jj, ii = np.meshgrid(np.arange(lo[2], hi[2]), np.arange(lo[1], hi[1]), np.arange(lo[0], hi[0]),
+                             indexing="ij")
+    pts = np.stack([origin[0] + ii * sx, origin[1] + jj * sy, origin[2] + kk * sz], axis=-1)
+    del kk, jj, ii
+    f = _tumour_field(pts, c_mm, radius, harm, ph.irregularity)
+    for _ in range(6):                                   # never a tiny mask
+        if (f < 1).sum() >= 20:
+            break
+        radius *= 1.2
+        f = _tumour_field(pts, c_mm, radius, harm, ph.irregularity)
+    del pts
+    t_in = _sig((1 - f) * radius, 0.35)                 # soft tumour fraction (partial volume)
+    inside = f < 1.0
+    shell = np.clip(1.0 - np.abs(f - 0.86) / 0.14, 0, 1)
+    het = _smooth_noise(rng, f.shape, (0.8, 1.6, 1.6))
+    core = (1.0 - ph.rim * 0.75 * (1 - shell)) * (1.0 + 0.45 * ph.heterogeneity * het)
+    core = np.clip(core, 0, None) * t_in
+    halo = np.clip(1.0 - (f - 1.0) / 0.45, 0, 1) * (f >= 1.0)
+    for frac in (fat, fgt, skin, vessel):
+        frac[box] *= (1 - t_in)
+    info.update(tumour_centre_mm=[round(float(v), 3) for v in c_mm], drawn_radius_mm=round(radius, 3),
+                side="left" if side else "right", density="abcd"[density])
+
+    # ---- contrast per sequence
+    fractions = {"fat": fat, "fgt": fgt, "skin": skin, "muscle": muscle, "bone": bone,
+                 "lung": lungs, "heart": heart, "mediastinum": medi, "vessel": vessel}
+    coil = (1 + 0.18 * np.exp(-((y - (y0 - 50 * scale[1])) / (110 * scale[1])) ** 2)
+            * (1 + 0.05 * np.cos(2 * np.pi * x / fov[0]))).astype(np.float32)
+    coil = coil * (1 - 0.08 * (z / (fov[2] / 2)) ** 2)    # full (z, y, x) profile
+    bpe = float(rng.choice([0.06, 0.14, 0.28], p=[0.45, 0.4, 0.15]))
+    info.update(bpe=bpe)
+
+    def render(col: int, extra=None):
+        out = np.zeros(zyx, np.float32)
+        for name, frac in fractions.items():
+            out += np.float32(_TISSUE[name][col]) * frac
+        out[box] += np.float32(_TUMOUR[col]) * t_in
+        if extra is not None:
+            extra(out)
+        out *= coil
+        return out
+
+    def scanner(a, sigma):
+        a *= np.float32(gain * rng.normal(1.0, 0.02))
+        a += rng.standard_normal(a.shape, dtype=np.float32) * np.float32(sigma)
+        np.abs(a, out=a)                                  # magnitude image
+        a += np.float32(offset)
+        return np.clip(np.rint(a), -32000, 32000).astype(np.int16)
+
+    def _sitk_img(arr, sp, org):
+        return _sitk(arr, sp, org, d)
+
+    imgs = {}
+    imgs["T1"] = _sitk_img(scanner(render(0, lambda o: o.__setitem__(box, o[box] - 60 * halo * ph.edema)), 14),
+                           (sx, sy, sz), origin)
+    amp = 950.0 * ph.eer / 0.6
+    times = [k * CLINICAL_PHASE_MIN for k in range(phases)]
+    stack = np.empty((phases,) + zyx, np.int16)
+    pre = render(1)                                   # with the coil profile
+    fgt_c, blood_c = fgt * coil, (heart + np.float32(0.45) * vessel) * coil
+    wall_c = (np.float32(0.12 * _TISSUE["muscle"][1]) * muscle) * coil
+    skin_c = (np.float32(0.25 * _TISSUE["skin"][1]) * skin) * coil
+    for k, t in enumerate(times):
+        o = pre.copy()
+        if t > 0:
+            o += np.float32(bpe * _TISSUE["fgt"][1] * min(1.0, t / 6.0)) * fgt_c
+            o += np.float32(1300.0 * (0.35 + 0.65 * np.exp(-t / 4.0))) * blood_c
+            o += np.float32(min(1.0, t / 4.0)) * wall_c
+            o += np.float32(min(1.0, t / 5.0)) * skin_c
+            o[box] += np.float32(amp * _kinetic(ph.kinetics, t)) * core * coil[box]
+        stack[k] = scanner(o, 12)
+    del pre, fgt_c, blood_c, wall_c, skin_c, o
+    imgs["DCE"] = _sitk_img(stack[min(1, phases - 1)], (sx, sy, sz), origin)
+    imgs["DCE_phases"] = _sitk_4d(stack, (sx, sy, sz), origin, d, dt_s=CLINICAL_PHASE_MIN * 60)
+    del stack
+
+    def t2_extra(o):
+        o[box] += np.float32(200) * t_in * 0.5 * het * ph.heterogeneity
+        o[box] += np.float32(900 * ph.edema) * halo * (fgt[box] + fat[box] > 0.2)
+    t2 = render(2, t2_extra)
+    # T2 on its own grid: slices twice as thick (pairs averaged, as a thick-slice TSE)
+    nz2 = nz // 2
+    t2 = 0.5 * (t2[0:2 * nz2:2] + t2[1:2 * nz2:2])
+    origin2 = origin + np.array([0, 0, sz / 2])
+    imgs["T2"] = _sitk_img(scanner(t2, 10), (sx, sy, 2 * sz), origin2)
+    mask = np.zeros(zyx, np.uint8)
+    mask[box] = inside
+    imgs["mask"] = _sitk_img(mask, (sx, sy, sz), origin)
+    info["mask_voxels"] = int(inside.sum())
+    info["phase_minutes"] = times
+    return imgs, info
+
+
+def clinical_case(*, seed: int = 0, index: int = 0, group: str | None = None,
+                  prevalence: float = 0.35, centre: str = "A",
+                  shape: tuple[int, int, int] = CLINICAL_SHAPE,
+                  spacing: tuple[float, float, float] = CLINICAL_SPACING,
+                  phases: int = CLINICAL_PHASES, us_size: int = 512, signal: float = 1.0,
+                  case_id: str | None = None, size_mm: float | None = None,
+                  rim: float | None = None, edema: float | None = None,
+                  heterogeneity: float | None = None, irregularity: float | None = None,
+                  kinetics: str | None = None) -> SynthCase:
+    """One breast MRI case at clinical size (+ ultrasound), deterministic for (seed, index).
+
+    The clinical row, labels and phenotype are those of :func:`synth_case` with the
+    same arguments (same draws); the images show both breasts and the chest wall at
+    ``shape`` voxels of ``spacing`` mm (default 448 x 448 x 100 of 0.75 x 0.75 x 1.5:
+    T1, DCE = first post-contrast phase, DCE_phases with ``phases`` time points
+    1.5 min apart, T2 on its own grid of 3 mm slices, the lesion mask on the DCE
+    grid), and a ``us_size`` pixel ultrasound image of the lesion with its mask.
+    """
+    if not 2 <= int(phases) <= 12:
+        raise ValueError("phases must be 2..12")
+    if min(shape) < 8:
+        raise ValueError("shape must be at least 8 voxels along every axis")
+    base = synth_case(seed=seed, index=index, group=group, prevalence=prevalence, centre="A",
+                      modalities="none", signal=signal, case_id=case_id, size_mm=size_mm, rim=rim,
+                      edema=edema, heterogeneity=heterogeneity, irregularity=irregularity,
+                      kinetics=kinetics)
+    ph = Phenotype(**base.truth["phenotype"])
+    r_img, r_us = (np.random.default_rng(s) for s in
+                   np.random.SeedSequence([int(seed), int(index), 448]).spawn(2))
+    gains = {"A": (1.0, 0.0), "B": (1.3, 60.0), "C": (0.8, -20.0)}
+    gain, offset = gains.get(centre, (1.0, 0.0))
+    base.row["center"] = centre
+    base.truth["centre"] = centre
+    base.sitk_images, info = _clinical_mri(r_img, ph, shape, spacing, int(phases), gain, offset)
+    base.truth["mri"] = info
+    us_centre = Centre("US", (1, 1, 1), (1, 0, 0, 0, 1, 0, 0, 0, 1), us_fov_mm=45.0)
+    base.us, base.us_mask, us_info = _us_images(r_us, ph, us_centre, int(us_size))
+    base.truth["us"] = us_info
+    base.truth["clinical_size"] = {"shape_xyz": list(shape), "spacing_mm": list(spacing),
+                                   "phases": int(phases), "version": CLINICAL_VERSION}
+    return base
+
+
+#: latent groups of the demo cases in turn: every phenotype family shows up in four cases
+_DEMO_GROUPS = ("pos", "zero", "low", "pos")
+
+
+def clinical_demo_cases(cache_dir: str | Path | None = None, *, n: int = 4, seed: int = 0,
+                        shape: tuple[int, int, int] = CLINICAL_SHAPE,
+                        spacing: tuple[float, float, float] = CLINICAL_SPACING,
+                        phases: int = CLINICAL_PHASES, us_size: int = 512,
+                        progress=None) -> Path:
+    """A cohort of ``n`` clinical-size cases, generated on first use into a cache folder.
+
+    The cohort (cohort-format.md: cohort.csv, cases/<id>/T1, T2, DCE, DCE_phases,
+    mask .nii.gz, US.png, US_mask.png, truth.json) lies in
+    ``<cache_dir or default_cache_dir()>/clinical_demo/v<version>-s<seed>-n<n>-<shape>``
+    and is reused while its ``stamp.json`` names the current generator version and
+    arguments; it is built in a temporary sibling folder and renamed into place, so
+    several processes may ask at once and a half-written cohort is never used.
+    Same arguments give byte-identical files. ``progress(done, total, message)``
+    is called after each case. Returns the cohort folder.
+    """
+    import os
+    import shutil
+    import tempfile
+    import pandas as pd
+    if n < 1:
+        raise ValueError("n must be at least 1")
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    tag = f"v{CLINICAL_VERSION}-s{int(seed)}-n{int(n)}-{'x'.join(str(int(v)) for v in shape)}"
+    if tuple(spacing) != CLINICAL_SPACING or phases != CLINICAL_PHASES or us_size != 512:
+        tag += "-" + "x".join(f"{float(v):g}" for v in spacing) + f"-p{int(phases)}-u{int(us_size)}"
+    final = root / "clinical_demo" / tag
+    stamp = {"generator": "her2core.synthetic.clinical_case", "version": CLINICAL_VERSION,
+             "seed": int(seed), "n": int(n), "shape_xyz": [int(v) for v in shape],
+             "spacing_mm": [float(v) for v in spacing], "phases": int(phases),
+             "us_size": int(us_size)}
+    if _stamp_ok(final, stamp):
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{tag}.", dir=final.parent))
+    try:
+        rows, truths = [], []
+        for i in range(n):
+            case = clinical_case(seed=seed, index=i, group=_DEMO_GROUPS[i % len(_DEMO_GROUPS)],
+                                 centre="AB"[i % 2], shape=shape, spacing=spacing, phases=phases,
+                                 us_size=us_size, case_id=f"clin-{i:03d}")
+            case.write(tmp / "cases" / case.case_id)
+            rows.append(case.row)
+            truths.append(case.truth)
+            if progress is not None:
+                progress(i + 1, n, f"clinical-size demo case {i + 1}/{n} written")
+        from her2core.cohort import write_cohort
+        write_cohort(tmp, pd.DataFrame(rows), overwrite=True)
+        meta = dict(stamp, note="synthetic data: no patient, labels are a known ground truth",
+                    cases=truths)
+        (tmp / "truth.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n",
+                                        encoding="utf-8")
+        (tmp / "stamp.json").write_text(json.dumps(stamp, sort_keys=True) + "\n", encoding="utf-8")
+        if final.exists() and not _stamp_ok(final, stamp):
+            shutil.rmtree(final, ignore_errors=True)      # an older or broken version
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not _stamp_ok(final, stamp):               # not another process's finished copy
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("clinical-size demo cohort of %d cases in %s", n, final)
+    return final
+
+
+def _stamp_ok(folder: Path, stamp: dict) -> bool:
+    try:
+        return json.loads((folder / "stamp.json").read_text(encoding="utf-8")) == stamp
+    except (OSError, ValueError):
+        return False

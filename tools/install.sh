@@ -18,5 +18,10 @@ if [ "${1:-}" = "--dev" ]; then
   # a real PACS for tests/test_pacs.py: Orthanc with its DICOMweb plugin (started on a free local port)
   command -v Orthanc >/dev/null 2>&1 && ls /usr/share/orthanc/plugins/libOrthancDicomWeb.so >/dev/null 2>&1 || \
     (apt-get update && apt-get install -y orthanc orthanc-dicomweb)
+  # Debian's PostgreSQL server for the reader-study tests against PostgreSQL (each test run
+  # starts its own throw-away cluster with initdb / pg_ctl from /usr/lib/postgresql/*/bin,
+  # as the postgres user when run as root); the packaged main cluster is not used
+  ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1 \
+    || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql)
 fi
 $PY -c "import radiomics, torch, timm, SimpleITK, streamlit; print('her2 workbench: dependencies ready (torch', torch.__version__, ', cuda', torch.cuda.is_available(), ')')"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -316,10 +317,32 @@ class FeatureExtractor:
         return s
 
     # -------------------------------------------------------- cohort
-    def extract_cohort(self, cohort, cache_dir: str | Path | None = None,
-                       progress: ProgressFn | None = None, case_ids: list[str] | None = None):
-        """(DataFrame indexed by case_id, list[Her2Error]); see the module docstring."""
+    def _local_batches(self, todo: list[tuple[str, Any]]):
+        """(rows, errors) per DataLoader batch: workers prepare, this process runs the networks."""
         from torch.utils.data import DataLoader
+        workers = min(self.config.workers, len(todo))
+        ds = CohortDataset(todo, self.config, self.plan)
+        loader = DataLoader(
+            ds, batch_size=self.config.batch_size, shuffle=False, num_workers=workers,
+            collate_fn=deep.collate, pin_memory=self.device == "cuda",
+            prefetch_factor=2 if workers > 0 else None, worker_init_fn=_worker_init if workers else None)
+        t_net = 0.0
+        for batch in loader:
+            t1 = time.perf_counter()
+            new = self._rows(batch)
+            t_net += time.perf_counter() - t1
+            self.stats["network_s"] = t_net
+            yield new, batch.errors
+
+    def extract_cohort(self, cohort, cache_dir: str | Path | None = None,
+                       progress: ProgressFn | None = None, case_ids: list[str] | None = None,
+                       executor=None):
+        """(DataFrame indexed by case_id, list[Her2Error]); see the module docstring.
+
+        ``executor``: None runs here (DataLoader workers + this process's networks);
+        a :class:`~her2core.features.distributed.RayExecutor` runs the cases on Ray.
+        Either way each finished case is written to the cache at once.
+        """
         if isinstance(cohort, (str, Path)):
             from ..cohort import read_cohort
             cohort = read_cohort(cohort)
@@ -348,32 +371,25 @@ class FeatureExtractor:
         if progress is not None and done:
             progress(done, total, f"{done} cases from the feature cache")
         if todo:
-            workers = min(self.config.workers, len(todo))
-            ds = CohortDataset(todo, self.config, self.plan)
-            loader = DataLoader(
-                ds, batch_size=self.config.batch_size, shuffle=False, num_workers=workers,
-                collate_fn=deep.collate, pin_memory=self.device == "cuda",
-                prefetch_factor=2 if workers > 0 else None, worker_init_fn=_worker_init if workers else None)
-            t_net = 0.0
-            for batch in loader:
-                t1 = time.perf_counter()
-                new = self._rows(batch)
-                t_net += time.perf_counter() - t1
+            batches = self._local_batches(todo) if executor is None \
+                else executor.map_batches(self, todo)
+            for new, batch_errors in batches:
                 for cid, row in new.items():
                     rows[cid] = row
                     if cache is not None:
                         cache.put(cid, keys[cid], dict(zip(*row)))
-                errors.extend(batch.errors)
-                for err in batch.errors:
+                errors.extend(batch_errors)
+                for err in batch_errors:
                     log.warning("feature extraction skipped a case: %s", err)
-                done += len(batch.case_ids) + len(batch.errors)
+                done += len(new) + len(batch_errors)
                 if progress is not None:
                     progress(done, total, f"features: {done}/{total} cases")
-            self.stats["network_s"] = t_net
         self.stats.update(total_s=time.perf_counter() - t0, computed=len(todo),
                           cached=cache.hits if cache is not None else 0)
         df = self._frame(rows, order)
         df.attrs["provenance"]["n_errors"] = len(errors)
+        if executor is not None:
+            df.attrs["provenance"]["executor"] = executor.describe()
         return df, errors
 
 
@@ -422,16 +438,58 @@ def describe_features(provenance: Mapping[str, Any]) -> list[str]:
 # ----------------------------------------------------------------- functions
 def extract_cohort_features(cohort, config: FeatureConfig, cache_dir: str | Path | None = None,
                             progress: ProgressFn | None = None, *,
-                            backbones: Mapping[str, Backbone] | None = None):
+                            backbones: Mapping[str, Backbone] | None = None, executor=None):
     """Features of every case of ``cohort`` (a Cohort or its folder).
 
     Returns ``(DataFrame indexed by case_id, list[Her2Error])``. Weights that
-    cannot be found raise Her2Error before any case is read.
+    cannot be found raise Her2Error before any case is read. ``executor``: see
+    :meth:`FeatureExtractor.extract_cohort` (None = this machine).
     """
-    return FeatureExtractor(config, backbones).extract_cohort(cohort, cache_dir, progress)
+    return FeatureExtractor(config, backbones).extract_cohort(cohort, cache_dir, progress,
+                                                              executor=executor)
 
 
 def extract_case_features(case_images: Mapping[str, Any], masks: Any, config: FeatureConfig, *,
                           backbones: Mapping[str, Backbone] | None = None, case_id: str = "case"):
     """Features of one case from loaded Images -> pandas Series (see FeatureExtractor.extract_case)."""
     return FeatureExtractor(config, backbones).extract_case(case_images, masks, case_id=case_id)
+
+
+# ----------------------------------------------------------------- filling the cache
+@dataclass
+class CohortExtraction:
+    """Result of :func:`fill_feature_cache`: the table, skipped cases, what was done where."""
+
+    features: Any                      # pandas DataFrame indexed by case_id
+    errors: list[Her2Error]
+    computed: int                      # cases extracted in this run
+    cached: int                        # cases read from the cache
+    seconds: float
+    cache_dir: str | None
+    executor: dict[str, Any] | None    # RayExecutor.describe(), None when local
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cases": int(len(self.features)), "features": int(self.features.shape[1]),
+                "computed": self.computed, "cached": self.cached,
+                "errors": [{"case_id": e.case_id, "file": e.file, "message": str(e)}
+                           for e in self.errors],
+                "seconds": round(self.seconds, 3), "cache_dir": self.cache_dir,
+                "executor": self.executor,
+                "warning": self.features.attrs.get("warning")}
+
+
+def fill_feature_cache(cohort, config: FeatureConfig, cache_dir: str | Path, *, executor=None,
+                       progress: ProgressFn | None = None, case_ids: list[str] | None = None,
+                       backbones: Mapping[str, Backbone] | None = None) -> CohortExtraction:
+    """Extract every case of ``cohort`` missing from ``cache_dir`` (locally or on Ray).
+
+    Later ``extract_cohort_features`` / ``train`` / ``predict`` calls with the same
+    cache folder and settings read the rows instead of computing them.
+    """
+    ex = FeatureExtractor(config, backbones)
+    t0 = time.perf_counter()
+    df, errors = ex.extract_cohort(cohort, cache_dir, progress, case_ids=case_ids,
+                                   executor=executor)
+    cached = int(ex.stats.get("cached", 0))
+    return CohortExtraction(df, errors, int(len(df)) - cached, cached, time.perf_counter() - t0,
+                            str(cache_dir), executor.describe() if executor is not None else None)

@@ -507,6 +507,111 @@ def _check_nifti_complete(path: Path) -> None:
                              hint="fix or mask these voxels before loading")
 
 
+def _inflate_into(path: Path, skip: int, out: memoryview, chunk: int = 1 << 22) -> int:
+    """Decompress a gzip file once: its first ``skip`` bytes dropped, the next ones into
+    ``out``. Returns the bytes placed. zlib checks every member's CRC-32 and length
+    (zlib.error when they differ); a stream that ends early raises EOFError."""
+    pos = placed = 0
+    d, fed = None, False
+    with open(path, "rb") as fh:
+        while buf := fh.read(chunk):
+            while buf:
+                if not fed and pos and not buf.strip(b"\0"):
+                    break                             # zero padding after the last member
+                if d is None:
+                    d = zlib.decompressobj(31)
+                fed = True
+                data = d.decompress(buf, 1 << 24)     # bounded: a mask inflates 1000-fold
+                buf = d.unconsumed_tail
+                a, b = max(skip - pos, 0), min(len(data), skip + len(out) - pos)
+                if b > a:
+                    out[pos + a - skip:pos + b - skip] = data[a:b]
+                    placed += b - a
+                pos += len(data)
+                if d.eof:                             # a further gzip member may follow
+                    buf = d.unused_data
+                    d, fed = None, False
+    if fed:
+        raise EOFError("compressed file ended before the end-of-stream marker was reached")
+    if pos < skip:
+        raise EOFError("file ends inside the header")
+    return placed
+
+
+#: SimpleITK scalar pixel types -> numpy dtypes (the NIfTI types read without ITK).
+_SITK_SCALAR_DTYPES = {
+    sitk.sitkUInt8: np.uint8, sitk.sitkInt8: np.int8, sitk.sitkUInt16: np.uint16,
+    sitk.sitkInt16: np.int16, sitk.sitkUInt32: np.uint32, sitk.sitkInt32: np.int32,
+    sitk.sitkUInt64: np.uint64, sitk.sitkInt64: np.int64, sitk.sitkFloat32: np.float32,
+    sitk.sitkFloat64: np.float64,
+}
+
+
+def _read_nifti(path: Path, reader: sitk.ImageFileReader) -> Image | None:
+    """A scalar NIfTI image from one pass over its (gzip) data, or None for ITK to read.
+
+    The data block is decompressed once, straight into the voxel array; its length
+    is compared with what the header declares and the gzip CRC is verified (ITK
+    zero-fills truncated data without a word). Geometry (spacing, origin,
+    direction) is ITK's, from the header ``reader`` already read, and
+    ``scl_slope`` / ``scl_inter`` are applied to ITK's output pixel type, so the
+    Image equals what ``reader.Execute()`` gives. NaN / Inf are kept for
+    ``load_image`` to refuse. Vector, complex and RGB files return None.
+    """
+    try:
+        nii = nib.load(str(path))
+        hdr = nii.header
+        dtype = hdr.get_data_dtype()
+        offset = int(nii.dataobj.offset)
+        shape = tuple(int(v) for v in hdr.get_data_shape())
+        # nibabel moves scl_slope / scl_inter from the header into the data proxy
+        slope, inter = float(nii.dataobj.slope), float(nii.dataobj.inter)
+    except Exception as exc:  # noqa: BLE001 - any header problem is the file's fault
+        raise ImageLoadError(f"cannot read the NIfTI header: {exc}", file=path,
+                             hint="the file is corrupt or not a NIfTI file") from None
+    size = tuple(int(v) for v in reader.GetSize())
+    target = _SITK_SCALAR_DTYPES.get(reader.GetPixelID())
+    n = int(np.prod(size, dtype=np.int64))
+    if (target is None or reader.GetNumberOfComponents() != 1 or dtype.kind not in "iuf"
+            or n != int(np.prod(shape, dtype=np.int64)) or not 2 <= len(size) <= 4):
+        return None
+    scaled = slope != 1 or inter != 0
+    if not scaled and np.dtype(target) != dtype.newbyteorder("="):
+        return None
+    raw = np.empty(n, dtype=dtype)
+    need = raw.nbytes
+    try:
+        if _suffix(path) == ".nii.gz":
+            have = _inflate_into(path, offset, memoryview(raw).cast("B"))
+        else:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                have = fh.readinto(memoryview(raw).cast("B"))
+                if os.fstat(fh.fileno()).st_size < offset:
+                    raise EOFError("file ends inside the header")
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ImageLoadError(f"the file is truncated or corrupt ({exc})", file=path,
+                             hint="export or copy the file again") from None
+    if have < need:
+        raise ImageLoadError(f"file is truncated: {offset + have:,} bytes of the "
+                             f"{offset + need:,} its header declares", file=path,
+                             hint="export or copy the file again")
+    if not dtype.isnative:
+        raw = raw.astype(dtype.newbyteorder("="))
+    if scaled:  # as ITK: raw * slope + intercept in double, stored as its pixel type
+        raw = (raw.astype(np.float64) * slope + inter).astype(target)
+    arr = raw.reshape(size[::-1])
+    dim = len(size)
+    spacing, origin = reader.GetSpacing(), reader.GetOrigin()
+    direction = np.asarray(reader.GetDirection(), float).reshape(dim, dim)
+    if dim == 4:  # phases: (t, z, y, x) on the 3-D grid
+        spacing, origin, direction = spacing[:3], origin[:3], direction[:3, :3]
+    try:
+        return Image(arr, spacing, origin, tuple(direction.ravel()), meta={"format": "NIfTI"})
+    except ValueError as exc:
+        raise ImageLoadError(f"unusable geometry: {exc}", file=path) from None
+
+
 def _check_voxels(n_voxels: int, size: Sequence[int], max_voxels: int, path: Path) -> None:
     if n_voxels > max_voxels:
         raise InputLimitError(
@@ -555,7 +660,10 @@ def _read_file(path: Path, name: str, max_voxels: int) -> Image:
     size = reader.GetSize()
     _check_voxels(int(np.prod(size, dtype=np.int64)), size, max_voxels, path)
     if name == "NIfTI":
-        _check_nifti_complete(path)
+        image = _read_nifti(path, reader)
+        if image is not None:
+            return image
+        _check_nifti_complete(path)  # a layout read by ITK itself (vector, complex, RGB)
     img = _execute(reader, path, name)
     meta = {"format": name}
     if name == "DICOM":

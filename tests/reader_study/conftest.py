@@ -74,9 +74,21 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def _pg_bin(name):
+    """pg_ctl / initdb: on PATH, else Debian's /usr/lib/postgresql/<version>/bin (newest)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    import glob
+    import re
+    cands = glob.glob(f"/usr/lib/postgresql/*/bin/{name}")
+    cands.sort(key=lambda p: [int(v) for v in re.findall(r"/postgresql/(\d+)", p)] or [0])
+    return cands[-1] if cands else None
+
+
 @pytest.fixture(scope="session")
 def pg_server():
-    pg_ctl, initdb = shutil.which("pg_ctl"), shutil.which("initdb")
+    pg_ctl, initdb = _pg_bin("pg_ctl"), _pg_bin("initdb")
     if not pg_ctl or not initdb:
         pytest.skip("PostgreSQL (pg_ctl, initdb) not installed")
     pytest.importorskip("psycopg")
