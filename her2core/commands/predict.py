@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", default=None, help="feature cache folder")
     parser.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
     parser.add_argument("--out", required=True, help="predictions CSV to write")
+    from her2core.features.distributed import add_ray_argument
+    add_ray_argument(parser)
 
 
 def run(args) -> int:
@@ -39,8 +41,14 @@ def run(args) -> int:
             raise CohortError(f"no case matches --where {args.where}", file=args.cohort)
     if bundle.random_init:
         print("WEIGHTS: this bundle uses random-init backbones (demonstration only)")
-    res = predict_cohort(bundle, cohort, weights_dir=args.weights_dir, cache_dir=args.cache_dir,
-                         device=args.device)
+    from her2core.features.distributed import executor_from_args
+    executor = executor_from_args(args)
+    try:
+        res = predict_cohort(bundle, cohort, weights_dir=args.weights_dir, cache_dir=args.cache_dir,
+                             device=args.device, executor=executor)
+    finally:
+        if executor is not None:
+            executor.close()
     res.table.to_csv(args.out, index=False, float_format="%.10g")
     print(f"predictions: {args.out}  ({len(res.table)} cases, tasks {', '.join(bundle.tasks)})")
     for note in res.notes:

@@ -48,18 +48,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="bundle folder to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    from her2core.features.distributed import add_ray_argument
+    add_ray_argument(parser)
 
 
 def run(args) -> int:
-    from her2core.workflows.train import TrainSettings, train_bundle
+    from her2core.features.distributed import executor_from_args
 
     tasks = tuple(t.strip() for t in str(args.task).split(",") if t.strip())
-    res = train_bundle(TrainSettings(
-        cohort=args.cohort, out=args.out, recipe=args.recipe, config=args.config, tasks=tasks,
-        where=args.where, bootstrap=args.bootstrap, cv_repeats=args.cv_repeats,
-        oof_folds=args.oof_folds, random_init=args.random_init, weights_dir=args.weights_dir,
-        cache_dir=args.cache_dir, device=args.device, n_jobs=args.n_jobs,
-        compare_zoo=not args.no_zoo, seed=args.seed, overwrite=args.overwrite))
+    executor = executor_from_args(args)
+    try:
+        res = _train(args, tasks, executor)
+    finally:
+        if executor is not None:
+            executor.close()
     for w in res.warnings:
         print(f"WARNING: {w}")
     for line in res.lines():
@@ -70,3 +72,14 @@ def run(args) -> int:
         for e in res.errors:
             print(f"  {e}")
     return 0
+
+
+def _train(args, tasks, executor):
+    from her2core.workflows.train import TrainSettings, train_bundle
+    return train_bundle(TrainSettings(
+        cohort=args.cohort, out=args.out, recipe=args.recipe, config=args.config, tasks=tasks,
+        where=args.where, bootstrap=args.bootstrap, cv_repeats=args.cv_repeats,
+        oof_folds=args.oof_folds, random_init=args.random_init, weights_dir=args.weights_dir,
+        cache_dir=args.cache_dir, device=args.device, n_jobs=args.n_jobs,
+        compare_zoo=not args.no_zoo, seed=args.seed, overwrite=args.overwrite,
+        executor=executor))

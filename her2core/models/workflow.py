@@ -131,9 +131,9 @@ def compute_features(cohort, config, *, cache_dir=None, second_roi: bool = False
 
     extractor = FeatureExtractor(config)
     sub = cohort if case_ids is None else cohort.subset(case_ids=case_ids)
-    kw = {"executor": executor} if executor is not None else {}
     feats, errors = extractor.extract_cohort(sub, cache_dir=cache_dir,
-                                             progress=progress or ProgressLog("features"), **kw)
+                                             progress=progress or ProgressLog("features"),
+                                             executor=executor)
     for err in errors:
         log.warning("case skipped: %s", err)
     second, err2 = None, []

@@ -59,6 +59,7 @@ class TrainSettings:
     cancel: Any = None                                      # threading.Event: stop fine-tuning
     networks_dir: str | Path | None = None   # keep fine-tuning runs here (resumable); default temp
     resume: bool = False                     # continue / reuse the runs in networks_dir
+    executor: Any = None                     # features.distributed.RayExecutor, or None (here)
 
 
 @dataclass
@@ -207,7 +208,8 @@ def train_bundle(settings: TrainSettings, progress: ProgressFn | None = None) ->
     if config is not None:
         wants_icc = any(s.get("icc") for s in scorer_specs(recipe))
         res = compute_features(cohort, config, cache_dir=settings.cache_dir, second_roi=wants_icc,
-                               progress=stages.sub("features", "image features"))
+                               progress=stages.sub("features", "image features"),
+                               executor=settings.executor)
         feats, second, errors = res["features"], res["second"], res["errors"]
         weights, prov = res["weights"], res["provenance"]
         if res["warning"]:

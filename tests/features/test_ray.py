@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import shutil
 
+import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
@@ -143,3 +144,25 @@ def test_ray_arguments():
     assert isinstance(local, RayExecutor) and local.address is None and local.workers is None
     remote = executor_from_args(p.parse_args(["--ray", "head:6379", "--ray-workers", "3"]))
     assert (remote.address, remote.workers) == ("head:6379", 3)
+
+
+def test_predict_on_ray_equals_predict_here(tiny_cohort_ro, ray_executor, one_thread):
+    """`predict --ray`: the bundle's predictions computed with Ray workers are the local ones."""
+    from pathlib import Path
+
+    from her2core.bundle import load_bundle
+    from her2core.cli import build_parser
+    from her2core.cohort import read_cohort
+    from her2core.workflows.predict import predict_cohort
+    demo = Path(__file__).resolve().parents[2] / "assets" / "demo_bundle"
+    if not (demo / "MANIFEST").is_file():
+        pytest.skip("assets/demo_bundle is not in this checkout")
+    b, coh = load_bundle(demo), read_cohort(tiny_cohort_ro)
+    here = predict_cohort(b, coh).table.set_index("case_id")
+    there = predict_cohort(b, coh, executor=ray_executor).table.set_index("case_id")
+    assert list(there.index) == list(here.index) and len(here) == 8
+    np.testing.assert_allclose(there["p_her2"], here["p_her2"], rtol=0, atol=1e-9)
+    for cmd in ("train", "predict"):           # both commands take --ray [ADDRESS]
+        args = build_parser().parse_args([cmd, "--cohort", "c", "--out", "o", "--ray", "head:6379"]
+                                         + (["--bundle", "b"] if cmd == "predict" else []))
+        assert args.ray == "head:6379"
