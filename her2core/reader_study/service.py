@@ -444,7 +444,21 @@ class ReaderStudyService:
         return done, total
 
     def next_case(self, reader: ReaderSession) -> NextCase:
-        """The step to show now (serving it if not served yet), a washout wait, or done."""
+        """The step to show now (serving it if not served yet), a washout wait, or done.
+
+        The same reader open in two sessions at once can race to serve one step: the
+        losing transaction (unique serve per queue item) is retried and reads the winner's
+        row, so both sessions show the same step (PostgreSQL; SQLite serialises writers)."""
+        from sqlalchemy.exc import IntegrityError
+        for attempt in range(3):
+            try:
+                return self._next_case_once(reader)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _next_case_once(self, reader: ReaderSession) -> NextCase:
         with self.db.session() as s:
             rd, study = self._reader(s, reader)
             done, total = self._counts(s, rd)

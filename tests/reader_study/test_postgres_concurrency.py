@@ -93,3 +93,34 @@ def test_threads_sharing_one_service_on_postgres_lose_nothing(pg_url):
         assert len(svc.reads_table(owner)) == 96
     finally:
         svc.db.dispose()
+
+
+def test_one_reader_open_in_two_sessions_at_once_sees_one_step(pg_url):
+    """The same reader signed in twice (two browser tabs) asks for the next step at the same
+    moment: both get the same step, no error (the losing serve insert is retried)."""
+    svc = ReaderStudyService.open(pg_url)
+    created = svc.create_study("pgtwin", make_cases(8), READERS6[:1], seed=2)
+    code = created.reader_codes["R0"]
+    tabs = [svc.sign_in("pgtwin", code), svc.sign_in("pgtwin", code)]
+    try:
+        for _ in range(8):                       # every step raced by both tabs
+            barrier, seen, errors = threading.Barrier(2), [], []
+
+            def ask(r):
+                try:
+                    barrier.wait(timeout=30)
+                    seen.append(svc.next_case(r).case.queue_item_id)
+                except Exception as exc:  # noqa: BLE001 - asserted below
+                    errors.append(repr(exc))
+
+            threads = [threading.Thread(target=ask, args=(r,)) for r in tabs]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=60)
+            assert errors == [] and len(set(seen)) == 1
+            svc.save_read(tabs[0], seen[0], call_positive=False, confidence=40)
+        ids, per, dup, serves = _counts(svc.db)
+        assert len(ids) == 8 and dup == 0 and serves == 8
+    finally:
+        svc.db.dispose()
