@@ -1,0 +1,134 @@
+"""Per-case full report of recipe 000 on a clinical-size case (the app's runtime, networks loaded).
+
+    python3 benchmarks/bench_case_report.py [--device cpu|cuda] [--repeats 3]
+        [--train-n 40] [--out benchmarks/results/case_report_cpu.json]
+
+1. Trains recipe 000 (T1, T2, DCE; ResNet50 / VGG16 / EfficientNet-B0 / ViT-Small per
+   sequence: 4 backbones x 3 sequences; random-init, no bootstrap) on a small synthetic
+   cohort (her2core.synthetic.make_cohort) once, into --work.
+2. Takes a clinical-size case (448 x 448 x 100 at 0.75 x 0.75 x 1.5 mm, DCE phases;
+   her2core.synthetic.clinical_demo_cases, generated on first use into the cache).
+3. Times, with the backbones already created (as in the app after its first case):
+   loading the case's files, the image part (12 backbone forward passes on the ROI crops,
+   block scores, the Grad-CAM of every score the final model uses) and the clinical part
+   (probability, interval, nomogram points, exact SHAP), ``--repeats`` times; also the
+   same with Grad-CAM forced on all 12 (sequence, backbone) maps (the explain grid).
+Reference in the same run: the 12 bare forward passes on the same prepared inputs (the
+ceiling of the image part without Grad-CAM). Targets: <= 3 s on this CPU, <= 0.5 s on a GPU.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _train(work: Path, n: int, device: str) -> Path:
+    from her2core.synthetic import make_cohort
+    from her2core.workflows.train import TrainSettings, train_bundle
+    out = work / f"bundle_000_n{n}"
+    if (out / "MANIFEST").is_file():
+        return out
+    root = work / f"cohort_n{n}"
+    if not (root / "cohort.csv").is_file():
+        make_cohort(root, n=n, seed=3, centres=2, modalities="mri", shape=(48, 48, 12),
+                    overwrite=True)
+    train_bundle(TrainSettings(cohort=root, out=out, recipe="000", random_init=True,
+                               bootstrap=0, device=device, cache_dir=str(work / "cache"),
+                               overwrite=True, oof_folds=3))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--train-n", type=int, default=40)
+    ap.add_argument("--work", default="/tmp/her2_bench_case_report")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "case_report_cpu.json"))
+    a = ap.parse_args(argv)
+    import numpy as np
+    import torch
+
+    from her2core.bundle import load_bundle
+    from her2core.cohort import read_cohort
+    from her2core.features import deep
+    from her2core.features.extract import load_case
+    from her2core.predictor import CasePredictor
+    from her2core.synthetic import clinical_demo_cases
+    from her2core.workflows.explain import case_clinical_values
+
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    bundle = load_bundle(_train(work, a.train_n, a.device))
+    train_s = time.time() - t0
+    coh = read_cohort(clinical_demo_cases())
+    cid = coh.case_ids[0]
+    pred = CasePredictor(bundle, device=a.device)
+    pred.backbones()                                      # created once, as the app does
+    config = pred.config
+    images, masks = load_case(coh.files(cid), config)     # warm the page cache once
+    clin = case_clinical_values(coh, cid)
+    shape = list(images["DCE"].shape)
+    load, image_s, clinical_s, full_s, grid_s, bare_s = [], [], [], [], [], []
+    for _ in range(a.repeats):
+        t = time.perf_counter()
+        images, masks = load_case(coh.files(cid), config)
+        load.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        part = pred.image_part(images, masks, case_id=cid)
+        image_s.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        cp = pred.clinical_part(part, clin)
+        clinical_s.append(time.perf_counter() - t)
+        full_s.append(load[-1] + image_s[-1] + clinical_s[-1])
+        # the explain grid: Grad-CAM of all 12 (sequence, backbone) blocks
+        from her2core.explain.case import case_gradcam
+        t = time.perf_counter()
+        cams = case_gradcam(bundle.models["her2"], config, pred.backbones(), images, masks,
+                            part.features)
+        grid_s.append(time.perf_counter() - t)
+        # reference: the 12 bare forward passes on the prepared inputs
+        bbs = pred.backbones()
+        plan = deep.input_plan(config, bbs)
+        batch = deep.collate([deep.build_inputs(cid, images, masks, config, plan)])
+        t = time.perf_counter()
+        with torch.inference_mode():
+            deep.run_batch(batch, config, bbs)
+        bare_s.append(time.perf_counter() - t)
+    med = statistics.median
+    out = {
+        "settings": {"device": a.device, "repeats": a.repeats, "train_n": a.train_n,
+                     "case_shape_zyx": shape, "case": cid,
+                     "backbones": {s: config.backbones.get(s) for s in config.sequences},
+                     "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+                     "load_average": os.getloadavg(), "python": platform.python_version(),
+                     "train_seconds": round(train_s, 1)},
+        "seconds_median": {"load": med(load), "image_part": med(image_s),
+                           "clinical_part": med(clinical_s), "full_report": med(full_s),
+                           "gradcam_grid_12": med(grid_s), "bare_forward_12": med(bare_s)},
+        "ratio_image_part_over_bare_forward": med(image_s) / max(med(bare_s), 1e-9),
+        "used_scores": part.tasks["her2"].used, "maps_in_report": len(part.tasks["her2"].gradcam),
+        "grid_maps": len(cams), "probability": cp.probability,
+        "target_s": 0.5 if a.device.startswith("cuda") else 3.0,
+        "runs": {"load": load, "image_part": image_s, "clinical_part": clinical_s,
+                 "gradcam_grid_12": grid_s, "bare_forward_12": bare_s},
+        "random_init": bundle.random_init,
+    }
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(out, indent=1, default=float) + "\n", encoding="utf-8")
+    print(json.dumps(out["seconds_median"], indent=1), "ratio", out["ratio_image_part_over_bare_forward"])
+    return 0 if np.isfinite(out["seconds_median"]["full_report"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
