@@ -58,8 +58,15 @@ def test_kill_9_then_resume_equals_uninterrupted(ft_cohort, tmp_path):
     # other settings cannot resume it
     with pytest.raises(Her2Error, match=r"cannot resume: the settings differ.*\(lr\)"):
         finetune(ft_cohort, s.updated(lr=5e-4), killed, where=WHERE, resume=True)
-    resumed = finetune(ft_cohort, s, killed, where=WHERE, resume=True)
-    whole = finetune(ft_cohort, s, tmp_path / "whole", where=WHERE)
+    # the child ran with one intra-op thread; so do these, since a CPU reduction's order (and so its
+    # last bits) depends on the thread count, whatever the machine has
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        resumed = finetune(ft_cohort, s, killed, where=WHERE, resume=True)
+        whole = finetune(ft_cohort, s, tmp_path / "whole", where=WHERE)
+    finally:
+        torch.set_num_threads(threads)
     # identical: out-of-fold and held-out logits, per-epoch history, and the model bytes
     pd.testing.assert_frame_equal(resumed.oof, whole.oof, check_exact=True)
     pd.testing.assert_frame_equal(resumed.heldout, whole.heldout, check_exact=True)
