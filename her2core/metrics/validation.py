@@ -67,10 +67,45 @@ def _take(X, idx):
     return X.iloc[idx] if hasattr(X, "iloc") else np.asarray(X)[idx]
 
 
+def _one_resample(estimator, X, y, idx):
+    """Refit on one resample: (training indices, test indices), or None when it cannot be used."""
+    from sklearn import config_context
+    from sklearn.base import clone
+
+    yb = y[idx]
+    if yb.min() == yb.max():
+        return None
+    Xb = _take(X, idx)
+    try:
+        # the rows are those the full fit already validated: skip scikit-learn's repeated
+        # finiteness and parameter checks in the hundreds of small refits inside the resample
+        with warnings.catch_warnings(), config_context(assume_finite=True,
+                                                       skip_parameter_validation=True):
+            warnings.simplefilter("ignore")
+            m = clone(estimator).fit(Xb, yb)
+            pb = _proba(m, Xb)
+            po = _proba(m, X)
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        log.debug("bootstrap resample failed: %s", exc)
+        return None
+    return _indices(yb, pb), _indices(y, po)
+
+
+def _chunks(seq, size):
+    for i in range(0, len(seq), size):
+        yield seq[i:i + size]
+
+
 def bootstrap_validate(estimator, X, y, B: int = DEFAULT_B, seed: int | None = DEFAULT_SEED,
-                       ) -> ValidationResult:
+                       n_jobs: int | None = 1, progress=None) -> ValidationResult:
     """Optimism-corrected AUC, calibration slope/intercept and Brier score of a
-    scikit-learn classifier or Pipeline (see the module docstring)."""
+    scikit-learn classifier or Pipeline (see the module docstring).
+
+    n_jobs : worker processes for the resamples (joblib; None or 1: in this process, -1: every
+        core). The resamples are drawn here, before any refit, so the answer does not depend on
+        n_jobs.
+    progress : optional callable(done, total) after each batch of resamples.
+    """
     from sklearn.base import clone
 
     y = as_binary(y)
@@ -79,28 +114,27 @@ def bootstrap_validate(estimator, X, y, B: int = DEFAULT_B, seed: int | None = D
     full = clone(estimator).fit(X, y)
     apparent = _indices(y, _proba(full, X))
     rng = np.random.default_rng(seed)
-    train_rows, test_rows = [], []
-    failed = 0
     n = y.size
-    for _ in range(B):
-        idx = rng.integers(0, n, size=n)
-        yb = y[idx]
-        if yb.min() == yb.max():
-            failed += 1
-            continue
-        Xb = _take(X, idx)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                m = clone(estimator).fit(Xb, yb)
-                pb = _proba(m, Xb)
-                po = _proba(m, X)
-        except (ValueError, np.linalg.LinAlgError) as exc:
-            log.debug("bootstrap resample failed: %s", exc)
-            failed += 1
-            continue
-        train_rows.append(_indices(yb, pb))
-        test_rows.append(_indices(y, po))
+    draws = [rng.integers(0, n, size=n) for _ in range(B)]
+    jobs = 1 if n_jobs in (None, 0, 1) else n_jobs
+    outcomes = []
+    if jobs == 1:
+        for b, idx in enumerate(draws):
+            outcomes.append(_one_resample(estimator, X, y, idx))
+            if progress is not None and ((b + 1) % 10 == 0 or b + 1 == B):
+                progress(b + 1, B)
+    else:
+        from joblib import Parallel, delayed
+
+        with Parallel(n_jobs=jobs) as parallel:
+            workers = parallel.n_jobs if parallel.n_jobs > 0 else 1
+            for batch in _chunks(draws, max(workers * 4, 1)):
+                outcomes += parallel(delayed(_one_resample)(estimator, X, y, idx) for idx in batch)
+                if progress is not None:
+                    progress(len(outcomes), B)
+    train_rows = [o[0] for o in outcomes if o is not None]
+    test_rows = [o[1] for o in outcomes if o is not None]
+    failed = sum(o is None for o in outcomes)
     if not train_rows:
         raise ValueError("every bootstrap resample failed to fit")
     tr = {k: float(np.mean([r[k] for r in train_rows])) for k in INDICES}

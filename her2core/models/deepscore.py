@@ -61,16 +61,19 @@ class DeepScore(ClassifierMixin, BaseEstimator):
     pca : number of PCA components before the univariate filter (003: 64), or None.
     univariate : "ttest" / "mannwhitney" / None; alpha its threshold.
     corr_threshold : Pearson |r| pruning threshold (None: off).
-    lasso : use the LASSO step; lasso_rule "1se" / "min"; lasso_cv folds.
+    lasso : use the LASSO step; lasso_rule "1se" / "min"; lasso_cv folds; lasso_path "adaptive" /
+        "full" (how its CV walks the C grid, see :class:`~her2core.selection.LassoSelector`).
     C : penalty of the final logistic regression on the selected features
         (L2; 1.0 keeps the score stable when a handful of features separate a
         small training set).
     """
 
+    lasso_path = "adaptive"  # default for scores loaded from bundles written before the parameter
+
     def __init__(self, block=None, sequences=None, icc_second=None, icc_threshold=0.9,
                  icc_kind="ICC(3,1)", pca=None, univariate="ttest", alpha=0.05,
                  corr_threshold=0.8, lasso=True, lasso_rule="1se", lasso_cv=10, lasso_n_Cs=12,
-                 max_features=None, C=1.0, random_state=0):
+                 max_features=None, C=1.0, random_state=0, lasso_path="adaptive"):
         self.block = block
         self.sequences = sequences
         self.icc_second = icc_second
@@ -84,6 +87,7 @@ class DeepScore(ClassifierMixin, BaseEstimator):
         self.lasso_rule = lasso_rule
         self.lasso_cv = lasso_cv
         self.lasso_n_Cs = lasso_n_Cs
+        self.lasso_path = lasso_path
         self.max_features = max_features
         self.C = C
         self.random_state = random_state
@@ -108,6 +112,7 @@ class DeepScore(ClassifierMixin, BaseEstimator):
         if self.lasso:
             steps.append(("lasso", LassoSelector(cv=self.lasso_cv, rule=self.lasso_rule,
                                                  n_Cs=self.lasso_n_Cs, max_features=self.max_features,
+                                                 path=self.lasso_path,
                                                  random_state=self.random_state)))
         steps.append(("clf", make_logistic(C=self.C, random_state=self.random_state)))
         # numpy between the steps (faster); the first step gets the DataFrame, so

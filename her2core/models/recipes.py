@@ -46,7 +46,7 @@ __all__ = ["RECIPE_DIR", "RECIPES", "load_recipe", "merge_config", "build_model"
 RECIPE_DIR = Path(__file__).with_name("recipes")
 RECIPES = ["000", "001", "002", "003", "004", "clinical", "demo"]
 _SCORER_KEYS = {"icc", "icc_threshold", "icc_kind", "univariate", "alpha", "corr_threshold",
-                "lasso", "lasso_rule", "lasso_cv", "lasso_n_Cs", "max_features", "C", "pca",
+                "lasso", "lasso_rule", "lasso_cv", "lasso_n_Cs", "lasso_path", "max_features", "C", "pca",
                 "sequences", "block", "name"}
 
 
@@ -183,6 +183,7 @@ def build_model(recipe: dict, columns, icc_second=None, random_state: int = 0,
             alpha=spec.get("alpha", 0.05), corr_threshold=spec.get("corr_threshold", 0.8),
             lasso=spec.get("lasso", True), lasso_rule=spec.get("lasso_rule", "1se"),
             lasso_cv=spec.get("lasso_cv", 10), lasso_n_Cs=spec.get("lasso_n_Cs", 12),
+            lasso_path=spec.get("lasso_path", "adaptive"),
             max_features=spec.get("max_features"), C=spec.get("C", 1.0),
             random_state=random_state)))
     for net in network_specs(recipe):
