@@ -71,8 +71,11 @@ def roc_figure(curves: Mapping[str, Any], bands: Mapping[str, Any] | None = None
             name += f" ({ci['lower']:.3f}-{ci['upper']:.3f})"
         fpr = [1 - s for s in c["specificity"]]
         thr = ["" if t is None else f"{t:.4g}" for t in c["thresholds"]]
+        # straight segments between pROC's points: a step where scores are distinct, a
+        # diagonal across tied cases and controls (the whole diagonal for a constant
+        # score), so the area under the drawn line is the AUC in the legend
         fig.add_trace(go.Scatter(x=fpr, y=c["sensitivity"], mode="lines", name=name,
-                                 line=dict(color=col, shape="hv"), customdata=thr,
+                                 line=dict(color=col, shape="linear"), customdata=thr,
                                  hovertemplate="1-spec %{x:.3f}<br>sens %{y:.3f}"
                                                "<br>threshold %{customdata}<extra></extra>"))
         yp = _d((youden or {}).get(label))
