@@ -49,7 +49,9 @@ def waterfall_figure(pc: PatientContributions, *, max_rows: int = 15, title: str
     rest = list(order[max_rows:])
     labels = [f"{pc.predictors[i]} = {_fmt_value(pc.values[i])}" for i in shown]
     deltas = [float(pc.contributions[i]) for i in shown]
-    hover = [f"{pc.groups[i]}" for i in shown]
+    hover = [f"{pc.groups[i]}" + (" (log-odds of its block model)"
+                                  if str(pc.predictors[i]).startswith("dscore") else "")
+             for i in shown]
     if rest:
         labels.append(f"{len(rest)} other predictors")
         deltas.append(float(np.sum(pc.contributions[rest])))
