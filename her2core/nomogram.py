@@ -38,6 +38,18 @@ class NomogramVariable:
     levels: list[str] = field(default_factory=list)  # categorical: level names
     level_coefs: list[float] = field(default_factory=list)  # 0 for the reference
     level_columns: list[str | None] = field(default_factory=list)  # dummy column or None
+    #: continuous 0/1 predictor (drawn as two labelled ticks, no / yes). None: not
+    #: recorded (older bundles): a cohort-format binary field on a 0..1 axis counts.
+    binary: bool | None = None
+
+    @property
+    def is_binary(self) -> bool:
+        if self.kind != "continuous":
+            return False
+        if self.binary is not None:
+            return bool(self.binary)
+        from her2core.cohort import BINARY_COLUMNS
+        return self.low == 0 and self.high == 1 and self.name in BINARY_COLUMNS
 
     def contribution(self, value) -> float:
         if self.kind == "continuous":
@@ -67,15 +79,17 @@ class Nomogram:
     def from_coefficients(cls, intercept: float, coefs: dict[str, float],
                           ranges: dict[str, tuple[float, float]] | None = None,
                           categorical: dict[str, dict[str, str | None]] | None = None,
-                          max_points: float = 100.0, **kw) -> "Nomogram":
+                          max_points: float = 100.0, binary=None, **kw) -> "Nomogram":
         """Build from model coefficients.
 
         ``coefs``: {model column: coefficient}. ``categorical``: {variable:
         {level: dummy column in ``coefs``, or None for the reference level}};
         a dummy column absent from ``coefs`` counts as coefficient 0.
         Every column of ``coefs`` not used by a categorical variable is a
-        continuous predictor and needs ``ranges[column] = (low, high)``."""
+        continuous predictor and needs ``ranges[column] = (low, high)``; those named in
+        ``binary`` are 0/1 predictors (their axis is two ticks, no and yes)."""
         ranges = dict(ranges or {})
+        binary = None if binary is None else set(binary)
         categorical = dict(categorical or {})
         cat_vars: dict[str, NomogramVariable] = {}
         col_to_var: dict[str, str] = {}
@@ -108,7 +122,8 @@ class Nomogram:
             if not (math.isfinite(lo) and math.isfinite(hi)) or hi < lo:
                 raise ValueError(f"range of {col} must be finite with low <= high, got {lo}, {hi}")
             variables.append(NomogramVariable(name=col, kind="continuous", coef=float(b),
-                                              low=lo, high=hi, column=col))
+                                              low=lo, high=hi, column=col,
+                                              binary=None if binary is None else col in binary))
         variables += [v for k, v in cat_vars.items() if k not in placed]
         if not variables:
             raise ValueError("a nomogram needs at least one predictor")
@@ -198,10 +213,15 @@ class Nomogram:
         return float(out) if np.ndim(out) == 0 else out
 
     def axis(self, name: str, n_ticks: int = 6) -> list[dict]:
-        """[{"value", "points"}] ticks for drawing one predictor's axis."""
+        """[{"value", "points"}] ticks for drawing one predictor's axis: the levels of a
+        categorical predictor, "no" / "yes" (at 0 / 1) of a binary one, round values over
+        the training range of a continuous one."""
         v = self.variable(name)
         if v.kind == "categorical":
             return [{"value": lev, "points": self.points_for(name, lev)} for lev in v.levels]
+        if v.is_binary:
+            return [{"value": lab, "points": self.points_for(name, x)}
+                    for lab, x in (("no", 0.0), ("yes", 1.0))]
         vals = _nice_ticks(v.low, v.high, n_ticks)
         return [{"value": x, "points": self.points_for(name, x)} for x in vals]
 

@@ -79,6 +79,19 @@ class TaskScores:
     gradcam: list[Any] = field(default_factory=list)           # explain.case.CamResult
     gradcam_notes: list[str] = field(default_factory=list)
 
+    def gradcam_summary(self) -> str:
+        """One plain sentence when there is no map to show ("" when there are maps)."""
+        if self.gradcam:
+            return ""
+        if not self.scores:
+            return "No Grad-CAM map: this model uses no image score, only clinical values."
+        if not self.used:
+            return ("No Grad-CAM map: the final model uses none of its image scores ("
+                    + ", ".join(self.scores) + " not kept by its second level), so there is "
+                    "nothing on the images that explains this prediction.")
+        return ("No Grad-CAM map could be drawn for " + ", ".join(self.used) + ": "
+                + ("; ".join(self.gradcam_notes) or "the maps were not computed") + ".")
+
 
 @dataclass
 class ImagePart:
@@ -410,6 +423,24 @@ class CasePredictor:
         except ValueError as err:
             return None, f"No SHAP contributions: {err}"
         return cc.patient(0), ""
+
+    def three_way_call(self, part: ImagePart, clinical: Mapping[str, Any]) -> dict | None:
+        """Positive / low / zero as class probabilities (:func:`three_way`) from this
+        bundle's two tasks, or None when it lacks one. When the HER2-low model kept no
+        predictor its split is the training prevalence, not a prediction: then only
+        "positive" is given, with ``note`` saying so."""
+        if not {"her2", "her2_low"} <= set(self.tasks):
+            return None
+        hi = self.clinical_part(part, clinical, "her2", shap=False)
+        lo = self.clinical_part(part, clinical, "her2_low", shap=False)
+        if lo.no_predictors:
+            return {"positive": hi.probability, "low": None, "zero": None,
+                    "note": "the HER2-low model kept no predictor: low vs zero is not predicted "
+                            "(it would be the training prevalence for every case)"}
+        out: dict[str, Any] = dict(three_way(hi.probability, lo.probability))
+        out["note"] = ("P(low) = (1 - P(positive)) x P(low | negative), from the two models "
+                       "in sequence")
+        return out
 
     # ------------------------------------------------------------------ both
     def predict(self, images, masks, clinical: Mapping[str, Any], *, case_id: str = "case",

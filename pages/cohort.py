@@ -117,14 +117,16 @@ with tab_eval:
             from her2core import plots
             f = ev.figures
             g1, g2 = st.columns(2)
+            theme = P.figure_theme()
             if f["roc"]:
-                g1.plotly_chart(P.readable(plots.roc_figure(f["roc"], f["band"], f["ci"], f["youden"])),
-                                key="ev_roc")
+                g1.plotly_chart(plots.roc_figure(f["roc"], f["band"], f["ci"], f["youden"], theme=theme),
+                                key="ev_roc", **P.CHART)
             if f["binned"]:
-                g2.plotly_chart(P.readable(plots.calibration_figure(f["binned"], f["smooth"], f["fits"])),
-                                key="ev_cal")
+                g2.plotly_chart(plots.calibration_figure(f["binned"], f["smooth"], f["fits"], theme=theme),
+                                key="ev_cal", **P.CHART)
             if f.get("dca") is not None:
-                st.plotly_chart(P.readable(plots.decision_curve_figure(f["dca"])), key="ev_dca")
+                st.plotly_chart(plots.decision_curve_figure(f["dca"], theme=theme), key="ev_dca",
+                                **P.CHART)
             d1, d2, d3 = st.columns(3)
             from her2core.jsonutil import jsonable
             d1.download_button("Metrics (JSON)", json.dumps(jsonable(summ), indent=1),

@@ -51,3 +51,7 @@ st.page_link("pages/cohort.py", label="Cohort - evaluate a bundle or train a new
 st.page_link("pages/teaching.py", label="Teaching - a guided synthetic case", icon=":material/school:")
 st.page_link("pages/export.py", label="Export - one-case report (PDF, HTML, JSON)",
              icon=":material/picture_as_pdf:")
+st.page_link("pages/reader_study.py", label="Reader study - read the cases of a study with "
+             "your reader code, without and with the model", icon=":material/assignment_ind:")
+st.page_link("pages/study_owner.py", label="Study owner - set up a reader study, follow it "
+             "and analyse the reads (MRMC)", icon=":material/admin_panel_settings:")

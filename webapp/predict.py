@@ -140,26 +140,24 @@ def task_selector(key: str) -> str:
 
 
 # ----------------------------------------------------------------------------- rendering
-_DARK_INK = {"black", "#000", "#000000", "rgb(0,0,0)"}
+#: Streamlit's own chart theme is switched off: her2core figures are built for the app's
+#: background with their ``theme`` argument.
+CHART = {"theme": None, "config": {"displaylogo": False}}
 
 
-def readable(fig, height: int | None = None):
-    """Black lines / markers / text of her2core.plots figures -> light grey (the app theme is dark)."""
-    ink = "#c8c8c8"
-    for tr in fig.data:
-        line = getattr(tr, "line", None)
-        if line is not None and str(getattr(line, "color", "")).lower() in _DARK_INK:
-            line.color = ink
-        marker = getattr(tr, "marker", None)
-        if marker is not None and isinstance(getattr(marker, "color", None), str) \
-                and marker.color.lower() in _DARK_INK:
-            marker.color = ink
-        tf = getattr(tr, "textfont", None)
-        if tf is not None and str(getattr(tf, "color", "")).lower() in _DARK_INK:
-            tf.color = ink
-    if height:
-        fig.update_layout(height=height)
-    return fig
+def figure_theme() -> str:
+    """The her2core figure theme ("light" / "dark") of the app's background."""
+    ctx = getattr(getattr(st, "context", None), "theme", None)
+    kind = getattr(ctx, "type", None) if ctx is not None else None
+    if kind not in ("light", "dark"):
+        kind = st.get_option("theme.base") or "light"
+    return "dark" if kind == "dark" else "light"
+
+
+def main_width_px() -> int:
+    """Width of the page's main column at a laptop size (1366 px wide, sidebar open): the
+    width figures are laid out for (they stretch where there is more room)."""
+    return 900
 
 
 def required_inputs_panel(case) -> bool:
@@ -200,7 +198,8 @@ def required_inputs_panel(case) -> bool:
     return True
 
 
-def probability_panel(cp, task: str) -> None:
+def probability_panel(cp, task: str, three=None) -> None:
+    """The headline: probability with its interval (and the three-way call when given)."""
     with st.container(border=True, key="panel_probability"):
         label = POSITIVE_LABEL.get(task, task)
         if cp.no_predictors:
@@ -212,6 +211,8 @@ def probability_panel(cp, task: str) -> None:
             "no interval (the final model is not a logistic nomogram)"
         st.metric(label, f"{cp.probability:.1%}", help=cp.interval_method or None)
         st.caption(iv)
+        if three:
+            three_way_line(three)
         if cp.points:
             st.caption(f"Total points: {cp.points['total_points']:.1f}")
         if cp.imputed:
@@ -219,10 +220,27 @@ def probability_panel(cp, task: str) -> None:
                        icon=":material/edit_off:")
         if cp.out_of_range:
             st.caption("Outside the training range: " + ", ".join(cp.out_of_range))
-        st.caption(f"second level recomputed in {cp.seconds * 1000:.1f} ms")
 
 
-def nomogram_panel(cp) -> None:
+def three_way_line(three: dict) -> None:
+    """Positive / low / zero class probabilities (her2core.predictor.three_way_call)."""
+    with st.container(key="panel_three_way"):
+        if three.get("low") is None:
+            st.markdown(f"**Three-way call:** positive {three['positive']:.1%} · low / zero: "
+                        "not predicted")
+            st.caption(three["note"].capitalize() + ".")
+            return
+        st.markdown("**Three-way call:** " + " · ".join(
+            f"{k} **{three[k]:.1%}**" for k in ("positive", "low", "zero")))
+        st.caption(three["note"] + ".")
+
+
+def three_way(part, clinical: dict[str, Any]):
+    pred = S.current_predictor()
+    return None if pred is None else pred.three_way_call(part, clinical)
+
+
+def nomogram_panel(cp, width: int | None = None) -> None:
     with st.container(border=True, key="panel_nomogram"):
         st.markdown("#### Nomogram")
         if cp.nomogram is None:
@@ -230,10 +248,10 @@ def nomogram_panel(cp) -> None:
                     or "This model has no nomogram.")
             return
         from her2core.plots import nomogram_figure
-        fig = readable(nomogram_figure(cp.nomogram, cp.points, interval=cp.interval))
-        fig.update_layout(height=max(380, 46 * (len(cp.nomogram.variables) + 3)),
-                          margin=dict(l=10, r=10, t=40, b=10))
-        st.plotly_chart(fig, key="fig_nomogram", config={"displaylogo": False})
+        fig = nomogram_figure(cp.nomogram, cp.points, interval=cp.interval, theme=figure_theme(),
+                              width=width or main_width_px(), title="")
+        fig.update_layout(height=max(360, 44 * (len(cp.nomogram.variables) + 3) + 90))
+        st.plotly_chart(fig, key="fig_nomogram", **CHART)
 
 
 def shap_panel(cp) -> None:
@@ -243,11 +261,12 @@ def shap_panel(cp) -> None:
             st.info(" ".join(n for n in cp.notes if "SHAP" in n) or "No SHAP contributions.")
             return
         from her2core.explain.figures import waterfall_figure
-        fig = readable(waterfall_figure(cp.contributions, max_rows=12))
-        fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10))
-        st.plotly_chart(fig, key="fig_shap", config={"displaylogo": False})
+        fig = waterfall_figure(cp.contributions, max_rows=10, theme=figure_theme())
+        st.plotly_chart(fig, key="fig_shap", **CHART)
+        left = cp.contributions.left_out
         st.caption(cp.contributions.note + " Reference: the model's training cases "
-                   "(out-of-fold scores).")
+                   "(out-of-fold scores)." + (f" Not in the final model (not shown): "
+                                               f"{', '.join(left)}." if left else ""))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -277,55 +296,70 @@ def dca_panel(task: str, threshold: float, key: str = "dca") -> None:
         sv = next(s for s in sets if s.set == pick)
         from her2core.plots import calibration_figure, decision_curve_figure
         t1, t2 = st.tabs(["Decision curve", "Calibration"])
+        theme = figure_theme()
         with t1:
-            fig = readable(decision_curve_figure(sv.dca))
+            fig = decision_curve_figure(sv.dca, theme=theme)
             fig.add_vline(x=threshold, line=dict(color="#e4572e", dash="dash"),
                           annotation_text=f"threshold {threshold:.2f}")
-            fig.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10),
-                              title=f"Decision curve: {sv.title}")
-            st.plotly_chart(fig, key=f"fig_{key}", config={"displaylogo": False})
+            fig.update_layout(height=380, title=f"Decision curve: {sv.title}")
+            st.plotly_chart(fig, key=f"fig_{key}", **CHART)
         with t2:
-            fig = readable(calibration_figure(binned={"model": sv.binned},
-                                              smooth={"model": sv.smooth} if sv.smooth else None,
-                                              fits={"model": sv.calibration} if sv.calibration else None))
-            fig.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10),
-                              title=f"Calibration: {sv.title}")
-            st.plotly_chart(fig, key=f"fig_{key}_cal", config={"displaylogo": False})
+            fig = calibration_figure(binned={"model": sv.binned},
+                                     smooth={"model": sv.smooth} if sv.smooth else None,
+                                     fits={"model": sv.calibration} if sv.calibration else None,
+                                     theme=theme)
+            fig.update_layout(height=380, title=f"Calibration: {sv.title}")
+            st.plotly_chart(fig, key=f"fig_{key}_cal", **CHART)
         st.caption(f"{sv.label}; n = {sv.n}, prevalence {sv.positives / sv.n:.2f}, AUC {sv.auc:.3f} "
                    f"(95 % CI {sv.auc_ci[0]:.3f}-{sv.auc_ci[1]:.3f})")
 
 
-def gradcam_panel(case, part, task: str, rois: dict | None = None) -> None:
-    """Grad-CAM maps of the scores the final model uses; ``rois`` (sequence -> canonical
-    mask) outlines them (default: the session's ROIs of the case)."""
+def gradcam_panel(case, part, task: str, rois: dict | None = None, key: str = "cam") -> None:
+    """Grad-CAM maps of the scores the final model uses (inferno, zoomed to the ROI with its
+    outline), or one sentence saying why there are none; ``rois`` (sequence -> canonical
+    mask) outlines them (default: the session's ROIs of the case). "Larger view" draws one
+    map at 640 px."""
     with st.container(border=True, key="panel_gradcam"):
         st.markdown("#### Grad-CAM")
         ts = part.tasks.get(task)
         if ts is None or not ts.gradcam:
-            st.info(" ".join(ts.gradcam_notes) if ts and ts.gradcam_notes else
-                    "No Grad-CAM maps: the final model uses no image score.")
+            st.info(ts.gradcam_summary() if ts is not None else
+                    "No Grad-CAM map: the final model uses no image score.",
+                    icon=":material/info:")
             return
         seqs = sorted({r.sequence for r in ts.gradcam})
         bbs = sorted({r.backbone for r in ts.gradcam})
         by = {(r.sequence, r.backbone): r for r in ts.gradcam}
-        for bb in bbs:                       # one row per backbone, one column per sequence
-            cols = st.columns(max(len(seqs), 1))
-            for col, s in zip(cols, seqs):
-                with col:
-                    r = by.get((s, bb))
-                    if r is None:
-                        st.caption(f"{s} / {bb}: not used by the model")
-                        continue
-                    with W.user_errors():
-                        rgb = cam_overlay_rgb(case, s, r.map_image, rois=rois)
-                        side = "raises" if r.direction == "positive" else "lowers"
-                        st.image(rgb, caption=f"{s} / {bb}: what {side} its D-score",
-                                 width="stretch")
+        large = st.toggle("Larger view", key=f"{key}_large",
+                          help="One map at a time, drawn large")
+        if large:
+            pick = st.selectbox("Map", list(by), key=f"{key}_pick",
+                                format_func=lambda k: f"{k[0]} / {k[1]}")
+            r = by[pick]
+            with W.user_errors():
+                side = "raises" if r.direction == "positive" else "lowers"
+                st.image(cam_overlay_rgb(case, r.sequence, r.map_image, size=640, rois=rois),
+                         caption=f"{r.sequence} / {r.backbone}: what {side} its D-score",
+                         width=640)
+        else:
+            for bb in bbs:                   # one row per backbone, one column per sequence
+                cols = st.columns(max(len(seqs), 1))
+                for col, s in zip(cols, seqs):
+                    with col:
+                        r = by.get((s, bb))
+                        if r is None:
+                            st.caption(f"{s} / {bb}: not used by the model")
+                            continue
+                        with W.user_errors():
+                            rgb = cam_overlay_rgb(case, s, r.map_image, rois=rois)
+                            side = "raises" if r.direction == "positive" else "lowers"
+                            st.image(rgb, caption=f"{s} / {bb}: what {side} its D-score",
+                                     width="stretch")
         notes = list(ts.gradcam_notes)
         if part.random_init:
             notes.append("Random-init weights: the maps show mechanics, not meaning.")
-        if notes:
-            st.caption(" ".join(notes))
+        st.caption("Inferno colour map (dark: low, bright: high), zoomed to the ROI, its "
+                   "outline in green. " + " ".join(notes))
 
 
 def cam_overlay_rgb(case, seq: str, cam, size: int = 320, rois: dict | None = None) -> np.ndarray:

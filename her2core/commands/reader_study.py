@@ -13,7 +13,7 @@ analyze  per-reader AUC / sensitivity / specificity / accuracy / PPV / NPV per a
          (jackknife and DeLong covariance) -> JSON, optionally an HTML report.
 
 Database: --db URL, else the environment variable HER2_DB_URL, else the SQLite file
-her2_reader_study.db in the working directory. The owner code is read from --owner-code,
+her2_reader_study.db in the per-user data folder (her2core.reader_study.db.user_data_dir). The owner code is read from --owner-code,
 else from the environment variable HER2_OWNER_CODE, else asked for on the terminal.
 """
 from __future__ import annotations
@@ -33,7 +33,8 @@ HELP = "reader study with and without the model: create, status, export, analyze
 log = logging.getLogger(__name__)
 
 
-DB_HELP = "database URL (default: $HER2_DB_URL or sqlite:///her2_reader_study.db)"
+DB_HELP = ("database URL (default: $HER2_DB_URL, else her2_reader_study.db in the per-user "
+           "data folder, e.g. ~/.local/share/her2-workbench)")
 
 
 def add_arguments(parser) -> None:

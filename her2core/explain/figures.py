@@ -7,8 +7,11 @@
   purple -> high yellow), rows labelled and coloured by group (clinical, deep
   score, radiomics); the bar chart shows mean |SHAP| per predictor and per group.
 * :func:`overlay_rgb` / :func:`save_overlay_png` / :func:`save_cam_grid_png` -
-  Grad-CAM overlays (matplotlib colour map, e.g. jet, with an opacity) beside the
-  image slice; the grid is one map per sequence x backbone.
+  Grad-CAM overlays (a perceptually uniform matplotlib colour map, inferno by
+  default, with an opacity) beside the image slice; the grid is one map per
+  sequence x backbone.
+
+The plotly builders take ``theme="light" | "dark"`` (:data:`her2core.plots.THEMES`).
 
 Outputs made with random-init weights say so in their title.
 """
@@ -41,37 +44,49 @@ def _fmt_value(v) -> str:
     return str(v)
 
 
-def waterfall_figure(pc: PatientContributions, *, max_rows: int = 15, title: str | None = None):
-    """Plotly waterfall: base value -> contributions (largest |.| first) -> prediction."""
+def waterfall_figure(pc: PatientContributions, *, max_rows: int = 15, title: str | None = None,
+                     theme: str = "light"):
+    """Plotly waterfall, horizontal: base value (top) -> contributions (largest |.| first)
+    -> this patient (bottom). Predictor labels and values read horizontally; the title
+    is two short lines so that a half-width panel does not cut it."""
     import plotly.graph_objects as go
+    from her2core.plots import apply_theme, theme_colours
     order = np.argsort(-np.abs(pc.contributions), kind="stable")
     shown = list(order[:max_rows])
     rest = list(order[max_rows:])
     labels = [f"{pc.predictors[i]} = {_fmt_value(pc.values[i])}" for i in shown]
     deltas = [float(pc.contributions[i]) for i in shown]
-    hover = [f"{pc.groups[i]}" for i in shown]
+    hover = [f"{pc.groups[i]}" + (" (log-odds of its block model)"
+                                  if str(pc.predictors[i]).startswith("dscore") else "")
+             for i in shown]
     if rest:
         labels.append(f"{len(rest)} other predictors")
         deltas.append(float(np.sum(pc.contributions[rest])))
         hover.append("sum of the rest")
     unit = "log-odds" if pc.scale == "log-odds" else "probability"
-    x = ["base (background)"] + labels + ["this patient"]
+    y = ["base (background)"] + labels + ["this patient"]
     measure = ["absolute"] + ["relative"] * len(deltas) + ["total"]
-    y = [pc.base_value] + deltas + [pc.prediction]
+    x = [pc.base_value] + deltas + [pc.prediction]
     fig = go.Figure(go.Waterfall(
-        orientation="v", measure=measure, x=x, y=y,
-        text=[f"{pc.base_value:+.3f}"] + [f"{d:+.3f}" for d in deltas] + [f"{pc.prediction:+.3f}"],
+        orientation="h", measure=measure, y=y, x=x,
+        text=[f"{pc.base_value:+.2f}"] + [f"{d:+.2f}" for d in deltas] + [f"{pc.prediction:+.2f}"],
+        textposition="outside", textangle=0, cliponaxis=False,
         hovertext=["mean over the background"] + hover + ["model output"],
+        connector={"line": {"color": theme_colours(theme)["faint"], "width": 1}},
         increasing={"marker": {"color": "#d62728"}}, decreasing={"marker": {"color": "#1f77b4"}},
         totals={"marker": {"color": "#7f7f7f"}}))
-    t = title or (f"Case {pc.case_id}: contributions to the {unit} "
-                  f"(p = {pc.probability:.3f}; base p = {pc.base_probability:.3f})")
+    t = title or (f"Contributions to the {unit}<br><sup>case {pc.case_id}: p = {pc.probability:.3f}"
+                  f" (base p = {pc.base_probability:.3f})</sup>")
     if pc.approximate:
         t += "<br><sup>approximate: " + pc.note + "</sup>"
     if pc.provenance.get("random_init"):
         t += "<br><sup>" + RANDOM_INIT_NOTE + "</sup>"
-    fig.update_layout(title=t, yaxis_title=unit, showlegend=False, xaxis_tickangle=-35,
-                      margin={"b": 160})
+    apply_theme(fig, theme)
+    fig.update_layout(title=dict(text=t, x=0, xanchor="left"), xaxis_title=unit,
+                      showlegend=False, height=max(300, 26 * len(y) + 130),
+                      margin={"l": 10, "r": 40, "t": 70, "b": 50})
+    fig.update_yaxes(autorange="reversed", automargin=True)
+    fig.update_xaxes(automargin=True)
     return fig
 
 
@@ -96,9 +111,12 @@ def _numeric_colour(values: pd.Series) -> np.ndarray:
 
 
 def beeswarm_figure(cc: CohortContributions, *, max_rows: int = 20, seed: int = 0,
-                    title: str | None = None):
-    """Plotly SHAP summary (beeswarm): x = contribution, row = predictor, colour = value."""
+                    title: str | None = None, theme: str = "light"):
+    """Plotly SHAP summary (beeswarm): x = contribution, row = predictor, colour = value.
+    The group legend sits above the plot, the colour bar on the right below it (they
+    never overlap)."""
     import plotly.graph_objects as go
+    from her2core.plots import apply_theme, theme_colours
     rows = _ordered(cc, max_rows)
     rng = np.random.default_rng(seed)
     fig = go.Figure()
@@ -111,13 +129,16 @@ def beeswarm_figure(cc: CohortContributions, *, max_rows: int = 20, seed: int = 
         dens = hist[np.clip(np.digitize(x, edges) - 1, 0, len(hist) - 1)] / max(hist.max(), 1)
         y = r + (rng.uniform(-1, 1, len(x)) * 0.35 * dens)
         name = cc.predictors[j]
-        ticks.append(f"<span style='color:{GROUP_COLOURS.get(cc.groups[j], '#000')}'>{name}</span>")
+        ticks.append(f"<span style='color:{GROUP_COLOURS.get(cc.groups[j], theme_colours(theme)['ink'])}'>"
+                     f"{name}</span>")
         fig.add_trace(go.Scattergl(
             x=x, y=y, mode="markers", name=name, showlegend=False,
             marker={"size": 5, "color": np.nan_to_num(col, nan=0.5), "colorscale": "Viridis",
                     "cmin": 0, "cmax": 1, "showscale": r == 0,
-                    "colorbar": {"title": "feature value", "tickvals": [0, 1],
-                                 "ticktext": ["low", "high"]}},
+                    "colorbar": {"title": {"text": "feature value", "side": "right"},
+                                 "tickvals": [0, 1], "ticktext": ["low", "high"],
+                                 "x": 1.02, "xanchor": "left", "y": 0, "yanchor": "bottom",
+                                 "len": 0.75, "thickness": 12}},
             text=[f"{c}: {name} = {_fmt_value(v)}" for c, v in zip(cc.case_ids, cc.values.iloc[:, j])],
             hovertemplate="%{text}<br>contribution %{x:+.3f}<extra></extra>"))
     for g in GROUPS:  # legend entries for the groups
@@ -130,16 +151,22 @@ def beeswarm_figure(cc: CohortContributions, *, max_rows: int = 20, seed: int = 
         t += "<br><sup>approximate: " + cc.note + "</sup>"
     if cc.provenance.get("random_init"):
         t += "<br><sup>" + RANDOM_INIT_NOTE + "</sup>"
+    apply_theme(fig, theme)
     fig.update_layout(title=t, xaxis_title=f"SHAP value (impact on the {unit})",
                       yaxis={"tickvals": list(range(len(rows))), "ticktext": ticks},
-                      height=max(300, 28 * len(rows) + 140), legend_title="group")
+                      height=max(300, 28 * len(rows) + 160), legend_title="group",
+                      legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0,
+                              "yanchor": "bottom"},
+                      margin={"t": 110, "r": 110})
     fig.add_vline(x=0, line_color="#999", line_width=1)
     return fig
 
 
-def bar_figure(cc: CohortContributions, *, max_rows: int = 20, title: str | None = None):
+def bar_figure(cc: CohortContributions, *, max_rows: int = 20, title: str | None = None,
+               theme: str = "light"):
     """Plotly bars: mean |contribution| per predictor (coloured by group) and per group."""
     import plotly.graph_objects as go
+    from her2core.plots import apply_theme
     from plotly.subplots import make_subplots
     rows = _ordered(cc, max_rows)[::-1]
     imp = np.mean(np.abs(cc.contributions), axis=0)
@@ -159,6 +186,7 @@ def bar_figure(cc: CohortContributions, *, max_rows: int = 20, title: str | None
         t += "<br><sup>approximate</sup>"
     if cc.provenance.get("random_init"):
         t += "<br><sup>" + RANDOM_INIT_NOTE + "</sup>"
+    apply_theme(fig, theme)
     fig.update_layout(title=t, height=max(300, 26 * len(rows) + 140))
     return fig
 
@@ -172,7 +200,7 @@ def _grey01(img: np.ndarray) -> np.ndarray:
     return np.clip((img - lo) / (hi - lo), 0, 1)
 
 
-def overlay_rgb(image: np.ndarray, cam: np.ndarray, *, cmap: str = "jet",
+def overlay_rgb(image: np.ndarray, cam: np.ndarray, *, cmap: str = "inferno",
                 opacity: float = 0.4) -> np.ndarray:
     """RGB float (H, W, 3) in [0, 1]: the grey image with ``cam`` (same shape) blended on top."""
     import matplotlib
@@ -187,14 +215,14 @@ def overlay_rgb(image: np.ndarray, cam: np.ndarray, *, cmap: str = "jet",
 
 
 def save_overlay_png(path: str | Path, image: np.ndarray, cam: np.ndarray, *, title: str = "",
-                     cmap: str = "jet", opacity: float = 0.4, random_init: bool = False) -> Path:
+                     cmap: str = "inferno", opacity: float = 0.4, random_init: bool = False) -> Path:
     """PNG with the image slice and the overlay side by side."""
     return save_cam_grid_png(path, {("", ""): (image, cam)}, title=title, cmap=cmap,
                              opacity=opacity, random_init=random_init, with_image=True)
 
 
 def save_cam_grid_png(path: str | Path, cells: Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray]],
-                      *, title: str = "", cmap: str = "jet", opacity: float = 0.4,
+                      *, title: str = "", cmap: str = "inferno", opacity: float = 0.4,
                       random_init: bool = False, with_image: bool = True) -> Path:
     """Grid PNG: rows = sequences, columns = [image] + backbones; cell = overlay.
 
@@ -237,8 +265,8 @@ def save_cam_grid_png(path: str | Path, cells: Mapping[tuple[str, str], tuple[np
 
 
 def cam_grid_figure(cells: Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray]], *,
-                    cmap: str = "jet", opacity: float = 0.4, title: str = "",
-                    random_init: bool = False):
+                    cmap: str = "inferno", opacity: float = 0.4, title: str = "",
+                    random_init: bool = False, theme: str = "light"):
     """Plotly grid of overlays: rows = sequences, columns = backbones (for the app).
 
     ``cells`` maps (sequence, backbone) -> (image slice, map slice), e.g. from
@@ -264,6 +292,8 @@ def cam_grid_figure(cells: Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray
     t = title
     if random_init:
         t = (t + "<br>" if t else "") + f"<span style='color:red'>{RANDOM_INIT_NOTE}</span>"
+    from her2core.plots import apply_theme
+    apply_theme(fig, theme)
     fig.update_layout(title=t, height=260 * len(seqs) + 80, width=240 * len(bbs) + 40,
                       margin={"l": 10, "r": 10, "t": 80, "b": 10})
     return fig

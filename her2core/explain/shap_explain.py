@@ -88,6 +88,9 @@ class PatientContributions:
     note: str = ""
     scale: str = "log-odds"
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: inputs of the model that its final level does not use (contribution 0 by
+    #: construction): not listed as predictors, so their values are never shown
+    left_out: list[str] = field(default_factory=list)
 
     @property
     def additivity_error(self) -> float:
@@ -137,6 +140,7 @@ class CohortContributions:
     note: str = ""
     scale: str = "log-odds"
     provenance: dict[str, Any] = field(default_factory=dict)
+    left_out: list[str] = field(default_factory=list)   # see PatientContributions
 
     def patient(self, case: int | str) -> PatientContributions:
         i = self.case_ids.index(case) if isinstance(case, str) else int(case)
@@ -147,7 +151,7 @@ class CohortContributions:
             groups=list(self.groups), base_value=float(self.base_value),
             prediction=float(self.predictions[i]), method=self.method,
             approximate=self.approximate, note=self.note, scale=self.scale,
-            provenance=dict(self.provenance))
+            provenance=dict(self.provenance), left_out=list(self.left_out))
 
     def mean_abs(self) -> pd.Series:
         """Mean |contribution| per predictor, largest first (the bar summary)."""
@@ -452,7 +456,8 @@ def explain_model(model, background: pd.DataFrame, X: pd.DataFrame, *,
                   case_ids: Sequence[str] | None = None, method: str = "auto",
                   time_budget_s: float = 30.0, n_summary: int = 10,
                   max_tree_background: int = 200, random_state: int = 0,
-                  provenance: dict[str, Any] | None = None) -> CohortContributions:
+                  provenance: dict[str, Any] | None = None,
+                  only_used: bool = True) -> CohortContributions:
     """SHAP contributions of every predictor (column of ``X``) for every row of ``X``.
 
     Args:
@@ -461,6 +466,8 @@ def explain_model(model, background: pd.DataFrame, X: pd.DataFrame, *,
         X: the cases to explain.
         method: "auto", "linear", "additive", "tree" or "kernel".
         time_budget_s: bound for the model-agnostic explainer.
+        only_used: list only the predictors the model keeps (its ``used_variables()``,
+            when it has one); the others (contribution 0) are named in ``left_out``.
     """
     if list(background.columns) != list(X.columns):
         raise ValueError("background and X must have the same columns in the same order")
@@ -513,12 +520,25 @@ def explain_model(model, background: pd.DataFrame, X: pd.DataFrame, *,
             log.info("SHAP %s path not applicable (%s); trying the next", m, exc)
     if used is None:
         raise ValueError("no SHAP method applies: " + "; ".join(tried))
+    phi = np.asarray(phi, dtype=float)
     predictors = [str(c) for c in X.columns]
+    keep = list(range(len(predictors)))
+    kept_fn = getattr(model, "used_variables", None)
+    if only_used and callable(kept_fn):
+        # an input the final level dropped (e.g. a D-score the second level did not keep)
+        # contributes nothing; listing it would show its value as if it were a predictor
+        kept = {str(c) for c in kept_fn()}
+        keep = [j for j, c in enumerate(predictors)
+                if c in kept or (phi.size and np.max(np.abs(phi[:, j])) > 1e-12)]
+    left_out = [predictors[j] for j in range(len(predictors)) if j not in keep]
+    values = X.reset_index(drop=True).iloc[:, keep].copy()
+    predictors = [predictors[j] for j in keep]
     return CohortContributions(
-        case_ids=ids, predictors=predictors, values=X.reset_index(drop=True).copy(),
-        contributions=np.asarray(phi, dtype=float), groups=[predictor_group(c) for c in predictors],
+        case_ids=ids, predictors=predictors, values=values,
+        contributions=phi[:, keep], groups=[predictor_group(c) for c in predictors],
         base_value=float(base), predictions=np.asarray(pred, dtype=float), method=used,
-        approximate=approximate, note=note, scale=scale, provenance=dict(provenance or {}))
+        approximate=approximate, note=note, scale=scale, provenance=dict(provenance or {}),
+        left_out=left_out)
 
 
 def explain_patient(model, background: pd.DataFrame, x: pd.DataFrame | pd.Series, *,

@@ -183,7 +183,9 @@ def nomogram_for(model, X: pd.DataFrame):
     cat_cols = {c for m in categorical.values() for c in m.values() if c}
     ranges = {c: (float(D[c].min()), float(D[c].max())) for c in D.columns if c not in cat_cols}
     try:
-        nomo = Nomogram.from_coefficients(coefs["intercept"], coefs["coefficients"], ranges, categorical)
+        binary = [c for c in ranges if D[c].dropna().isin([0, 1]).all() and D[c].nunique() == 2]
+        nomo = Nomogram.from_coefficients(coefs["intercept"], coefs["coefficients"], ranges,
+                                          categorical, binary=binary)
         _ = nomo.lp_per_point
     except ValueError as exc:
         log.warning("no nomogram: %s", exc)

@@ -1,7 +1,10 @@
 """Database connection for reader studies: SQLite by default, PostgreSQL on request.
 
 URL: the ``url`` argument, else the environment variable ``HER2_DB_URL``, else the SQLite
-file ``her2_reader_study.db`` in the working directory. PostgreSQL URLs may be given as
+file ``her2_reader_study.db`` in the per-user data folder (:func:`user_data_dir`:
+``$XDG_DATA_HOME/her2-workbench``, by default ``~/.local/share/her2-workbench``; on macOS
+``~/Library/Application Support/her2-workbench``, on Windows ``%LOCALAPPDATA%\her2-workbench``),
+never the working directory. PostgreSQL URLs may be given as
 ``postgresql://...``; they are run with the psycopg 3 driver (``postgresql+psycopg``).
 
 SQLite settings, applied on every connection:
@@ -39,8 +42,31 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 SQLITE_BUSY_TIMEOUT_MS = 30000
 
 
+APP_DIR_NAME = "her2-workbench"
+
+
+def user_data_dir() -> Path:
+    """The per-user data folder of the workbench (not created here)."""
+    import sys
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / APP_DIR_NAME
+
+
+def default_url() -> str:
+    """SQLite file in :func:`user_data_dir` (the folder is created)."""
+    folder = user_data_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return sqlite_url(folder / DEFAULT_SQLITE_FILE)
+
+
 def resolve_url(url: str | None = None) -> str:
-    url = url or os.environ.get(ENV_URL) or f"sqlite:///{DEFAULT_SQLITE_FILE}"
+    """The database URL: ``url``, else ``$HER2_DB_URL``, else :func:`default_url`."""
+    url = url or os.environ.get(ENV_URL) or default_url()
     u = make_url(url)
     if u.drivername in ("postgresql", "postgres"):
         u = u.set(drivername="postgresql+psycopg")

@@ -136,7 +136,8 @@ def explain_case(bundle, cohort, case_id: str, *, task: str = "her2", out=None,
                     "unstable", len(bg_rows))
     cohort_res = None
     if bg_rows is not None and not pc.approximate:
-        bgz = bg_rows.reindex(columns=list(pc.predictors))
+        # every input of the final level (pc lists only those it uses)
+        bgz = bg_rows.reindex(columns=list(predictor.second_level_row(part, clinical, task).columns))
         cohort_res = explain_model(model.final_estimator, bgz, bgz, method=pc.method,
                                    case_ids=[f"ref{i}" for i in range(len(bgz))])
 

@@ -301,3 +301,84 @@ def test_repeated_prediction_is_served_from_the_cache_in_this_and_another_sessio
     _run_prediction(other)
     assert other.session_state["prediction"] is first
     assert other.metric[0].value == p_first
+
+
+# --------------------------------------------------------------------------- issue 17, items 11 / 15 / three-way
+def test_home_where_to_start_lists_the_reader_study_pages():
+    at = _app()
+    links = [(p.label, p.page) for p in at.get("page_link")]
+    pages = [str(pg).removeprefix("pages/").removesuffix(".py") for _, pg in links]
+    assert "reader_study" in pages and "study_owner" in pages, links
+
+
+def test_streamlit_deploy_button_is_hidden_by_the_config():
+    import tomllib
+    cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert cfg["client"]["toolbarMode"] in ("viewer", "minimal")
+
+
+def test_reader_study_database_defaults_to_a_per_user_folder(tmp_path, monkeypatch):
+    from her2core.reader_study import db
+    monkeypatch.delenv("HER2_DB_URL", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    url = db.resolve_url()
+    expected = tmp_path / "data" / "her2-workbench" / "her2_reader_study.db"
+    assert url == f"sqlite:///{expected}"
+    assert expected.parent.is_dir() and not (tmp_path / "her2_reader_study.db").exists()
+    monkeypatch.setenv("HER2_DB_URL", "sqlite:///elsewhere.db")
+    assert db.resolve_url() == "sqlite:///elsewhere.db"
+
+
+@pytest.mark.slow
+def test_prediction_headline_first_three_way_and_dark_figures(with_bundle):
+    """The probability with its interval is the first panel after the banner; a bundle with
+    both tasks shows positive / low / zero (or says the HER2-low split is not predicted);
+    figures are built for the dark theme (no black ink), SHAP without dropped scores."""
+    _demo_root()
+    at = _open_demo(_app(), "syn-0000")
+    _go(at, "prediction")
+    at.button(key="run_prediction").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    part = at.session_state["prediction"]
+    from her2core.bundle import load_bundle
+    from her2core.predictor import CasePredictor
+    pred = CasePredictor(load_bundle(with_bundle))
+    # headline: the first metric, and no "What this model reads" panel above it after a run
+    assert at.metric[0].label == "HER2-positive"
+    md = _texts(at.markdown)
+    three_md = [m for m in md if m.startswith("**Three-way call:**")]
+    three = pred.three_way_call(part, at.session_state["clinical"])
+    if three is None:
+        assert not three_md
+    elif three["low"] is None:
+        assert three_md == [f"**Three-way call:** positive {three['positive']:.1%} · low / zero: "
+                            "not predicted"]
+    else:
+        assert three_md == ["**Three-way call:** " + " · ".join(
+            f"{k} **{three[k]:.1%}**" for k in ("positive", "low", "zero"))]
+        assert sum(three[k] for k in ("positive", "low", "zero")) == pytest.approx(1.0, abs=1e-12)
+    if three_md:                      # the headline comes before the inputs panel at once
+        assert md.index(three_md[0]) < md.index("**What this model reads**")
+    at.run()                          # any later run: the inputs panel moves below the figures
+    assert not at.exception
+    md = _texts(at.markdown)
+    assert md.index("**What this model reads**") > md.index("#### Nomogram")
+    assert at.session_state["prediction"] is part
+    # dark figures, built with theme= (no post-hoc repainting left in the webapp)
+    import json as _json
+    import webapp.predict as wp
+    assert not hasattr(wp, "readable")
+    charts = at.get("plotly_chart")
+    assert charts
+    for ch in charts:
+        spec = _json.loads(ch.proto.spec)
+        assert spec["layout"]["paper_bgcolor"] == "rgba(0,0,0,0)"
+        for tr in spec["data"]:
+            assert (tr.get("line") or {}).get("color") not in ("black", "#000000")
+            assert (tr.get("marker") or {}).get("color") not in ("black", "#000000")
+    # Grad-CAM: one plain sentence when the model uses no image score
+    ts = part.tasks["her2"]
+    if not ts.gradcam:
+        assert ts.gradcam_summary() in [i.value for i in at.info]

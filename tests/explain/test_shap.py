@@ -152,9 +152,9 @@ def test_figures_from_results(data, pipeline):
     res = explain_model(pipeline, X, X)
     pc = res.patient("c005")
     fig = waterfall_figure(pc)
-    w = fig.data[0]
-    assert_allclose(w.y[0], pc.base_value)
-    assert_allclose(np.sum(w.y[1:-1]), pc.prediction - pc.base_value, atol=1e-12)
+    w = fig.data[0]                       # horizontal: the values are on x
+    assert_allclose(w.x[0], pc.base_value)
+    assert_allclose(np.sum(w.x[1:-1]), pc.prediction - pc.base_value, atol=1e-12)
     bee = beeswarm_figure(res)
     assert len([t for t in bee.data if t.name in NUM + ["enhancement_curve"]]) == 4
     bar = bar_figure(res)
