@@ -117,7 +117,7 @@ with W.user_errors():
         c1, c2 = st.columns([1, 2])
         with c1:
             st.metric("HER2-positive (teaching model)", f"{now.probability:.1%}",
-                      delta=f"{100 * (now.probability - start.probability):+.1f} points of % "
+                      delta=f"{100 * (now.probability - start.probability):+.1f} percentage points "
                             "since the start")
             st.caption(f"Total points {now.total_points:.1f} (start: {start.total_points:.1f}).")
         with c2:
