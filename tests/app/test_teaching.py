@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from her2core import synthetic
