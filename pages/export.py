@@ -11,7 +11,8 @@ init_state()
 st.title("Export")
 W.disclaimer()
 case = require("case", "Open a case on the Case page first.", "pages/case.py", "Go to the Case page")
-st.warning(R.US_TEXT_NOTE, icon=":material/text_fields:")
+if "US" in case.sequences:                      # the burned-in-text notice: ultrasound cases only
+    st.warning(R.US_TEXT_NOTE, icon=":material/text_fields:")
 
 part = P.cached_part(case)
 cp = None
