@@ -284,72 +284,9 @@ def codes_text(created) -> str:
 
 
 # ----------------------------------------------------------------------------- owner: tables
-def _ci(d: Any, digits: int = 2) -> str:
-    if isinstance(d, dict):
-        e, lo, hi = d.get("estimate"), d.get("lower"), d.get("upper")
-    else:
-        e, lo, hi = d, None, None
-    if e is None or (isinstance(e, float) and e != e):
-        return "-"
-    s = f"{e:.{digits}f}"
-    if lo is not None and hi is not None:
-        s += f" ({lo:.{digits}f}-{hi:.{digits}f})"
-    return s
-
-
-def per_reader_table(result: dict) -> pd.DataFrame:
-    """Per reader and arm (paper 002, Table 3): AUC and binary metrics with 95 % CIs."""
-    rows = []
-    for p in result.get("per_reader", []):
-        rows.append({"reader": p["reader"], "level": p.get("level"), "arm": p["arm"],
-                     "cases": p.get("n_cases"),
-                     "AUC": _ci({"estimate": p.get("auc"), "lower": p.get("auc_lower"),
-                                 "upper": p.get("auc_upper")}, 3),
-                     **{m.upper() if m in ("ppv", "npv") else m.capitalize(): _ci(p.get(m))
-                        for m in ("sensitivity", "specificity", "accuracy", "ppv", "npv")}})
-    return pd.DataFrame(rows)
-
-
-def deltas_table(result: dict) -> pd.DataFrame:
-    rows = []
-    for d in result.get("aided_minus_unaided", []):
-        rows.append({"reader": d["reader"], "level": d.get("level"),
-                     **{k: (None if d.get(k) is None else round(d[k], 3))
-                        for k in ("auc", "sensitivity", "specificity", "accuracy", "ppv", "npv")}})
-    return pd.DataFrame(rows)
-
-
-def groups_table(result: dict) -> pd.DataFrame:
-    rows = []
-    for level, g in result.get("groups", {}).items():
-        for arm, a in g.get("arms", {}).items():
-            rows.append({"level": level, "readers": ", ".join(g.get("readers", [])), "arm": arm,
-                         "mean AUC": None if a.get("mean_auc") is None else round(a["mean_auc"], 3),
-                         "sensitivity": _ci(a.get("sensitivity")),
-                         "specificity": _ci(a.get("specificity")),
-                         "accuracy": _ci(a.get("accuracy"))})
-    return pd.DataFrame(rows)
-
-
-def mrmc_table(result: dict) -> pd.DataFrame:
-    """OR-Hillis (RRRC) and fixed-reader / fixed-case tests per covariance method."""
-    rows = []
-    for method, m in result.get("mrmc", {}).items():
-        if "error" in m:
-            rows.append({"covariance": method, "analysis": "-", "note": m["error"]})
-            continue
-        for key in ("rrrc", "frrc", "rrfc"):
-            t = m.get(key) or {}
-            rows.append({"covariance": method, "analysis": t.get("analysis", key.upper()),
-                         "AUC unaided": round(m["auc_mean"][0], 4), "AUC aided": round(m["auc_mean"][1], 4),
-                         "difference": round(t.get("difference", float("nan")), 4),
-                         "statistic": f"{t.get('statistic')} = {t.get('value', float('nan')):.3f}",
-                         "df": (f"{t.get('df1'):g}, {t.get('df2'):.2f}" if t.get("df2") is not None
-                                else f"{t.get('df1'):g}"),
-                         "p": round(t.get("p_value", float("nan")), 4),
-                         "95% CI": f"{t.get('ci_lower', float('nan')):.3f} to {t.get('ci_upper', float('nan')):.3f}",
-                         "note": m.get("note") or ""})
-    return pd.DataFrame(rows)
+# formatting of the analysis result lives in her2core (the owner's report uses the same tables)
+from her2core.reader_study.report import (deltas_table, groups_table, mrmc_table,  # noqa: E402
+                                          per_reader_table)
 
 
 __all__ = ["service", "db_url", "reading_case", "queue_caption", "model_panels",
