@@ -28,6 +28,7 @@ import pandas as pd
 
 from her2core import DISCLAIMER
 from her2core.reader_study import mrmc
+from her2core.reader_study.service import ReaderStudyError
 
 __all__ = ["per_reader_table", "deltas_table", "groups_table", "mrmc_table", "standalone_table",
            "her2_low_table", "her2_low_mrmc_table", "agreement_table", "reading_time_table",
@@ -225,9 +226,11 @@ def pilot_components(result: dict, cov_method: str = "jackknife") -> dict:
     """The study's OR variance components (the pilot of a planned study)."""
     m = (result.get("mrmc") or {}).get(cov_method) or {}
     if not m or "error" in m:
-        raise ValueError("the study has no OR analysis yet"
-                         + (f" ({m['error']})" if m.get("error") else "")
-                         + ": sample-size planning needs its variance components")
+        raise ReaderStudyError("the study has no OR analysis yet"
+                               + (f" ({m['error']})" if m.get("error") else ""),
+                               hint="sample-size planning needs the variance components of an "
+                                    "MRMC analysis: at least two readers with reads of both "
+                                    "HER2-positive and HER2-negative cases in both arms")
     return m
 
 
@@ -237,12 +240,14 @@ def sample_size_plan(result: dict, *, effect: float, readers: Sequence[int],
     """Cases needed per number of readers to detect an AUC difference ``effect`` with
     ``target_power``, from this study's variance components (mrmc.sample_size)."""
     if not 0 < abs(float(effect)) < 1:
-        raise ValueError("the effect is an AUC difference between 0 and 1 (e.g. 0.05)")
+        raise ReaderStudyError(f"the effect is an AUC difference between 0 and 1, got {effect!r}",
+                               hint="e.g. 0.05")
     if not 0 < float(target_power) < 1:
-        raise ValueError("the target power lies between 0 and 1 (e.g. 0.8)")
+        raise ReaderStudyError(f"the target power lies between 0 and 1, got {target_power!r}",
+                               hint="e.g. 0.8")
     readers = sorted({int(j) for j in readers})
     if not readers or readers[0] < 2:
-        raise ValueError("plan for at least two readers")
+        raise ReaderStudyError("plan for at least two readers")
     rows = mrmc.sample_size(float(effect), readers, target_power=float(target_power),
                             pilot=pilot_components(result, cov_method), alpha=float(alpha),
                             analysis=analysis)
@@ -253,6 +258,9 @@ def power_grid(result: dict, *, effect: float, readers: Sequence[int], cases: Se
                alpha: float = 0.05, analysis: str = "RRRC", cov_method: str = "jackknife"
                ) -> pd.DataFrame:
     """Power (rows: readers, columns: cases) from this study's variance components."""
+    readers, cases = sorted({int(j) for j in readers}), sorted({int(k) for k in cases})
+    if not readers or readers[0] < 2 or not cases or cases[0] < 2:
+        raise ReaderStudyError("the power grid needs at least two readers and two cases")
     m = pilot_components(result, cov_method)
     comps = dict(var_tr=m["var_tr"], cov1=m["cov1"], cov2=m["cov2"], cov3=m["cov3"],
                  var_error=m["var_error"], pilot_cases=m["n_cases"])

@@ -187,6 +187,7 @@ class ReadView:
     supersedes_id: int | None
     superseded: bool
     correctable: bool
+    her2_low_confidence: float | None = None
 
 
 @dataclass(frozen=True)
@@ -695,7 +696,8 @@ class ReaderStudyService:
                     r.arm == "unaided" and self._aided_served(s, rd.id, r.study_case_id))
                 out.append(ReadView(r.id, case_id, r.arm, r.session, r.call_positive, r.her2_low_call,
                                     r.confidence, r.notes, _utc(r.saved_at), r.time_on_case_s,
-                                    r.supersedes_id, bool(superseded), bool(correctable)))
+                                    r.supersedes_id, bool(superseded), bool(correctable),
+                                    r.her2_low_confidence))
             return out
 
     def progress(self, reader: ReaderSession) -> ReaderProgress:

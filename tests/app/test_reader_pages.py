@@ -188,7 +188,7 @@ def test_model_output_absent_before_the_unaided_read_then_shown_and_queue_moves_
     aided = reads[reads["arm"] == "aided"].iloc[0]
     shown = json.loads(aided["shown"])
     assert_allclose(shown["model_output"]["p_her2"], expected["p_her2"])
-    assert shown["client"]["panels"] == ["probability", "nomogram_points"]
+    assert shown["client"]["panels"] == ["probability", "nomogram_points", "roi_outline"]
     assert not db.model_output_allowed(at.session_state["rs_reader"],
                                        at.subheader[0].value.split()[1])
 

@@ -10,7 +10,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from her2core.reader_study import mrmc, report
-from her2core.reader_study.service import AccessDenied
+from her2core.reader_study.service import AccessDenied, ReaderStudyError
 
 from .conftest import READERS, make_cases
 from .test_plots import _result
@@ -48,7 +48,7 @@ def test_interim_analysis_of_two_reads_says_what_is_missing_and_writes_the_repor
     assert "Interim: what is missing" in html and "46 reads are still missing" in html
     assert (tmp_path / "rep" / "report.pdf").read_bytes()[:5] == b"%PDF-"
     assert pd.read_csv(files["reads_still_missing"])["aided"].tolist() == [7, 8, 8]
-    with pytest.raises(ValueError, match="no OR analysis yet"):
+    with pytest.raises(ReaderStudyError, match="no OR analysis yet"):
         report.sample_size_plan(res, effect=0.05, readers=[3])
 
 
@@ -89,7 +89,7 @@ def test_sample_size_plan_uses_the_studys_variance_components():
     grid = report.power_grid(res, effect=0.05, readers=[5, 10], cases=[100, 200])
     assert_allclose(grid.loc[10, "200 cases"], mrmc.or_power(0.05, 10, 200, **comps).power)
     assert grid.loc[10, "200 cases"] > grid.loc[5, "100 cases"]
-    with pytest.raises(ValueError, match="AUC difference"):
+    with pytest.raises(ReaderStudyError, match="AUC difference"):
         report.sample_size_plan(res, effect=5, readers=[5])
 
 
