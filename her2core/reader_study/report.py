@@ -231,6 +231,12 @@ def pilot_components(result: dict, cov_method: str = "jackknife") -> dict:
                                hint="sample-size planning needs the variance components of an "
                                     "MRMC analysis: at least two readers with reads of both "
                                     "HER2-positive and HER2-negative cases in both arms")
+    bad = [k for k in ("var_tr", "cov1", "cov2", "cov3", "var_error") if _num(m.get(k)) is None]
+    if bad:
+        raise ReaderStudyError(f"the study's variance components ({', '.join(bad)}) cannot be "
+                               f"estimated from {m.get('n_positive')} HER2-positive and "
+                               f"{m.get('n_negative')} HER2-negative cases",
+                               hint="the jackknife needs at least two cases of each class")
     return m
 
 
