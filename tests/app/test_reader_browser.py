@@ -199,6 +199,7 @@ def test_two_readers_read_their_queue_in_the_browser_then_analysis(tmp_path, mon
         body = page.inner_text("body")
         assert "Progress" in body and re.search(r"Reads saved\s+24\b", body), body[-800:]
         print(f"readers done after {time.time() - t0:.0f} s")
+        page.get_by_role("tab", name="Analysis").click()
         page.get_by_role("button", name="Run the analysis").click()
         _wait_text(page, r"Obuchowski-Rockette", timeout=120_000)
         page.locator(".stPlotlyChart .main-svg").first.wait_for(state="visible")
@@ -220,7 +221,8 @@ def test_two_readers_read_their_queue_in_the_browser_then_analysis(tmp_path, mon
             shown = json.loads(r["shown"])
             if r["arm"] == "aided":
                 assert_allclose(shown["model_output"]["p_her2"], preds.loc[r["case_id"], "p_her2"])
-                assert shown["client"]["panels"] == ["probability", "nomogram_points"]
+                # the case's mask is the region the model scored: outlined in the aided arm
+                assert shown["client"]["panels"] == ["probability", "nomogram_points", "roi_outline"]
             else:
                 assert shown["model_output"] is None
         assert (mine["time_on_case_s"] > 0).all()

@@ -373,7 +373,7 @@ def test_aided_arm_with_a_bundle_shows_probability_nomogram_shap_and_gradcam(db,
         owner = db.owner_sign_in("Bundle study", made.owner_code)
         aided = db.reads_table(owner).query("arm == 'aided'").iloc[0]
         panels = json.loads(aided["shown"])["client"]["panels"]
-        assert panels == ["probability", "shap", "gradcam"]
+        assert panels == ["probability", "shap", "gradcam", "roi_outline"]
     finally:
         S.reset_for_tests()
 
