@@ -145,6 +145,8 @@ with step:
         st.markdown(f"**Your {cv.arm} read**")
         call = st.radio("Call", ["HER2-positive", "HER2-negative"], index=None, horizontal=True,
                         key=f"rs_call_{cv.queue_item_id}")
+        conf = st.slider("Confidence (0 = guess, 100 = certain)", 0, 100, 50,
+                         key=f"rs_conf_{cv.queue_item_id}")
         low = low_conf = None
         if cv.ask_her2_low:
             low = st.radio("If HER2-negative: HER2-low or HER2-zero?", ["HER2-low", "HER2-zero"],
@@ -152,8 +154,6 @@ with step:
             low_conf = st.slider("Confidence in HER2-low / HER2-zero (0 = guess, 100 = certain)",
                                  0, 100, 50, key=f"rs_lowconf_{cv.queue_item_id}",
                                  help="gives the HER2-low task its ROC and MRMC analysis")
-        conf = st.slider("Confidence (0 = guess, 100 = certain)", 0, 100, 50,
-                         key=f"rs_conf_{cv.queue_item_id}")
         notes = st.text_area("Notes (optional)", key=f"rs_notes_{cv.queue_item_id}", height=80)
         save = st.form_submit_button("Save read", type="primary", icon=":material/save:")
     if save:
