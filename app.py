@@ -8,13 +8,14 @@ import logging
 import streamlit as st
 
 from her2core import deid
-from webapp.reader_study import READER_KEY
+from webapp.reader_study import READER_KEY, resume_from_url
 from webapp.state import init_state
 
 st.set_page_config(page_title="HER2 workbench", page_icon=":material/biotech:", layout="wide")
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 deid.install_log_redaction()      # DICOM identifiers seen on upload never reach the server log
 init_state(allow_during_reading=True)
+resume_from_url()                 # a reload keeps a reader signed in (random URL token)
 
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),

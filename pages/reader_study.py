@@ -31,6 +31,7 @@ if reader is None:
     if go:
         try:
             st.session_state[R.READER_KEY] = svc.sign_in(study, code)
+            R.remember_reader(st.session_state[R.READER_KEY])   # a reload resumes (URL token)
             st.rerun()
         except R.AccessDenied:
             st.error("Unknown study or wrong access code.", icon=":material/lock:")
@@ -39,6 +40,7 @@ if reader is None:
     st.stop()
 
 # ----------------------------------------------------------------------------- queue
+R.keep_resume_in_url()
 try:
     nxt = svc.next_case(reader)
 except R.AccessDenied:
@@ -72,11 +74,15 @@ def correction_box() -> None:
         with st.form(f"rs_correct_{last.read_id}"):
             c_call = st.radio("Call", ["HER2-positive", "HER2-negative"], horizontal=True,
                               index=0 if last.call_positive else 1, key=f"rs_ccall_{last.read_id}")
-            c_low = None
+            c_low = c_low_conf = None
             if nxt.case is not None and nxt.case.ask_her2_low or last.her2_low_call is not None:
                 c_low = st.radio("If HER2-negative", ["HER2-low", "HER2-zero"], horizontal=True,
                                  index=None if last.her2_low_call is None else (0 if last.her2_low_call else 1),
                                  key=f"rs_clow_{last.read_id}")
+                c_low_conf = st.slider("Confidence in HER2-low / HER2-zero", 0, 100,
+                                       int(round(last.her2_low_confidence
+                                                 if last.her2_low_confidence is not None else 50)),
+                                       key=f"rs_clowconf_{last.read_id}")
             c_conf = st.slider("Confidence", 0, 100, int(round(last.confidence)),
                                key=f"rs_cconf_{last.read_id}")
             reason = st.text_input("Reason for the correction", key=f"rs_creason_{last.read_id}")
@@ -86,7 +92,8 @@ def correction_box() -> None:
                 pos = c_call == "HER2-positive"
                 low = None if pos or c_low is None else c_low == "HER2-low"
                 svc.correct_read(reader, last.read_id, call_positive=pos, confidence=float(c_conf),
-                                 her2_low_call=low, reason=reason or None)
+                                 her2_low_call=low, reason=reason or None,
+                                 her2_low_confidence=None if low is None else float(c_low_conf))
                 st.toast("Correction saved")
                 st.rerun()
             except Exception as err:  # noqa: BLE001
@@ -113,17 +120,22 @@ with step:
     allowed = cv.arm == "aided" and svc.model_output_allowed(reader, cv.case_id)
     st.subheader(f"Case {cv.case_id} - {'unaided' if cv.arm == 'unaided' else 'aided'} read")
     case = R.reading_case(cv.cohort_root, cv.case_id)
+    # the region the model scored is part of the model output: shown with it, aided arm only
+    roi = R.model_roi(cv.cohort_root, case) if allowed and cv.model_output is not None else None
     if case is None:
         st.warning("The images of this case are not available on this server "
                    f"(cohort folder: {cv.cohort_root or 'not recorded'}). Tell the study owner.")
     else:
-        W.viewer(case, key=f"rs_view_{cv.case_id}", draw=False)
+        R.reading_viewer(case, key=f"rs_view_{cv.case_id}", roi=roi)
 
     shown_panels: list[str] = []
     if cv.arm == "aided":
         st.markdown("### Model output")
         if allowed and cv.model_output is not None:
-            shown_panels = R.model_panels(cv.model_output, case, cv.cohort_root)
+            shown_panels = R.model_panels(cv.model_output, case, cv.cohort_root,
+                                          ask_her2_low=cv.ask_her2_low)
+            if roi is not None:
+                shown_panels.append("roi_outline")
         elif allowed:
             st.info("This study has no model output for this case.", icon=":material/block:")
         else:  # the service withholds it: never shown before the unaided read is saved
@@ -133,12 +145,15 @@ with step:
         st.markdown(f"**Your {cv.arm} read**")
         call = st.radio("Call", ["HER2-positive", "HER2-negative"], index=None, horizontal=True,
                         key=f"rs_call_{cv.queue_item_id}")
-        low = None
+        conf = st.slider("Confidence (0 = guess, 100 = certain)", 0, 100, 50,
+                         key=f"rs_conf_{cv.queue_item_id}")
+        low = low_conf = None
         if cv.ask_her2_low:
             low = st.radio("If HER2-negative: HER2-low or HER2-zero?", ["HER2-low", "HER2-zero"],
                            index=None, horizontal=True, key=f"rs_low_{cv.queue_item_id}")
-        conf = st.slider("Confidence (0 = guess, 100 = certain)", 0, 100, 50,
-                         key=f"rs_conf_{cv.queue_item_id}")
+            low_conf = st.slider("Confidence in HER2-low / HER2-zero (0 = guess, 100 = certain)",
+                                 0, 100, 50, key=f"rs_lowconf_{cv.queue_item_id}",
+                                 help="gives the HER2-low task its ROC and MRMC analysis")
         notes = st.text_area("Notes (optional)", key=f"rs_notes_{cv.queue_item_id}", height=80)
         save = st.form_submit_button("Save read", type="primary", icon=":material/save:")
     if save:
@@ -149,9 +164,10 @@ with step:
         else:
             pos = call == "HER2-positive"
             try:
+                low_call = None if (pos or not cv.ask_her2_low) else low == "HER2-low"
                 svc.save_read(reader, cv.queue_item_id, call_positive=pos, confidence=float(conf),
-                              her2_low_call=None if (pos or not cv.ask_her2_low) else low == "HER2-low",
-                              notes=notes or None,
+                              her2_low_call=low_call, notes=notes or None,
+                              her2_low_confidence=None if low_call is None else float(low_conf),
                               client_shown={"panels": shown_panels, "images": bool(case)})
                 st.rerun()
             except Exception as err:  # noqa: BLE001

@@ -73,7 +73,9 @@ with tab_new:
                                   key="rs_new_washout")
         seed = d3.number_input("Seed (case order)", 0, 2 ** 31 - 1, 2026, key="rs_new_seed")
         ask_low = st.checkbox("Also ask HER2-low / HER2-zero for HER2-negative calls",
-                              key="rs_new_asklow")
+                              key="rs_new_asklow",
+                              help="readers then give a confidence in that call too, so the "
+                                   "HER2-low task gets AUCs and its own MRMC analysis")
         go = st.form_submit_button("Create the study", type="primary")
     if go:
         with W.user_errors():
@@ -132,22 +134,28 @@ with tab_open:
     h1, h2 = st.columns([4, 1])
     if h2.button("Sign out", key="rs_owner_out", icon=":material/logout:"):
         R.sign_out(R.OWNER_KEY)
-        st.session_state.pop(R.RESULT_KEY, None)
-        st.session_state.pop(R.EXPORT_KEY, None)
+        for k in (R.RESULT_KEY, R.EXPORT_KEY, R.REPORT_KEY, R.PLAN_KEY):
+            st.session_state.pop(k, None)
         st.rerun()
-    with W.user_errors():
+    try:
         status = svc.study_status(owner)
-        h1.markdown(f"### {status.name}")
-        m = st.columns(5)
-        m[0].metric("Cases", status.n_cases)
-        m[1].metric("HER2-positive", status.n_positive)
-        m[2].metric("Readers", len(status.readers))
-        m[3].metric("Reads saved", status.n_reads)
-        m[4].metric("Corrections", status.n_corrections)
-        st.caption(f"Design {status.design}"
-                   + (f" with a {status.washout_days:g}-day washout" if status.design == "two_sessions" else "")
-                   + f"; seed {status.seed}; HER2-low/zero asked: {'yes' if status.ask_her2_low else 'no'}")
-        st.markdown("#### Progress")
+    except Exception as err:  # noqa: BLE001 - e.g. the database went away
+        W.show_error(err)
+        st.stop()
+    h1.markdown(f"### {status.name}")
+    m = st.columns(5)
+    m[0].metric("Cases", status.n_cases)
+    m[1].metric("HER2-positive", status.n_positive)
+    m[2].metric("Readers", len(status.readers))
+    m[3].metric("Reads saved", status.n_reads)
+    m[4].metric("Corrections", status.n_corrections)
+    st.caption(f"Design {status.design}"
+               + (f" with a {status.washout_days:g}-day washout" if status.design == "two_sessions" else "")
+               + f"; seed {status.seed}; HER2-low/zero asked: {'yes' if status.ask_her2_low else 'no'}")
+    tab_prog, tab_an, tab_rep, tab_plan = st.tabs(["Progress and export", "Analysis", "Report",
+                                                   "Sample size"])
+
+    with tab_prog, W.user_errors():
         st.dataframe(pd.DataFrame([{
             "reader": f"R{p.reader_number} {p.reader_name}", "level": p.level, "years": p.years,
             "done": f"{p.done}/{p.total}", "unaided": p.done_unaided, "aided": p.done_aided,
@@ -171,29 +179,71 @@ with tab_open:
                                icon=":material/download:")
             e2.caption(f"{len(prepared[2].splitlines())} lines")
 
-        st.markdown("#### Analysis")
-        if st.button("Run the analysis", key="rs_analyze", type="primary",
-                     disabled=status.n_reads == 0):
-            st.session_state[R.RESULT_KEY] = (status.name, svc.analyze(owner))
+    def current_result():
         res = st.session_state.get(R.RESULT_KEY)
-        if res and res[0] == status.name:
-            result = res[1]
-            if not result["study"]["complete"]:
-                st.info("Interim analysis: not every reader has finished.")
-            st.markdown("**Per reader and arm** (AUC with DeLong 95 % CI; proportions with Wilson CIs)")
-            st.dataframe(R.per_reader_table(result), hide_index=True, key="rs_tab_per_reader")
-            st.markdown("**Aided minus unaided, per reader**")
-            st.dataframe(R.deltas_table(result), hide_index=True, key="rs_tab_deltas")
-            st.markdown("**Junior vs senior readers**")
-            st.dataframe(R.groups_table(result), hide_index=True, key="rs_tab_groups")
-            st.markdown("**MRMC: Obuchowski-Rockette with Hillis df** (RRRC = readers and cases random)")
-            st.dataframe(R.mrmc_table(result), hide_index=True, key="rs_tab_mrmc")
-            from her2core.reader_study.plots import all_figures
-            figs = all_figures(result)
-            g1, g2 = st.columns(2)
-            for i, (k, fig) in enumerate(figs.items()):
-                with (g1 if i % 2 == 0 else g2):
-                    st.plotly_chart(fig, key=f"rs_fig_{k}", config={"displaylogo": False})
-            st.download_button("Download the analysis (JSON)",
-                               __import__("json").dumps(result, indent=2, default=str),
+        return res[1] if res and res[0] == status.name else None
+
+    with tab_an, W.user_errors():
+        if st.button("Run the analysis", key="rs_analyze", type="primary",
+                     disabled=status.n_reads == 0,
+                     help="of every read saved so far: an interim analysis says what is missing"):
+            st.session_state[R.RESULT_KEY] = (status.name, svc.analyze(owner))
+            st.session_state.pop(R.REPORT_KEY, None)
+            st.session_state.pop(R.PLAN_KEY, None)
+        result = current_result()
+        if result is not None:
+            R.analysis_panels(result)
+            st.download_button("Download the analysis (JSON)", R.analysis_json(result),
                                file_name=f"{status.name}_analysis.json", key="rs_res_dl")
+        elif status.n_reads == 0:
+            st.info("No read saved yet.")
+
+    with tab_rep, W.user_errors():
+        st.caption("The owner's report: every table and figure of the analysis (interim "
+                   "analyses say which reads are missing), as HTML or PDF.")
+        if st.button("Prepare the report", key="rs_report_go", type="primary",
+                     disabled=status.n_reads == 0):
+            if current_result() is None:
+                st.session_state[R.RESULT_KEY] = (status.name, svc.analyze(owner))
+            html_doc, pdf_doc = R.owner_report(current_result())
+            st.session_state[R.REPORT_KEY] = (status.name, html_doc, pdf_doc)
+            svc.log_event(owner, "report", {"n_reads": current_result()["study"]["n_reads_effective"]})
+        rep = st.session_state.get(R.REPORT_KEY)
+        if rep and rep[0] == status.name:
+            d1, d2 = st.columns(2)
+            d1.download_button("Download the report (HTML)", rep[1], file_name=f"{status.name}_report.html",
+                               mime="text/html", key="rs_report_html", icon=":material/download:")
+            d2.download_button("Download the report (PDF)", rep[2], file_name=f"{status.name}_report.pdf",
+                               mime="application/pdf", key="rs_report_pdf", icon=":material/download:")
+
+    with tab_plan, W.user_errors():
+        st.caption("Readers x cases for a target power, with this study as the pilot: its "
+                   "Obuchowski-Rockette variance components (jackknife) scaled to the planned "
+                   "numbers of readers and cases (Hillis, Obuchowski and Berbaum 2011; as "
+                   "RJafroc SsPowerGivenJK).")
+        result = current_result()
+        if result is None:
+            st.info("Run the analysis first (Analysis tab): its variance components are the pilot.")
+        else:
+            p1, p2, p3, p4 = st.columns(4)
+            effect = p1.number_input("AUC difference to detect", 0.005, 0.5, 0.05, 0.005,
+                                     format="%.3f", key="rs_plan_effect")
+            power = p2.number_input("Target power", 0.5, 0.99, 0.8, 0.05, key="rs_plan_power")
+            alpha = p3.number_input("Alpha (two-sided)", 0.001, 0.2, 0.05, 0.005, format="%.3f",
+                                    key="rs_plan_alpha")
+            analysis = p4.selectbox("Analysis", ["RRRC", "FRRC", "RRFC"], key="rs_plan_analysis",
+                                    help="RRRC: readers and cases random (generalises to both)")
+            q1, q2 = st.columns(2)
+            readers_txt = q1.text_input("Numbers of readers", "3, 5, 8, 10", key="rs_plan_readers")
+            cases_txt = q2.text_input("Numbers of cases (power grid)", "50, 100, 200, 400",
+                                      key="rs_plan_cases")
+            if st.button("Plan the study", key="rs_plan_go", type="primary"):
+                st.session_state[R.PLAN_KEY] = (status.name, *R.plan(
+                    result, effect=effect, power=power, alpha=alpha, analysis=analysis,
+                    readers_text=readers_txt, cases_text=cases_txt))
+            plan = st.session_state.get(R.PLAN_KEY)
+            if plan and plan[0] == status.name:
+                st.markdown(f"**Cases needed for power {power:.0%}**")
+                st.dataframe(plan[1], hide_index=True, key="rs_plan_table")
+                st.markdown("**Power by readers (rows) and cases (columns)**")
+                st.dataframe(plan[2], hide_index=True, key="rs_plan_grid")

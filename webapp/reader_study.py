@@ -35,6 +35,10 @@ OWNER_KEY = "rs_owner"        # OwnerSession of the signed-in owner
 CODES_KEY = "rs_new_codes"    # CreatedStudy just made (codes shown once, until dismissed)
 RESULT_KEY = "rs_result"      # (study name, analysis dict) of the last analysis run
 EXPORT_KEY = "rs_export"      # (study name, format, text) of the last prepared export
+REPORT_KEY = "rs_report"      # (study name, html, pdf bytes) of the last prepared owner report
+PLAN_KEY = "rs_plan"          # (study name, plan table, power grid) of the last sample-size plan
+RESUME_KEY = "rs_resume"      # the signed-in reader's resume token (also in the URL)
+RESUME_PARAM = "resume"       # URL query parameter holding it: random, not the code, no patient id
 
 DEFAULT_READERS = [
     {"name": "Reader 1", "level": "junior", "years": 2.0},
@@ -60,7 +64,46 @@ def service() -> ReaderStudyService:
 
 
 def sign_out(key: str) -> None:
+    if key == READER_KEY:
+        token = st.session_state.pop(RESUME_KEY, None) or st.query_params.get(RESUME_PARAM)
+        if token:
+            try:
+                service().end_resume(token)
+            except Her2Error as err:   # the database is gone: the token dies with it
+                log.info("resume token not revoked: %s", err)
+        st.query_params.pop(RESUME_PARAM, None)
     st.session_state.pop(key, None)
+
+
+def resume_from_url() -> None:
+    """A reload keeps the reader signed in: the reading screen's URL carries a random resume
+    token (``?resume=...``, stored hashed in the database; neither the access code nor a
+    patient or reader identifier), turned back into the reader's session here. Called by
+    app.py before the navigation is built, so a resumed reader gets only the reading screen."""
+    if st.session_state.get(READER_KEY):
+        return
+    token = st.query_params.get(RESUME_PARAM)
+    if not token:
+        return
+    try:
+        st.session_state[READER_KEY] = service().resume(token)
+        st.session_state[RESUME_KEY] = token
+    except AccessDenied:
+        st.query_params.pop(RESUME_PARAM, None)   # expired or revoked: the sign-in form
+
+
+def remember_reader(reader: ReaderSession) -> None:
+    """After sign-in: a new resume token in the session and the URL."""
+    token = service().resume_token(reader)
+    st.session_state[RESUME_KEY] = token
+    st.query_params[RESUME_PARAM] = token
+
+
+def keep_resume_in_url() -> None:
+    """The token back in the URL if a rerun dropped it (it stays out of every other link)."""
+    token = st.session_state.get(RESUME_KEY)
+    if token and st.query_params.get(RESUME_PARAM) != token:
+        st.query_params[RESUME_PARAM] = token
 
 
 # ----------------------------------------------------------------------------- reading
@@ -76,6 +119,94 @@ def reading_case(cohort_root: str | None, case_id: str) -> "S.CaseData | None":
                       files=files, hashes={k: S.file_sha256(v) for k, v in files.items()
                                            if Path(v).is_file()},
                       clinical={}, label={}, note="")
+
+
+def model_roi(cohort_root: str | None, case: "S.CaseData | None") -> "tuple[str, Any] | None":
+    """(sequence, canonical mask) of the region the model scored: the case's mask file of the
+    cohort (the one her2core.workflows.study_inputs reads), checked against its sequence."""
+    if case is None or not cohort_root or not Path(cohort_root).is_dir():
+        return None
+    files = S.case_files(str(cohort_root), case.case_id)
+    for mkey in S.MASK_KEYS:
+        seq = case.mask_reference(mkey)
+        if mkey in files and seq is not None:
+            try:
+                return seq, S.load_mask_array(case, seq, files[mkey], S.file_sha256(files[mkey]))
+            except Her2Error as err:
+                log.info("model ROI not shown: %s", err)
+    return None
+
+
+def reading_viewer(case: "S.CaseData", *, key: str, roi: "tuple[str, Any] | None" = None) -> None:
+    """The reader's slice viewer: sequences, view, slice, window and zoom only (no ROI
+    drawing and no overlay opacity, which do nothing for a reader). ``roi`` (sequence,
+    canonical mask) is drawn as an outline on that sequence and on sequences sharing its
+    grid, and the slice opens on it."""
+    import numpy as np
+
+    from her2core import viewer as V
+    seqs = case.sequences
+    if not seqs:
+        st.info("This case has no image on this server. Tell the study owner.")
+        return
+    roi_seq, roi_mask = roi if roi is not None else (None, None)
+    ref_seq = roi_seq if roi_seq in seqs else case.reference
+    c1, c2 = st.columns([3, 1])
+    shown = c1.multiselect("Sequences (side by side)", seqs, default=seqs[: min(3, len(seqs))],
+                           key=f"{key}_seqs") or [ref_seq]
+    view = c2.radio("View", V.VIEWS, horizontal=True, key=f"{key}_view")
+    try:
+        ref_img, ref_can = S.canonical_for(case, ref_seq)
+    except Exception as err:  # noqa: BLE001
+        W.show_error(err)
+        return
+    if ref_can.is_2d:
+        view = "axial"
+    n = ref_can.n_slices(view)
+    start = n // 2
+    if roi_mask is not None:
+        drawn = V.MaskEditor(roi_mask).drawn_slices(view)
+        if drawn:
+            start = drawn[len(drawn) // 2]
+    k1, k2, k3 = st.columns(3)
+    if n > 1:
+        idx = k1.slider("Slice", 0, n - 1, min(start, n - 1), key=f"{key}_slice_{view}")
+    else:
+        idx = 0
+        k1.caption("Slice: 1 of 1")
+    presets = ref_can.window_presets(roi_mask)
+    preset = k2.selectbox("Window / level preset", list(presets), key=f"{key}_preset")
+    zoom = k3.slider("Zoom", 1.0, 4.0, 1.0, 0.25, key=f"{key}_zoom")
+    frac = idx / max(n - 1, 1)
+    cols = st.columns(len(shown))
+    for col, seq in zip(cols, shown):
+        with col:
+            try:
+                img, can = S.canonical_for(case, seq)
+            except Exception as err:  # noqa: BLE001
+                W.show_error(err)
+                continue
+            v = "axial" if can.is_2d else view
+            ns = can.n_slices(v)
+            j = idx if seq == ref_seq else int(round(frac * (ns - 1)))
+            p = presets if seq == ref_seq else can.window_presets()
+            grey = V.apply_window(can.get_slice(v, j), *p.get(preset, next(iter(p.values()))))
+            m = None
+            if roi_mask is not None and (seq == roi_seq or (img.same_grid(ref_img)
+                                                             and not can.is_2d and not ref_can.is_2d)):
+                m = can.get_slice(v, j, roi_mask)
+            rgb = V.compose_rgb(grey, mask=m, mask_opacity=0.0, outline=True)
+            centre = None
+            if m is not None and np.asarray(m).any():
+                rr, cc = np.nonzero(m)
+                centre = (float(rr.mean()), float(cc.mean()))
+            title = f"{seq}" + ("" if can.is_2d else f" - {v} slice {j + 1} of {ns}")
+            fig = V.slice_figure(rgb, can.pixel_size(v), title=title,
+                                 labels=None if can.is_2d else V.axis_labels(v), selectable=False,
+                                 zoom=zoom, zoom_center=centre, height=420 if len(shown) < 3 else 340)
+            st.plotly_chart(fig, key=f"{key}_img_{seq}", config={"displaylogo": False})
+    if roi_mask is not None:
+        st.caption(f"Green outline: the region the model scored (on {roi_seq}).")
 
 
 def queue_caption(nxt: NextCase) -> str:
@@ -97,11 +228,29 @@ def _points(model_output: dict) -> dict[str, float]:
     return pts
 
 
+def dark_nomogram(nom, patient) -> "Any":
+    """The nomogram readable on the app's dark theme (light text and axes, not black).
+
+    TODO(her2core/plots.py theme): pass the figure builders' theme argument instead."""
+    from her2core.plots import nomogram_figure
+
+    from . import predict as P
+    fig = nomogram_figure(nom, patient)
+    fig.update_layout(template="plotly_dark", paper_bgcolor="rgba(0,0,0,0)",
+                      plot_bgcolor="rgba(0,0,0,0)", font=dict(color=DARK_INK))
+    return P.readable(fig)
+
+
+DARK_INK = "#e6e6e6"
+
+
 def model_panels(model_output: dict | None, case: "S.CaseData | None" = None,
-                 cohort_root: str | None = None) -> list[str]:
+                 cohort_root: str | None = None, *, ask_her2_low: bool = False) -> list[str]:
     """Render the model output the service released for this aided step.
 
-    Returns the names of the panels shown (recorded with the read)."""
+    The HER2-low vs zero probability is shown only in studies that ask the reader about
+    HER2-low (``ask_her2_low``). Returns the names of the panels shown (recorded with the
+    read)."""
     shown: list[str] = []
     if not model_output:
         st.info("This study has no model output for this case.", icon=":material/block:")
@@ -119,8 +268,9 @@ def model_panels(model_output: dict | None, case: "S.CaseData | None" = None,
             if isinstance(p, (int, float)):
                 st.metric("HER2-positive (model)", f"{p:.1%}")
                 shown.append("probability")
-            if isinstance(model_output.get("p_low"), (int, float)):
+            if ask_her2_low and isinstance(model_output.get("p_low"), (int, float)):
                 st.metric("HER2-low vs zero (model)", f"{model_output['p_low']:.1%}")
+                shown.append("probability_her2_low")
             if isinstance(total, (int, float)):
                 st.caption(f"Total nomogram points: {total:.1f}")
             src = info.get("source") or info.get("bundle") or ""
@@ -134,11 +284,10 @@ def model_panels(model_output: dict | None, case: "S.CaseData | None" = None,
             if nom_d and pts:
                 try:
                     from her2core.nomogram import Nomogram
-                    from her2core.plots import nomogram_figure
                     nom = Nomogram.from_dict(nom_d)
                     patient = {"points": pts, "total_points": float(total or sum(pts.values())),
                                "probability": float(p) if p is not None else None}
-                    fig = nomogram_figure(nom, patient)
+                    fig = dark_nomogram(nom, patient)
                     fig.update_layout(height=max(320, 40 * (len(nom.variables) + 3)),
                                       margin=dict(l=10, r=10, t=40, b=10))
                     st.plotly_chart(fig, key="rs_fig_nomogram", config={"displaylogo": False})
@@ -284,75 +433,75 @@ def codes_text(created) -> str:
 
 
 # ----------------------------------------------------------------------------- owner: tables
-def _ci(d: Any, digits: int = 2) -> str:
-    if isinstance(d, dict):
-        e, lo, hi = d.get("estimate"), d.get("lower"), d.get("upper")
-    else:
-        e, lo, hi = d, None, None
-    if e is None or (isinstance(e, float) and e != e):
-        return "-"
-    s = f"{e:.{digits}f}"
-    if lo is not None and hi is not None:
-        s += f" ({lo:.{digits}f}-{hi:.{digits}f})"
-    return s
+# formatting of the analysis result lives in her2core (the owner's report uses the same tables)
+from her2core.reader_study import report as RP  # noqa: E402
+from her2core.reader_study.report import (deltas_table, groups_table, mrmc_table,  # noqa: E402
+                                          per_reader_table)
 
 
-def per_reader_table(result: dict) -> pd.DataFrame:
-    """Per reader and arm (paper 002, Table 3): AUC and binary metrics with 95 % CIs."""
-    rows = []
-    for p in result.get("per_reader", []):
-        rows.append({"reader": p["reader"], "level": p.get("level"), "arm": p["arm"],
-                     "cases": p.get("n_cases"),
-                     "AUC": _ci({"estimate": p.get("auc"), "lower": p.get("auc_lower"),
-                                 "upper": p.get("auc_upper")}, 3),
-                     **{m.upper() if m in ("ppv", "npv") else m.capitalize(): _ci(p.get(m))
-                        for m in ("sensitivity", "specificity", "accuracy", "ppv", "npv")}})
-    return pd.DataFrame(rows)
-
-
-def deltas_table(result: dict) -> pd.DataFrame:
-    rows = []
-    for d in result.get("aided_minus_unaided", []):
-        rows.append({"reader": d["reader"], "level": d.get("level"),
-                     **{k: (None if d.get(k) is None else round(d[k], 3))
-                        for k in ("auc", "sensitivity", "specificity", "accuracy", "ppv", "npv")}})
-    return pd.DataFrame(rows)
-
-
-def groups_table(result: dict) -> pd.DataFrame:
-    rows = []
-    for level, g in result.get("groups", {}).items():
-        for arm, a in g.get("arms", {}).items():
-            rows.append({"level": level, "readers": ", ".join(g.get("readers", [])), "arm": arm,
-                         "mean AUC": None if a.get("mean_auc") is None else round(a["mean_auc"], 3),
-                         "sensitivity": _ci(a.get("sensitivity")),
-                         "specificity": _ci(a.get("specificity")),
-                         "accuracy": _ci(a.get("accuracy"))})
-    return pd.DataFrame(rows)
-
-
-def mrmc_table(result: dict) -> pd.DataFrame:
-    """OR-Hillis (RRRC) and fixed-reader / fixed-case tests per covariance method."""
-    rows = []
-    for method, m in result.get("mrmc", {}).items():
-        if "error" in m:
-            rows.append({"covariance": method, "analysis": "-", "note": m["error"]})
+def analysis_panels(result: dict) -> None:
+    """The analysis on the owner's screen: what an interim analysis is missing, the tables
+    and the figures (all from her2core.reader_study.report / .plots)."""
+    from her2core.reader_study.plots import all_figures
+    notes = RP.interim_notes(result)
+    if not result["study"]["complete"]:
+        st.warning("**Interim analysis** of the reads saved so far.\n\n"
+                   + "\n".join(f"- {n}" for n in notes), icon=":material/hourglass_top:")
+        st.markdown("**Reads still missing**")
+        st.dataframe(RP.missing_table(result), hide_index=True, key="rs_tab_missing")
+    elif notes:
+        st.info("\n".join(f"- {n}" for n in notes))
+    for title, table in RP.report_tables(result):
+        if title == "Reads still missing":
             continue
-        for key in ("rrrc", "frrc", "rrfc"):
-            t = m.get(key) or {}
-            rows.append({"covariance": method, "analysis": t.get("analysis", key.upper()),
-                         "AUC unaided": round(m["auc_mean"][0], 4), "AUC aided": round(m["auc_mean"][1], 4),
-                         "difference": round(t.get("difference", float("nan")), 4),
-                         "statistic": f"{t.get('statistic')} = {t.get('value', float('nan')):.3f}",
-                         "df": (f"{t.get('df1'):g}, {t.get('df2'):.2f}" if t.get("df2") is not None
-                                else f"{t.get('df1'):g}"),
-                         "p": round(t.get("p_value", float("nan")), 4),
-                         "95% CI": f"{t.get('ci_lower', float('nan')):.3f} to {t.get('ci_upper', float('nan')):.3f}",
-                         "note": m.get("note") or ""})
-    return pd.DataFrame(rows)
+        st.markdown(f"**{title}**")
+        st.dataframe(table, hide_index=True)
+    figs = all_figures(result)
+    g1, g2 = st.columns(2)
+    for i, (k, fig) in enumerate(figs.items()):
+        with (g1 if i % 2 == 0 else g2):
+            st.plotly_chart(fig, key=f"rs_fig_{k}", config={"displaylogo": False})
 
 
-__all__ = ["service", "db_url", "reading_case", "queue_caption", "model_panels",
+def analysis_json(result: dict) -> str:
+    import json
+
+    from her2core.jsonutil import jsonable
+    return json.dumps(jsonable(result), indent=2, default=str)
+
+
+def owner_report(result: dict) -> tuple[str, bytes]:
+    """(HTML, PDF) of the owner's report."""
+    return RP.report_html(result), RP.report_pdf(result)
+
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        vals = [int(t) for t in text.replace(";", ",").replace(" ", ",").split(",") if t.strip()]
+    except ValueError:
+        raise ReaderStudyError(f"{what}: whole numbers separated by commas, got {text!r}",
+                               hint="e.g. 3, 5, 8") from None
+    if not vals:
+        raise ReaderStudyError(f"{what}: give at least one number", hint="e.g. 3, 5, 8")
+    return vals
+
+
+def plan(result: dict, *, effect: float, power: float, alpha: float, analysis: str,
+         readers_text: str, cases_text: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(cases needed per number of readers, power grid) from the study's own components."""
+    readers = _ints(readers_text, "Numbers of readers")
+    table = RP.sample_size_plan(result, effect=effect, readers=readers, target_power=power,
+                                alpha=alpha, analysis=analysis)
+    grid = RP.power_grid(result, effect=effect, readers=readers,
+                         cases=_ints(cases_text, "Numbers of cases"), alpha=alpha,
+                         analysis=analysis).round(3).reset_index()
+    table["power"] = table["power"].round(3)
+    return table, grid
+
+
+__all__ = ["service", "db_url", "reading_case", "queue_caption", "model_panels", "model_roi",
+           "reading_viewer", "resume_from_url", "remember_reader", "keep_resume_in_url",
+           "dark_nomogram", "analysis_panels", "analysis_json", "owner_report", "plan", "REPORT_KEY", "PLAN_KEY", "RESUME_KEY", "RESUME_PARAM",
            "readers_from_table", "pick_cases", "predictions_from_upload", "predictions_from_bundle",
            "cases_for_study", "codes_text", "per_reader_table", "deltas_table", "groups_table",
            "mrmc_table", "AccessDenied", "ReaderSession", "READER_KEY", "OWNER_KEY", "CODES_KEY",

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import getpass
 import hashlib
-import html
 import json
 import logging
 import os
@@ -80,7 +79,9 @@ def add_arguments(parser) -> None:
             p.add_argument("--out", metavar="FILE", help="output file (default: stdout)")
         if name == "analyze":
             p.add_argument("--json", required=True, metavar="OUT", help="results as JSON")
-            p.add_argument("--html", metavar="OUT", help="also an HTML report with figures")
+            p.add_argument("--html", metavar="OUT",
+                           help="also the owner's report as HTML (her2core.reader_study.report)")
+            p.add_argument("--pdf", metavar="OUT", help="also the owner's report as PDF")
             p.add_argument("--alpha", type=float, default=0.05)
 
 
@@ -178,6 +179,8 @@ def _export(svc, args) -> int:
 
 
 def _analyze(svc, args) -> int:
+    from her2core.reader_study import report
+
     owner = _owner(svc, args)
     res = svc.analyze(owner, alpha=args.alpha)
     Path(args.json).write_text(json.dumps(res, indent=1, allow_nan=False) + "\n", encoding="utf-8")
@@ -191,86 +194,12 @@ def _analyze(svc, args) -> int:
               "[OR, random readers and cases, jackknife]")
     else:
         print(f"MRMC analysis not available: {r.get('error')}")
+    for note in report.interim_notes(res):
+        print(note)
     if args.html:
-        Path(args.html).write_text(html_report(res), encoding="utf-8")
+        Path(args.html).write_text(report.report_html(res), encoding="utf-8")
         log.info("wrote %s", args.html)
+    if args.pdf:
+        Path(args.pdf).write_bytes(report.report_pdf(res))
+        log.info("wrote %s", args.pdf)
     return 0
-
-
-def _fmt(v, nd=3):
-    if v is None:
-        return "–"
-    if isinstance(v, dict):
-        return f"{v['estimate']:.{nd}f} ({v['lower']:.{nd}f}–{v['upper']:.{nd}f})" \
-            if v.get("estimate") is not None else "–"
-    return f"{v:.{nd}f}"
-
-
-def html_report(res: dict) -> str:
-    """Self-contained HTML: study, per-reader table, MRMC results, plotly figures."""
-    import plotly.io as pio
-
-    from her2core import DISCLAIMER
-    from her2core.reader_study.plots import all_figures
-
-    e = html.escape
-    st = res["study"]
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Reader study {e(st['name'])}"
-             "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}</style></head><body>",
-             f"<h1>Reader study {e(st['name'])}</h1><p><b>{e(DISCLAIMER)}</b></p>",
-             f"<p>Design {e(st['design'])}, {st['n_cases']} cases ({st['n_positive']} HER2-positive), "
-             f"{st['n_reads_effective']} effective reads, {st['n_corrections']} corrections; "
-             f"complete: {st['complete']}. Rating rule: {e(res['rating_rule'])}. "
-             f"CIs: AUC DeLong, proportions Wilson ({int(100 * (1 - res['alpha']))}%).</p>",
-             "<h2>Per reader and arm</h2><table><tr><th>reader</th><th>level</th><th>arm</th>"
-             "<th>AUC</th><th>sensitivity</th><th>specificity</th><th>accuracy</th><th>PPV</th>"
-             "<th>NPV</th></tr>"]
-    for p in res["per_reader"]:
-        auc = (f"{p['auc']:.3f} ({p['auc_lower']:.3f}–{p['auc_upper']:.3f})"
-               if p.get("auc") is not None else "–")
-        parts.append(f"<tr><td>{e(p['reader'])}</td><td>{e(str(p.get('level') or ''))}</td>"
-                     f"<td>{e(p['arm'])}</td><td>{auc}</td>"
-                     + "".join(f"<td>{_fmt(p[m])}</td>" for m in
-                               ("sensitivity", "specificity", "accuracy", "ppv", "npv")) + "</tr>")
-    parts.append("</table><h2>Aided − unaided per reader</h2><table><tr><th>reader</th>"
-                 "<th>AUC</th><th>sensitivity</th><th>specificity</th><th>accuracy</th></tr>")
-    for d in res["aided_minus_unaided"]:
-        parts.append(f"<tr><td>{e(d['reader'])}</td>" + "".join(
-            f"<td>{_fmt(d[m])}</td>" for m in ("auc", "sensitivity", "specificity", "accuracy"))
-            + "</tr>")
-    if res.get("her2_low"):
-        parts.append("</table><h2>HER2-low vs HER2-zero (truly HER2-negative cases called "
-                     "negative; positive = HER2-low)</h2><table><tr><th>reader</th><th>arm</th>"
-                     "<th>n</th><th>sensitivity</th><th>specificity</th><th>accuracy</th></tr>")
-        for h in res["her2_low"]:
-            parts.append(f"<tr><td>{e(h['reader'])}</td><td>{e(h['arm'])}</td><td>{h['n_cases']}</td>"
-                         + "".join(f"<td>{_fmt(h[m])}</td>" for m in
-                                   ("sensitivity", "specificity", "accuracy")) + "</tr>")
-    parts.append("</table><h2>MRMC (Obuchowski-Rockette, Hillis df): AUC aided − unaided</h2>"
-                 "<table><tr><th>covariance</th><th>analysis</th><th>difference</th><th>95% CI</th>"
-                 "<th>statistic</th><th>df</th><th>p</th></tr>")
-    for m, r in res["mrmc"].items():
-        if r.get("note"):
-            parts.append(f"<tr><td>{e(m)}</td><td colspan='6'>{e(r['note'])}</td></tr>")
-        if "error" in r:
-            parts.append(f"<tr><td>{e(m)}</td><td colspan='6'>{e(r['error'])}</td></tr>")
-            continue
-        for key, label in (("rrrc", "random readers, random cases"),
-                           ("frrc", "fixed readers, random cases"),
-                           ("rrfc", "random readers, fixed cases")):
-            t = r[key]
-            df = f"{t['df1']:g}, {t['df2']:.2f}" if t["df2"] is not None else f"{t['df1']:g}"
-            parts.append(f"<tr><td>{e(m)}</td><td>{label}</td><td>{t['difference']:+.4f}</td>"
-                         f"<td>{t['ci_lower']:+.4f} to {t['ci_upper']:+.4f}</td>"
-                         f"<td>{t['statistic']} = {t['value']:.3f}</td><td>{df}</td>"
-                         f"<td>{t['p_value']:.4f}</td></tr>")
-    parts.append("</table>")
-    first = True
-    for name, fig in all_figures(res).items():
-        parts.append(f"<h2>{e(name)}</h2>")
-        parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=first))
-        first = False
-    parts.append(f"<p><small>her2core {e(res['provenance']['her2core'])}, generated "
-                 f"{e(res['provenance']['generated_at'])}</small></p></body></html>")
-    return "\n".join(parts)

@@ -137,4 +137,19 @@ class AuditEvent(Base):
     detail: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
 
+class ResumeToken(Base):
+    """A random token that resumes one reader's session after a page reload (0003).
+
+    Only its SHA-256 is stored; the token itself lives in the reader's browser URL and
+    identifies neither the patient nor the reader (it is not the access code). Revoked at
+    sign-out; a token older than the service's ``resume_max_age`` is refused."""
+    __tablename__ = "resume_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reader_id: Mapped[int] = mapped_column(ForeignKey("readers.id"), nullable=False, index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
 APPEND_ONLY_TABLES = ("reads", "serves", "audit_events")

@@ -18,23 +18,37 @@ def _arm_style(arm):
 
 
 def roc_figure(result: dict[str, Any]) -> go.Figure:
-    """One panel per reader: empirical ROC curve and the binary operating point, per arm."""
+    """One panel per reader: empirical ROC curve and the binary operating point, per arm.
+
+    The legend names each arm once (one legend group per arm, across the panels); each
+    panel's title carries that reader's AUC per arm."""
     per = result["per_reader"]
     readers = sorted({p["reader"] for p in per})
     cols = min(3, max(1, len(readers)))
     rows = (len(readers) + cols - 1) // cols
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[
-        f"{r} ({next((p['level'] for p in per if p['reader'] == r and p.get('level')), '')})"
-        for r in readers], shared_xaxes=True, shared_yaxes=True)
+    arms = list(result.get("arms") or ["unaided", "aided"])
+
+    def title(r):
+        level = next((p["level"] for p in per if p["reader"] == r and p.get("level")), "")
+        mine = sorted((p for p in per if p["reader"] == r),
+                      key=lambda p: arms.index(p["arm"]) if p["arm"] in arms else len(arms))
+        aucs = ", ".join(f"{p['arm']} {_fmt_auc(p.get('auc'))}" for p in mine)
+        return f"{r}" + (f" ({level})" if level else "") + (f"<br>AUC {aucs}" if aucs else "")
+
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[title(r) for r in readers],
+                        shared_xaxes=True, shared_yaxes=True)
+    in_legend: set[str] = set()
     for i, rd in enumerate(readers):
         row, col = i // cols + 1, i % cols + 1
         for p in [p for p in per if p["reader"] == rd]:
             st = _arm_style(p["arm"])
-            auc = p.get("auc")
-            label = f"{p['arm']} (AUC {auc:.3f})" if auc is not None else p["arm"]
+            first = p["arm"] not in in_legend
+            in_legend.add(p["arm"])
             fig.add_trace(go.Scatter(x=p["roc"]["fpr"], y=p["roc"]["tpr"], mode="lines",
                                      line=dict(color=st["color"], dash=st["dash"], shape="linear"),
-                                     name=label, legendgroup=f"{rd}-{p['arm']}", showlegend=True),
+                                     name=p["arm"], legendgroup=p["arm"], showlegend=first,
+                                     hovertemplate=f"{rd}, {p['arm']} (AUC {_fmt_auc(p.get('auc'))})"
+                                                   "<br>1-spec %{x:.2f}, sens %{y:.2f}<extra></extra>"),
                           row=row, col=col)
             sens, spec = p["sensitivity"]["estimate"], p["specificity"]["estimate"]
             if sens is not None and spec is not None:
@@ -42,14 +56,22 @@ def roc_figure(result: dict[str, Any]) -> go.Figure:
                                          marker=dict(color=st["color"], symbol=st["symbol"], size=10),
                                          name=f"{p['arm']} call", legendgroup=p["arm"],
                                          showlegend=False,
-                                         hovertemplate="1-spec %{x:.2f}, sens %{y:.2f}"),
+                                         hovertemplate=f"{rd}, {p['arm']} call"
+                                                       "<br>1-spec %{x:.2f}, sens %{y:.2f}<extra></extra>"),
                               row=row, col=col)
         fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", showlegend=False,
-                                 line=dict(color="#cccccc", width=1)), row=row, col=col)
+                                 hoverinfo="skip", line=dict(color="#cccccc", width=1)),
+                      row=row, col=col)
     fig.update_xaxes(title_text="1 - specificity", range=[0, 1])
     fig.update_yaxes(title_text="sensitivity", range=[0, 1.02])
-    fig.update_layout(title="ROC per reader, without and with the model", height=330 * rows)
+    fig.update_annotations(font_size=12)
+    fig.update_layout(title="ROC per reader, without and with the model (marker: the binary call)",
+                      height=340 * rows)
     return fig
+
+
+def _fmt_auc(v) -> str:
+    return "-" if v is None or v != v else f"{v:.3f}"
 
 
 def change_figure(result: dict[str, Any], metrics=("auc", "sensitivity", "specificity", "accuracy")
@@ -92,15 +114,14 @@ def level_figure(result: dict[str, Any], metrics=("mean_auc", "sensitivity", "sp
                 a = g["arms"].get(arm)
                 if not a:
                     continue
-                v = a[m]
-                if isinstance(v, dict):
-                    xs.append(level)
-                    ys.append(v["estimate"])
-                    lo.append(v["estimate"] - v["lower"])
-                    hi.append(v["upper"] - v["estimate"])
+                v = a.get(m)
+                est = v.get("estimate") if isinstance(v, dict) else v
+                xs.append(level)
+                ys.append(est)       # None (no such case read yet): an empty bar
+                if isinstance(v, dict) and None not in (est, v.get("lower"), v.get("upper")):
+                    lo.append(est - v["lower"])
+                    hi.append(v["upper"] - est)
                 else:
-                    xs.append(level)
-                    ys.append(v)
                     lo.append(0)
                     hi.append(0)
             fig.add_trace(go.Bar(x=xs, y=ys, name=arm, marker_color=_arm_style(arm)["color"],

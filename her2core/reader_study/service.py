@@ -43,8 +43,8 @@ from sqlalchemy.orm import Session, aliased
 
 from her2core.errors import Her2Error
 from her2core.reader_study.db import Database, open_database
-from her2core.reader_study.models import (AuditEvent, QueueItem, Read, Reader, Serve, Study,
-                                          StudyCase)
+from her2core.reader_study.models import (AuditEvent, QueueItem, Read, Reader, ResumeToken,
+                                          Serve, Study, StudyCase)
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +187,7 @@ class ReadView:
     supersedes_id: int | None
     superseded: bool
     correctable: bool
+    her2_low_confidence: float | None = None
 
 
 @dataclass(frozen=True)
@@ -244,9 +245,11 @@ def queue_order(order_seed: int, session: int, n: int) -> list[int]:
 class ReaderStudyService:
     """All reader-study operations; state lives only in the database."""
 
-    def __init__(self, db: Database, *, clock: Callable[[], datetime] = _now):
+    def __init__(self, db: Database, *, clock: Callable[[], datetime] = _now,
+                 resume_max_age: timedelta = timedelta(days=30)):
         self.db = db
         self._clock = clock
+        self.resume_max_age = resume_max_age
 
     @classmethod
     def open(cls, url: str | None = None, **kw) -> "ReaderStudyService":
@@ -409,6 +412,48 @@ class ReaderStudyService:
                 raise AccessDenied("unknown study or wrong access code")
             return ReaderSession(study.id, study.name, rd.id, rd.number, rd.name,
                                  _tag("reader", study.id, rd.id))
+
+    # ---------------------------------------------------------------- resume after a reload
+    @staticmethod
+    def _token_hash(token: str) -> str:
+        return hashlib.sha256(str(token).strip().encode()).hexdigest()
+
+    def resume_token(self, reader: ReaderSession) -> str:
+        """A new random token that :meth:`resume` turns back into this reader's session
+        (kept in the reading screen's URL, so a reload carries on). It is not the access
+        code and says nothing about the reader or the cases; only its SHA-256 is stored."""
+        token = secrets.token_urlsafe(24)
+        with self.db.session() as s:
+            rd, _ = self._reader(s, reader)
+            s.add(ResumeToken(reader_id=rd.id, token_hash=self._token_hash(token),
+                              created_at=self.now()))
+        return token
+
+    def resume(self, token: str) -> ReaderSession:
+        """The reader session of a live resume token (AccessDenied if unknown, revoked or
+        older than ``resume_max_age``)."""
+        if not token or len(str(token)) > 200:
+            raise AccessDenied("unknown or expired resume link; please sign in again")
+        with self.db.session() as s:
+            row = s.scalar(select(ResumeToken).where(
+                ResumeToken.token_hash == self._token_hash(token)))
+            if (row is None or row.revoked_at is not None
+                    or self.now() - _utc(row.created_at) > self.resume_max_age):
+                raise AccessDenied("unknown or expired resume link; please sign in again")
+            rd = s.get(Reader, row.reader_id)
+            study = s.get(Study, rd.study_id)
+            return ReaderSession(study.id, study.name, rd.id, rd.number, rd.name,
+                                 _tag("reader", study.id, rd.id))
+
+    def end_resume(self, token: str) -> None:
+        """Revoke a resume token (sign-out): the link no longer signs anyone in."""
+        if not token:
+            return
+        with self.db.session() as s:
+            row = s.scalar(select(ResumeToken).where(
+                ResumeToken.token_hash == self._token_hash(token)))
+            if row is not None and row.revoked_at is None:
+                row.revoked_at = self.now()
 
     # ---------------------------------------------------------------- reader side
     def _reader(self, s: Session, reader: ReaderSession) -> tuple[Reader, Study]:
@@ -651,7 +696,8 @@ class ReaderStudyService:
                     r.arm == "unaided" and self._aided_served(s, rd.id, r.study_case_id))
                 out.append(ReadView(r.id, case_id, r.arm, r.session, r.call_positive, r.her2_low_call,
                                     r.confidence, r.notes, _utc(r.saved_at), r.time_on_case_s,
-                                    r.supersedes_id, bool(superseded), bool(correctable)))
+                                    r.supersedes_id, bool(superseded), bool(correctable),
+                                    r.her2_low_confidence))
             return out
 
     def progress(self, reader: ReaderSession) -> ReaderProgress:
@@ -814,7 +860,12 @@ class ReaderStudyService:
                            "n_reads_effective": int(len(df)), "n_reads_total": st.n_reads,
                            "n_corrections": st.n_corrections,
                            "complete": all(r.done >= r.total for r in st.readers),
-                           "reader_arms_with_reads": len(complete)}
+                           "reader_arms_with_reads": len(complete),
+                           # reads still to come, per reader and arm (an interim analysis)
+                           "missing": [{"reader": r.reader_name, "level": r.level,
+                                        "unaided": st.n_cases - r.done_unaided,
+                                        "aided": st.n_cases - r.done_aided, "status": r.status}
+                                       for r in st.readers]}
         result["provenance"] = {"her2core": __version__, "generated_at": self.now().isoformat(),
                                 "method": "Obuchowski-Rockette with Hillis df; empirical AUC"}
         self.log_event(owner, "analyze", {"alpha": alpha, "n_reads": int(len(df))})

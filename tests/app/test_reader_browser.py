@@ -176,6 +176,17 @@ def test_two_readers_read_their_queue_in_the_browser_then_analysis(tmp_path, mon
             ctx = browser.new_context(viewport={"width": 1600, "height": 1500})
             rp = ctx.new_page()
             sign_in(rp, url, study, codes[f"reader {rname}"])
+            if no == 1:
+                # a reload resumes the reader from the URL's random token (issue 17 item 13):
+                # the reading screen again, no sign-in form, the reading screen only in the
+                # navigation; the URL holds neither the access code nor a case id
+                assert "resume=" in rp.url and codes[f"reader {rname}"] not in rp.url
+                assert not any(c in rp.url for c in pd.read_csv(DEMO / "cohort.csv")["case_id"])
+                rp.reload()
+                rp.wait_for_selector('[data-testid="stApp"]')
+                _wait_text(rp, r"Case 1 of \d+, unaided")
+                assert rp.locator(".st-key-rs_signin_code").count() == 0
+                assert rp.get_by_role("link", name="Study owner").count() == 0
             entered[rname] = read_queue(rp, tmp_path, no, preds, shots=(no == 1))
             print(f"{rname} done after {time.time() - t0:.0f} s")
             assert "Traceback" not in rp.inner_text("body")
@@ -199,11 +210,20 @@ def test_two_readers_read_their_queue_in_the_browser_then_analysis(tmp_path, mon
         body = page.inner_text("body")
         assert "Progress" in body and re.search(r"Reads saved\s+24\b", body), body[-800:]
         print(f"readers done after {time.time() - t0:.0f} s")
+        page.get_by_role("tab", name="Analysis").click()
         page.get_by_role("button", name="Run the analysis").click()
         _wait_text(page, r"Obuchowski-Rockette", timeout=120_000)
         page.locator(".stPlotlyChart .main-svg").first.wait_for(state="visible")
         assert "Traceback" not in page.inner_text("body")
         _save(page, tmp_path, "study_owner_analysis.png")
+        page.get_by_role("tab", name="Report").click()
+        page.get_by_role("button", name="Prepare the report").click()
+        _wait_text(page, r"Download the report \(PDF\)", timeout=120_000)
+        page.get_by_role("tab", name="Sample size").click()
+        page.get_by_role("button", name="Plan the study").click()
+        _wait_text(page, r"Cases needed for power", timeout=120_000)
+        assert "Traceback" not in page.inner_text("body")
+        _save(page, tmp_path, "study_owner_sample_size.png")
 
     owner = svc.owner_sign_in(study, codes["owner code"])
     reads = svc.reads_table(owner)
@@ -220,7 +240,8 @@ def test_two_readers_read_their_queue_in_the_browser_then_analysis(tmp_path, mon
             shown = json.loads(r["shown"])
             if r["arm"] == "aided":
                 assert_allclose(shown["model_output"]["p_her2"], preds.loc[r["case_id"], "p_her2"])
-                assert shown["client"]["panels"] == ["probability", "nomogram_points"]
+                # the case's mask is the region the model scored: outlined in the aided arm
+                assert shown["client"]["panels"] == ["probability", "nomogram_points", "roi_outline"]
             else:
                 assert shown["model_output"] is None
         assert (mine["time_on_case_s"] > 0).all()

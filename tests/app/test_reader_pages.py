@@ -188,7 +188,7 @@ def test_model_output_absent_before_the_unaided_read_then_shown_and_queue_moves_
     aided = reads[reads["arm"] == "aided"].iloc[0]
     shown = json.loads(aided["shown"])
     assert_allclose(shown["model_output"]["p_her2"], expected["p_her2"])
-    assert shown["client"]["panels"] == ["probability", "nomogram_points"]
+    assert shown["client"]["panels"] == ["probability", "nomogram_points", "roi_outline"]
     assert not db.model_output_allowed(at.session_state["rs_reader"],
                                        at.subheader[0].value.split()[1])
 
@@ -373,7 +373,7 @@ def test_aided_arm_with_a_bundle_shows_probability_nomogram_shap_and_gradcam(db,
         owner = db.owner_sign_in("Bundle study", made.owner_code)
         aided = db.reads_table(owner).query("arm == 'aided'").iloc[0]
         panels = json.loads(aided["shown"])["client"]["panels"]
-        assert panels == ["probability", "shap", "gradcam"]
+        assert panels == ["probability", "shap", "gradcam", "roi_outline"]
     finally:
         S.reset_for_tests()
 
@@ -391,3 +391,206 @@ def test_signed_in_reader_sees_only_the_reading_screen(db):
     assert not at.exception
     assert any("reading session is open" in w.value for w in at.warning)
     assert not at.title
+
+
+# ----------------------------------------------------------------------------- issue 15 / 17 (reader screens)
+def _png_pixels(fig_json) -> np.ndarray:
+    import base64
+    import io
+
+    from PIL import Image
+    src = fig_json["data"][0]["source"]
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB"))
+
+
+def _slice_figures(at) -> list[dict]:
+    figs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    return [f for f in figs if f.get("data") and f["data"][0].get("type") == "image"]
+
+
+ROI_GREEN = (0, 255, 120)
+
+
+def test_reader_screen_has_no_dead_controls_and_outlines_the_scored_roi_when_aided(db):
+    """Issue 17 item 13: the reader saw 'Draw the ROI on' and the opacity sliders (which do
+    nothing for them) and never the ROI the model scored; item 11: the reader's nomogram
+    had black axes on the dark theme."""
+    made = _study(db)
+    at = _sign_in(_reader_page(), "S1", made.reader_codes["Ann"])
+    labels = [w.label for w in list(at.slider) + list(at.selectbox)]
+    assert "Slice" in labels and "Zoom" in labels
+    assert not {"Mask opacity", "Heat-map opacity", "Draw the ROI on"} & set(labels)
+    # unaided: no outline (the scored region belongs to the model output)
+    slices = _slice_figures(at)
+    assert slices and not any((_png_pixels(f) == ROI_GREEN).all(-1).any() for f in slices)
+    assert "region the model scored" not in _texts(at)
+    _read(at, _current_qid(at), "HER2-negative", 70)
+    assert _progress_text(at) == "Case 2 of 8, aided"
+    slices = _slice_figures(at)
+    green = [int((_png_pixels(f) == ROI_GREEN).all(-1).sum()) for f in slices]
+    assert max(green) > 0, green                        # the outline is on the image
+    assert "Green outline: the region the model scored (on DCE)" in _texts(at)
+    # the nomogram: no black ink, light text
+    nomo = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    nomo = [f for f in nomo if "Total points" in json.dumps(f.get("layout", {})) + json.dumps(f.get("data", []))]
+    assert nomo
+    inks = {str(t.get(k, {}).get("color", "")).lower() for t in nomo[0]["data"]
+            for k in ("line", "marker", "textfont")}
+    assert not inks & {"black", "#000", "#000000"}, inks
+    assert nomo[0]["layout"]["font"]["color"] == "#e6e6e6"
+    _read(at, _current_qid(at), "HER2-positive", 90)
+    owner = db.owner_sign_in("S1", made.owner_code)
+    aided = db.reads_table(owner).query("arm == 'aided'").iloc[0]
+    assert "roi_outline" in json.loads(aided["shown"])["client"]["panels"]
+
+
+def _study_with_low(svc, ask_low, name):
+    from her2core.reader_study.inputs import cases_from_cohort
+    outs = _model_outputs()
+    for i, cid in enumerate(CASES):
+        outs[cid]["p_low"] = 0.2 + 0.1 * i
+    return svc.create_study(name, cases_from_cohort(_demo(), CASES, outs),
+                            [{"name": "Ann", "level": "junior", "years": 2}], seed=7,
+                            ask_her2_low=ask_low, cohort_root=str(_demo()),
+                            model_info={"source": "test"})
+
+
+def test_her2_low_model_output_only_where_asked_and_its_confidence_is_saved(db):
+    """Issue 17 item 13: "HER2-low vs zero (model)" was shown in studies that do not ask
+    about HER2-low; issue 15: a HER2-low read carries a confidence."""
+    plain = _study_with_low(db, False, "Plain")
+    at = _sign_in(_reader_page(), "Plain", plain.reader_codes["Ann"])
+    assert not [s for s in at.slider if (s.key or "").startswith("rs_lowconf_")]
+    _read(at, _current_qid(at), "HER2-negative", 60)
+    metrics = {m.label for m in at.metric}
+    assert "HER2-positive (model)" in metrics and "HER2-low vs zero (model)" not in metrics
+
+    low = _study_with_low(db, True, "Low")
+    at = _sign_in(_reader_page(), "Low", low.reader_codes["Ann"])
+    qid = _current_qid(at)
+    at.radio(key=f"rs_call_{qid}").set_value("HER2-negative")
+    at.radio(key=f"rs_low_{qid}").set_value("HER2-low")
+    at.slider(key=f"rs_lowconf_{qid}").set_value(85)
+    _button(at, "Save read").click()
+    _run(at)
+    assert _progress_text(at) == "Case 2 of 8, aided"
+    assert "HER2-low vs zero (model)" in {m.label for m in at.metric}
+    reads = db.reads_table(db.owner_sign_in("Low", low.owner_code))
+    r = reads.iloc[0]
+    assert bool(r["her2_low_call"]) and r["her2_low_confidence"] == 85.0
+    assert_allclose(r["her2_low_rating"], 50 + 85 / 2)
+
+
+def test_reload_resumes_the_reader_from_a_url_token_until_sign_out(db):
+    """Issue 17 item 13: a reload signed the reader out and showed the full navigation."""
+    made = _study(db)
+    code = made.reader_codes["Bo"]
+    at = _sign_in(_reader_page(), "S1", code)
+    _read(at, _current_qid(at), "HER2-positive", 60)
+    assert _progress_text(at) == "Case 2 of 8, aided"
+    token = at.query_params["resume"]
+    token = token[0] if isinstance(token, list) else token
+    assert token and code not in token and "Bo" not in token
+    assert not any(c in token for c in CASES)
+    # a reload: a new session with nothing but the URL
+    again = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    again.query_params["resume"] = token
+    _run(again)
+    assert again.session_state["rs_reader"].reader_name == "Bo"
+    assert _progress_text(again) == "Case 2 of 8, aided"      # the same step, model shown
+    assert len(again.metric) >= 1
+    assert not again.text_input                                # no sign-in form
+    # the navigation of the resumed session holds the reading screen only
+    with pytest.raises(ValueError, match=r"Known pages: \['[^,]*pages/reader_study.py'\]"):
+        again.switch_page("pages/case.py")
+    # sign-out revokes the token: the same URL now shows the sign-in form
+    _button(again, "Sign out").click()
+    _run(again)
+    assert "rs_reader" not in again.session_state
+    third = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    third.query_params["resume"] = token
+    _run(third)
+    assert "rs_reader" not in third.session_state
+    third.switch_page("pages/reader_study.py")
+    _run(third)
+    assert third.text_input(key="rs_signin_code") is not None
+
+
+def _owner_page(study, owner_code) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    _run(at)
+    at.switch_page("pages/study_owner.py")
+    _run(at)
+    at.text_input(key="rs_owner_study").input(study)
+    at.text_input(key="rs_owner_code").input(owner_code)
+    _button(at, "Open").click()
+    return _run(at)
+
+
+def _downloads(at) -> dict:
+    return {d.proto.label: d for d in at.get("download_button")}
+
+
+def test_owner_interim_analysis_of_a_partly_read_study_and_its_report(db):
+    """Issue 17 item 4: with two reads saved the analysis failed (TypeError in level_figure)
+    and the figures and download disappeared; issue 15: the owner's report as HTML / PDF."""
+    made = _study(db)
+    r = db.sign_in("S1", made.reader_codes["Ann"])
+    for k in range(2):
+        n = db.next_case(r)
+        db.save_read(r, n.case.queue_item_id, call_positive=bool(k), confidence=70)
+    at = _owner_page("S1", made.owner_code)
+    _button(at, "Run the analysis").click()
+    _run(at)
+    warn = " ".join(w.value for w in at.warning)
+    assert "Interim analysis" in warn and "14 reads are still missing" in warn
+    assert "Ann: 3 unaided, 3 aided, Bo: 4 unaided, 4 aided" in warn
+    miss = [d.value for d in at.dataframe if list(d.value.columns) == ["reader", "level", "unaided",
+                                                                       "aided", "status"]]
+    assert miss and miss[0].set_index("reader").loc["Bo", "aided"] == 4
+    assert len(at.get("plotly_chart")) >= 4                    # the figures are drawn
+    assert "Download the analysis (JSON)" in _downloads(at)
+    _button(at, "Prepare the report").click()
+    _run(at)
+    dl = _downloads(at)
+    assert {"Download the report (HTML)", "Download the report (PDF)"} <= set(dl)
+    _, html, pdf = at.session_state["rs_report"]
+    assert "14 reads are still missing" in html and pdf[:5] == b"%PDF-"
+    # planning needs an MRMC analysis: with one reader so far it says why, no traceback
+    _button(at, "Plan the study").click()
+    _run(at)
+    assert any("no OR analysis yet" in e.value for e in at.error)
+
+
+def test_owner_plans_a_sample_size_from_the_studys_variance_components(db):
+    from her2core.reader_study import report as RP
+    cases = [{"case_id": f"C{i}", "her2": i % 2, "model_output": {"p_her2": 0.3 + 0.05 * i}}
+             for i in range(10)]
+    made = db.create_study("S1", cases, [{"name": n, "level": lv} for n, lv in
+                                         (("Ann", "junior"), ("Bo", "senior"), ("Cy", "junior"))],
+                           seed=5)
+    for name, code in made.reader_codes.items():
+        r = db.sign_in("S1", code)
+        k = 0
+        while (n := db.next_case(r)).status == "case":
+            db.save_read(r, n.case.queue_item_id, call_positive=bool(k % 2),
+                         confidence=(20 + 9 * k + (7 if name == "Bo" else 0)) % 100)
+            k += 1
+    at = _owner_page("S1", made.owner_code)
+    _button(at, "Run the analysis").click()
+    _run(at)
+    assert not [w for w in at.warning if "Interim" in w.value]
+    at.number_input(key="rs_plan_effect").set_value(0.1)
+    at.text_input(key="rs_plan_readers").input("4, 8")
+    at.text_input(key="rs_plan_cases").input("100, 300")
+    _button(at, "Plan the study").click()
+    _run(at)
+    assert not at.error, [e.value for e in at.error]
+    plan = next(d.value for d in at.dataframe
+                if list(d.value.columns) == ["readers", "cases", "power", "note"])
+    ref = RP.sample_size_plan(at.session_state["rs_result"][1], effect=0.1, readers=[4, 8])
+    assert plan["readers"].tolist() == [4, 8]
+    assert plan["cases"].tolist() == ref["cases"].tolist()
+    grid = _frame(at, "300 cases")
+    assert grid["readers"].tolist() == [4, 8]
+    assert (grid["300 cases"] >= grid["100 cases"]).all()

@@ -78,14 +78,16 @@ def test_reader_study_command_end_to_end(setup, capsys, monkeypatch):
     m = pd.read_csv(t / "m.csv")
     assert len(m) == 60 and set(m["case"]) == {f"K{i:02d}" for i in range(10)}
     assert main(["reader-study", "--db", db, "analyze", "--study", "pilot", "--json", str(t / "a.json"),
-                 "--html", str(t / "a.html")]) == 0
+                 "--html", str(t / "a.html"), "--pdf", str(t / "a.pdf")]) == 0
     res = json.loads((t / "a.json").read_text(encoding="utf-8"))
     cube, truth, trs, rds, _ = mrmc.ratings_cube(m, treatments=["unaided", "aided"])
     ref = mrmc.or_analysis(cube, truth, treatments=trs, readers=rds)
     assert_allclose(res["mrmc"]["jackknife"]["rrrc"]["value"], ref.rrrc.value, rtol=1e-12)
     assert res["mrmc"]["jackknife"]["note"] is None
     assert res["study"]["design"] == "two_sessions"
-    assert "Reader study pilot" in (t / "a.html").read_text(encoding="utf-8")
+    page = (t / "a.html").read_text(encoding="utf-8")
+    assert "Reader study report: pilot" in page and "The model alone vs the readers" in page
+    assert (t / "a.pdf").read_bytes()[:5] == b"%PDF-"
     # the aided arm showed the model output and the bundle checksum
     full = ReaderStudyService.open(db)
     tab = full.reads_table(full.owner_sign_in("pilot", owner))

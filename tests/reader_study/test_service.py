@@ -61,7 +61,7 @@ def test_migrations_match_orm_metadata(svc):
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
                                 Base.metadata)
     assert diff == []
-    assert current_revision(svc.db.engine) == "0002"
+    assert current_revision(svc.db.engine) == "0003"
 
 
 def test_migration_downgrade_and_upgrade_again(tmp_path):
@@ -75,7 +75,7 @@ def test_migration_downgrade_and_upgrade_again(tmp_path):
         command.downgrade(alembic_config(c), "base")
     assert inspect(engine).get_table_names() == ["alembic_version"]
     upgrade(engine)
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == "0003"
     assert "her2_low_confidence" in {c["name"] for c in inspect(engine).get_columns("reads")}
     with engine.connect() as c:
         assert len(c.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'")).all()) == 8
