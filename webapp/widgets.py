@@ -173,6 +173,11 @@ def viewer(case: "S.CaseData", *, key: str = "case", draw: bool = True,
                                 help="the mask is stored on this sequence's grid")
     with c3:
         view = st.radio("View", V.VIEWS, horizontal=False, key=f"{key}_view")
+        large = st.toggle("Large view", key=f"{key}_large",
+                          help="one sequence (the one the ROI is drawn on) at full width, "
+                               "drawn at least at the image's own size")
+    if large:
+        shown = [draw_seq]
     if draw_seq not in shown:
         shown = [draw_seq] + list(shown)
     try:
@@ -201,9 +206,13 @@ def viewer(case: "S.CaseData", *, key: str = "case", draw: bool = True,
         else:   # st.slider refuses min == max: a one-slice view has nothing to scroll
             idx = 0
             st.caption("Slice: 1 of 1")
-    presets = V.window_presets(ref_can.array, mask_can)
+    presets = ref_can.window_presets(mask_can)   # the volume's percentiles computed once
+    auto = next(k for k in presets if k.startswith("Auto"))
     with k2:
-        preset = st.selectbox("Window / level preset", list(presets) + ["Manual"], key=f"{key}_preset")
+        preset = st.selectbox("Window / level preset", list(presets) + ["Manual"],
+                              key=f"{key}_preset",
+                              help="the first entry is the scanner's own window when the DICOM "
+                                   "header has one (WindowCenter / WindowWidth)")
     with k3:
         zoom = st.slider("Zoom", 1.0, 4.0, 1.0, 0.25, key=f"{key}_zoom")
     with k4:
@@ -212,13 +221,7 @@ def viewer(case: "S.CaseData", *, key: str = "case", draw: bool = True,
                             disabled=not heat)
     manual = None
     if preset == "Manual":
-        lo, hi = float(np.min(ref_can.array)), float(np.max(ref_can.array))
-        m1, m2 = st.columns(2)
-        w0, l0 = presets["Auto (1-99 %)"]
-        manual = (m1.slider("Window", 1.0, max(hi - lo, 2.0), float(min(max(w0, 1.0), max(hi - lo, 2.0))),
-                            key=f"{key}_win"),
-                  m2.slider("Level", lo, max(hi, lo + 1), float(np.clip(l0, lo, max(hi, lo + 1))),
-                            key=f"{key}_lev"))
+        manual = _manual_window(ref_can, presets[auto], key)
     frac = idx / max(n - 1, 1)
     zoom_center = None
     if mask_can is not None:
@@ -240,10 +243,10 @@ def viewer(case: "S.CaseData", *, key: str = "case", draw: bool = True,
             j = idx if seq == draw_seq else int(round(frac * (ns - 1)))
             grey_src = can.get_slice(v, j)
             if seq == draw_seq:
-                wl = manual or presets.get(preset, presets["Auto (1-99 %)"])
+                wl = manual or presets.get(preset, presets[auto])
             else:
-                p = V.window_presets(can.array)
-                wl = p.get(preset, p["Auto (1-99 %)"])
+                p = can.window_presets()
+                wl = p.get(_same_preset(preset, p), p[next(k for k in p if k.startswith("Auto"))])
             grey = V.apply_window(grey_src, *wl)
             m = None
             if mask_can is not None and seq == draw_seq:
@@ -256,13 +259,13 @@ def viewer(case: "S.CaseData", *, key: str = "case", draw: bool = True,
                 if hc is not None:
                     h = can.get_slice(v, j, hc)
             rgb = V.compose_rgb(grey, mask=m, mask_opacity=mask_op, heat=h, heat_opacity=heat_op)
-            title = f"{seq} - {v} slice {j} (0-{ns - 1})"
+            title = V.view_title(can, seq, v, j)
             if seq != draw_seq and not can.is_2d and not img.same_grid(ref_img):
                 title += " (own grid)"
-            fig = V.slice_figure(rgb, can.pixel_size(v), title=title, labels=V.axis_labels(v),
+            fig = V.slice_figure(rgb, can.pixel_size(v), title=title, labels=V.view_labels(can, v),
                                  selectable=draw and seq == draw_seq, zoom=zoom,
                                  zoom_center=zoom_center if seq == draw_seq else None,
-                                 height=420 if len(shown) < 3 else 340)
+                                 height=figure_height(grey.shape, can.pixel_size(v), len(shown)))
             if draw and seq == draw_seq:
                 event = st.plotly_chart(fig, key=f"{key}_roi_{st.session_state['roi_nonce']}",
                                         on_select="rerun", selection_mode=("lasso", "box"),
@@ -270,11 +273,62 @@ def viewer(case: "S.CaseData", *, key: str = "case", draw: bool = True,
                 _apply_selection(event, editor, view, idx, grey.shape, key)
             else:
                 st.plotly_chart(fig, key=f"{key}_img_{seq}", config={"displaylogo": False})
+            st.caption(V.geometry_caption(can, v))
     if ref_can.oblique:
         st.caption("This image is stored obliquely; the display is snapped to the nearest axes "
                    "(saved masks keep the exact geometry).")
     if draw:
         roi_tools(case, draw_seq, editor, ref_img, ref_can, view, idx, key)
+
+
+#: figure margins of V.slice_figure (title, letters) around the image, in px
+_FIG_MARGIN = 88
+#: layout width (px) of the main column at 1366 px with the sidebar open
+_MAIN_WIDTH = 1000
+
+
+def figure_height(shape, pixel_size, n_shown: int) -> int:
+    """Figure height (px) that draws a slice at least at its own size when the column is
+    wide enough: a 448 px slice alone gets 448 px plus margins (not the 270-340 px of a
+    third of the page); side by side, as large as the column allows."""
+    rows, cols = shape
+    cw, rh = (float(v) for v in pixel_size)
+    aspect = (rows * rh) / max(cols * cw, 1e-9)          # displayed height / width
+    col_w = _MAIN_WIDTH / max(n_shown, 1) - 24
+    h_fit = col_w * aspect                                # the image fills its column
+    natural = rows * max(rh / cw, 1.0) if cw > 0 else rows
+    if n_shown == 1:
+        img_h = max(natural, min(h_fit, 640.0))
+    else:
+        img_h = min(h_fit, max(natural, 300.0))
+    return int(round(max(img_h, 300.0) + _FIG_MARGIN))
+
+
+def _same_preset(preset: str, presets: dict) -> str:
+    """The preset of another sequence with the same name (the header one by its prefix)."""
+    if preset in presets:
+        return preset
+    if preset.startswith(V.HEADER_PRESET):
+        return next((k for k in presets if k.startswith(V.HEADER_PRESET)), preset)
+    return preset
+
+
+def _manual_window(can: V.Canonical, start: tuple[float, float], key: str) -> tuple[float, float]:
+    """Window and level sliders over the volume's range, stepping by 1 on integer images and
+    by about range / 200 otherwise (never 0.01 on a 1-1653 range)."""
+    lo, hi = can.value_range()
+    step = V.window_step(can)
+    span = max(hi - lo, step * 2)
+    if can.integer:
+        lo, hi, span = float(np.floor(lo)), float(np.ceil(hi)), float(np.ceil(span))
+    w0, l0 = start
+    q = lambda v: float(np.round(v / step) * step)      # noqa: E731 - on the slider's grid
+    m1, m2 = st.columns(2)
+    win = m1.slider("Window", step, span, float(np.clip(q(w0), step, span)), step,
+                    key=f"{key}_win")
+    lev = m2.slider("Level", q(lo), max(q(hi), q(lo) + step), float(np.clip(q(l0), q(lo), q(hi))),
+                    step, key=f"{key}_lev")
+    return float(win), float(lev)
 
 
 def _apply_selection(event, editor: V.MaskEditor, view: str, idx: int, shape, key: str) -> None:
@@ -352,13 +406,8 @@ def roi_tools(case, seq, editor: V.MaskEditor, ref_img, can: V.Canonical, view: 
                                    icon=":material/download:")
             except Exception as err:  # noqa: BLE001
                 show_error(err)
-    sp = can.spacing
-    vox_ml = editor.voxels * sp[0] * sp[1] * sp[2] / 1000.0
-    st.caption(f"ROI on {seq}: {editor.voxels} voxels"
-               + ("" if can.is_2d else f" ({vox_ml:.2f} mL)")
-               + f", on {view} slices {drawn}"
-               + (f"; source: {(st.session_state.get('roi_source') or {}).get(seq)}"
-                  if (st.session_state.get("roi_source") or {}).get(seq) else ""))
+    st.caption(V.roi_caption(can, editor.mask, seq, view,
+                             (st.session_state.get("roi_source") or {}).get(seq)))
     l1, l2 = st.columns(2)
     mkey = case.mask_key_for(seq)
     with l1:
