@@ -148,6 +148,36 @@ class Canonical:
         sx, sy, sz = self.spacing
         return {"axial": (sx, sy), "coronal": (sx, sz), "sagittal": (sy, sz)}[_check_view(view)]
 
+    def display_to_canonical(self, view: str, index: int, row: float, col: float
+                             ) -> tuple[int, int, int]:
+        """Canonical (z, y, x) voxel under pixel (row, col) of display slice ``index``."""
+        nz = self.array.shape[0]
+        r, c = int(round(float(row))), int(round(float(col)))
+        if view == "axial":
+            zyx = (int(index), r, c)
+        elif view == "coronal":
+            zyx = (nz - 1 - r, int(index), c)
+        else:
+            zyx = (nz - 1 - r, c, int(index))
+        _check_view(view)
+        for a, (v, n) in enumerate(zip(zyx, self.array.shape)):
+            if not 0 <= v < n:
+                raise IndexError(f"pixel (row {r}, column {c}) is outside the {view} slice")
+        return zyx
+
+    def canonical_to_index(self, zyx) -> tuple[int, ...]:
+        """Canonical (z, y, x) voxel -> the image's own voxel index in (x, y[, z]) order
+        (SimpleITK's, as :mod:`her2core.imaging.segment` takes seeds)."""
+        c = [int(v) for v in zyx]
+        for ax in self.flips:
+            c[ax] = self.array.shape[ax] - 1 - c[ax]
+        orig = [0, 0, 0]
+        for a in range(3):
+            orig[self.order[a]] = c[a]
+        if self.is_2d:
+            return (orig[2], orig[1])
+        return (orig[2], orig[1], orig[0])
+
     def slice_position_mm(self, view: str, index: int) -> float:
         """Distance (mm) of the slice from the first one along its axis."""
         sx, sy, sz = self.spacing

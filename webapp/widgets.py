@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from pathlib import Path
 from contextlib import contextmanager
 from typing import Any
 
@@ -44,14 +45,25 @@ def model_output_banner(bundle=None) -> None:
         st.caption(f"Model bundle: {bundle.name} ({bundle.checksum[:19]})")
 
 
-def show_error(err: BaseException) -> None:
-    """A user-facing error: the message in a box, never a traceback."""
+def error_text(err: BaseException) -> str:
+    """What the page shows for an error: what is wrong (with the user's own file name, never a
+    server temp path), then what to do in the app's terms. The CLI keeps ``str(err)``."""
     if isinstance(err, Her2Error):
-        st.error(str(err), icon=":material/error:")
-    else:
-        log.exception("unexpected error in the app")
-        st.error(f"Unexpected problem ({type(err).__name__}): {err}. The rest of the session is "
-                 "unaffected; please report this message.", icon=":material/error:")
+        what, where, hint = S.user_error(err)
+        text = (f"{where}: " if where else "") + (what or "")
+        if hint:
+            text += f"  \n**What to do:** {hint}"
+        return text
+    return (f"This step failed unexpectedly ({type(err).__name__}: {S.user_text(str(err))}). "
+            "Nothing already entered or drawn is lost; try again, or open the case again. "
+            "The details are in the server log.")
+
+
+def show_error(err: BaseException) -> None:
+    """A user-facing error: the reason in a visible box, never a traceback."""
+    if not isinstance(err, Her2Error):
+        log.exception("unexpected error in the app", exc_info=err)
+    st.error(error_text(err), icon=":material/error:")
 
 
 @contextmanager
@@ -268,9 +280,11 @@ def viewer(case: "S.CaseData", *, key: str = "case", draw: bool = True,
                                  height=figure_height(grey.shape, can.pixel_size(v), len(shown)))
             if draw and seq == draw_seq:
                 event = st.plotly_chart(fig, key=f"{key}_roi_{st.session_state['roi_nonce']}",
-                                        on_select="rerun", selection_mode=("lasso", "box"),
+                                        on_select="rerun",
+                                        selection_mode=("points", "lasso", "box"),
                                         config={"displaylogo": False, "scrollZoom": False})
-                _apply_selection(event, editor, view, idx, grey.shape, key)
+                _apply_selection(event, editor, view, idx, grey.shape, key,
+                                 seg=(case, draw_seq, ref_img, ref_can))
             else:
                 st.plotly_chart(fig, key=f"{key}_img_{seq}", config={"displaylogo": False})
             st.caption(V.geometry_caption(can, v))
@@ -331,7 +345,8 @@ def _manual_window(can: V.Canonical, start: tuple[float, float], key: str) -> tu
     return float(win), float(lev)
 
 
-def _apply_selection(event, editor: V.MaskEditor, view: str, idx: int, shape, key: str) -> None:
+def _apply_selection(event, editor: V.MaskEditor, view: str, idx: int, shape, key: str,
+                     seg=None) -> None:
     sel = None
     try:
         sel = event.selection if event is not None else None
@@ -341,12 +356,31 @@ def _apply_selection(event, editor: V.MaskEditor, view: str, idx: int, shape, ke
         return
     lasso = list(sel.get("lasso") or [])
     box = list(sel.get("box") or [])
-    if not lasso and not box:
+    points = list(sel.get("points") or [])
+    if not lasso and not box and not points:
         return
-    sig = hashlib.sha1(repr((view, idx, lasso, box)).encode()).hexdigest()
+    sig = hashlib.sha1(repr((view, idx, lasso, box, points)).encode()).hexdigest()
     if st.session_state.get("roi_last") == sig:
         return
-    mode = "subtract" if st.session_state.get(f"{key}_roimode", "Add") == "Erase" else "add"
+    roimode = st.session_state.get(f"{key}_roimode", "Add")
+    if roimode == "Seed" and seg is not None:
+        from . import case_panels
+        args = case_panels.seed_from_selection(sel)
+        st.session_state["roi_last"] = sig
+        if args is not None:
+            case, seq, ref_img, can = seg
+            with st.spinner("Segmenting ..."):
+                try:
+                    case_panels.run_segmentation(case, seq, editor, ref_img, can, view, idx, **args)
+                except (Her2Error, IndexError) as err:
+                    st.session_state["last_error"] = error_text(err) if isinstance(err, Her2Error) \
+                        else "The click is outside the image."
+                    st.session_state["roi_nonce"] += 1
+            st.rerun()
+        return
+    if not lasso and not box:
+        return
+    mode = "subtract" if roimode == "Erase" else "add"
     changed = 0
     for poly in lasso:
         changed += editor.apply_polygon(view, idx, poly.get("x", []), poly.get("y", []), mode)
@@ -365,10 +399,11 @@ def _apply_selection(event, editor: V.MaskEditor, view: str, idx: int, shape, ke
 def roi_tools(case, seq, editor: V.MaskEditor, ref_img, can: V.Canonical, view: str, idx: int,
               key: str) -> None:
     st.markdown("**ROI** - choose the lasso (or box) in the chart's toolbar and draw on the slice; "
-                "each closed shape is added to (or erased from) this slice.")
-    t1, t2, t3, t4, t5, t6 = st.columns([1.3, 1, 1.3, 1.6, 1, 1.4])
+                "each closed shape is added to (or erased from) this slice. In *Seed* mode a "
+                "click on the lesion (or a box round it) segments it in 3-D.")
+    t1, t2, t3, t4, t5, t6 = st.columns([1.6, 1, 1.3, 1.6, 1, 1.4])
     with t1:
-        st.radio("Mode", ["Add", "Erase"], horizontal=True, key=f"{key}_roimode")
+        st.radio("Mode", ["Add", "Erase", "Seed"], horizontal=True, key=f"{key}_roimode")
     with t2:
         if st.button("Undo", key=f"{key}_undo", disabled=not editor.history,
                      icon=":material/undo:"):
@@ -423,12 +458,20 @@ def roi_tools(case, seq, editor: V.MaskEditor, ref_img, can: V.Canonical, view: 
                               key=f"{key}_maskup")
         if up is not None and st.button("Apply the uploaded mask", key=f"{key}_maskapply"):
             with user_errors():
-                path, sha = S.save_upload(up, "mask")
+                path, sha = S.save_upload(up, "mask", folder=Path(case.folder) if case.folder
+                                          and Path(case.folder).is_dir() else None)
                 arr = S.load_mask_array(case, seq, path, sha)
                 editor.set_mask(arr)
                 st.session_state.setdefault("roi_source", {})[seq] = "file"
                 st.session_state["roi_nonce"] += 1
                 st.rerun()
+    from . import case_panels
+    case_panels.assisted_segmentation(case, seq, editor, ref_img, can, view, idx, key)
+    d1, d2 = st.columns(2)
+    with d1:
+        case_panels.dicom_seg(case, seq, editor, can, key)
+    with d2:
+        case_panels.second_reader(case, seq, editor, ref_img, can, key)
 
 
 # ----------------------------------------------------------------------------- clinical

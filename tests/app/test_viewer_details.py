@@ -91,6 +91,23 @@ def test_clinical_size_slice_is_drawn_at_least_at_its_size():
     assert two >= 448
 
 
+@pytest.mark.parametrize("view", V.VIEWS)
+def test_a_click_on_a_view_is_the_voxel_under_it(view):
+    d = np.zeros((3, 3))
+    d[1, 0], d[2, 1], d[0, 2] = -1, 1, -1                 # a permuted, flipped grid
+    img = Image(np.zeros((5, 6, 7)), (1, 2, 3), (0, 0, 0), d.ravel())
+    can = V.canonical(img)
+    for r, c in ((0, 0), (2, 1), (can.get_slice(view, 1).shape[0] - 1, 0)):
+        zyx = can.display_to_canonical(view, 1, r, c)
+        m = np.zeros(can.array.shape, bool)
+        m[zyx] = True
+        assert can.get_slice(view, 1, m)[r, c]
+        orig = np.argwhere(can.from_canonical(m))[0]          # numpy (z, y, x) of the image
+        assert can.canonical_to_index(zyx) == tuple(int(v) for v in orig[::-1])
+    with pytest.raises(IndexError):
+        can.display_to_canonical(view, 1, 99, 0)
+
+
 # ----------------------------------------------------------------------------- pages
 def _app() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=240)
