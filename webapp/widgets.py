@@ -54,7 +54,8 @@ def error_text(err: BaseException) -> str:
         if hint:
             text += f"  \n**What to do:** {hint}"
         return text
-    return (f"This step failed unexpectedly ({type(err).__name__}: {S.user_text(str(err))}). "
+    return (f"Unexpected problem: this step failed ({type(err).__name__}: "
+            f"{S.user_text(str(err))}). "
             "Nothing already entered or drawn is lost; try again, or open the case again. "
             "The details are in the server log.")
 
