@@ -186,9 +186,14 @@ def viewer(case: "S.CaseData", *, key: str = "case", draw: bool = True,
                                 help="the mask is stored on this sequence's grid")
     with c3:
         view = st.radio("View", V.VIEWS, horizontal=False, key=f"{key}_view")
-        large = st.toggle("Large view", key=f"{key}_large",
+        try:
+            big = max(S.canonical_for(case, draw_seq)[1].array.shape[1:]) >= CLINICAL_PX
+        except Exception:  # noqa: BLE001 - reported below when the image is read
+            big = False
+        large = st.toggle("Large view", value=big, key=f"{key}_large",
                           help="one sequence (the one the ROI is drawn on) at full width, "
-                               "drawn at least at the image's own size")
+                               "drawn at least at the image's own size; clinical-size images "
+                               "open so (turn it off for the sequences side by side)")
     if large:
         shown = [draw_seq]
     if draw_seq not in shown:
@@ -278,7 +283,8 @@ def viewer(case: "S.CaseData", *, key: str = "case", draw: bool = True,
             fig = V.slice_figure(rgb, can.pixel_size(v), title=title, labels=V.view_labels(can, v),
                                  selectable=draw and seq == draw_seq, zoom=zoom,
                                  zoom_center=zoom_center if seq == draw_seq else None,
-                                 height=figure_height(grey.shape, can.pixel_size(v), len(shown)))
+                                 height=figure_height(grey.shape, can.pixel_size(v), len(shown),
+                                                     large))
             if draw and seq == draw_seq:
                 event = st.plotly_chart(fig, key=f"{key}_roi_{st.session_state['roi_nonce']}",
                                         on_select="rerun",
@@ -298,22 +304,27 @@ def viewer(case: "S.CaseData", *, key: str = "case", draw: bool = True,
 
 #: figure margins of V.slice_figure (title, letters) around the image, in px
 _FIG_MARGIN = 88
-#: layout width (px) of the main column at 1366 px with the sidebar open
-_MAIN_WIDTH = 1000
+#: layout width (px) of the main column at 1366 px with the sidebar open (measured: 704)
+_MAIN_WIDTH = 720
+#: slices this wide or wider (px) open in the large view (one sequence, full width)
+CLINICAL_PX = 384
 
 
-def figure_height(shape, pixel_size, n_shown: int) -> int:
-    """Figure height (px) that draws a slice at least at its own size when the column is
-    wide enough: a 448 px slice alone gets 448 px plus margins (not the 270-340 px of a
-    third of the page); side by side, as large as the column allows."""
+def figure_height(shape, pixel_size, n_shown: int, large: bool = False) -> int:
+    """Figure height (px) that draws a slice at its own size when the column is wide enough:
+    a 448 px slice alone gets 448 px plus margins (not the 270-340 px of a third of the
+    page); side by side, as large as its column allows; ``large``: the full width, up to
+    720 px high."""
     rows, cols = shape
     cw, rh = (float(v) for v in pixel_size)
     aspect = (rows * rh) / max(cols * cw, 1e-9)          # displayed height / width
     col_w = _MAIN_WIDTH / max(n_shown, 1) - 24
     h_fit = col_w * aspect                                # the image fills its column
     natural = rows * max(rh / cw, 1.0) if cw > 0 else rows
-    if n_shown == 1:
-        img_h = max(natural, min(h_fit, 640.0))
+    if large:
+        img_h = max(natural, min(h_fit, 560.0))
+    elif n_shown == 1:
+        img_h = min(max(natural, 300.0), 640.0)
     else:
         img_h = min(h_fit, max(natural, 300.0))
     return int(round(max(img_h, 300.0) + _FIG_MARGIN))

@@ -86,9 +86,9 @@ def test_clinical_size_slice_is_drawn_at_least_at_its_size():
     from webapp.widgets import figure_height, _FIG_MARGIN
     assert figure_height((448, 448), (0.7, 0.7), 1) - _FIG_MARGIN >= 448
     assert figure_height((512, 512), (0.7, 0.7), 1) - _FIG_MARGIN >= 512
-    # side by side the image fills its column, not a fixed 340 px
-    two = figure_height((448, 448), (0.7, 0.7), 2) - _FIG_MARGIN
-    assert two >= 448
+    assert figure_height((448, 448), (0.7, 0.7), 3, large=True) - _FIG_MARGIN >= 448
+    # a small image is not blown up beyond its column
+    assert figure_height((40, 40), (1, 1), 3) - _FIG_MARGIN <= 300
 
 
 @pytest.mark.parametrize("view", V.VIEWS)
@@ -138,6 +138,30 @@ def test_ultrasound_upload_is_an_image_without_slice_or_letters():
     assert not fig["layout"].get("annotations")                 # no R / L / A / P
     caps = [c.value for c in at.caption]
     assert any("pixel size unknown" in c for c in caps), caps
+
+
+def test_clinical_size_case_opens_in_the_large_view(tmp_path):
+    import SimpleITK as sitk
+    rng = np.random.default_rng(0)
+    for name, shape in (("dce.nii.gz", (4, 448, 448)), ("t2.nii.gz", (4, 224, 224))):
+        img = sitk.GetImageFromArray(rng.integers(0, 900, shape).astype(np.int16))
+        img.SetSpacing((0.75, 0.75, 1.5) if shape[1] == 448 else (1.5, 1.5, 1.5))
+        sitk.WriteImage(img, str(tmp_path / name))
+    at = _app()
+    at.file_uploader(key="up_DCE").set_value(("dce.nii.gz", (tmp_path / "dce.nii.gz").read_bytes(),
+                                              "application/gzip"))
+    at.file_uploader(key="up_T2").set_value(("t2.nii.gz", (tmp_path / "t2.nii.gz").read_bytes(),
+                                             "application/gzip"))
+    at.run()
+    at.button(key="load_upload").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.toggle(key="case_large").value is True
+    figs = _figures(at)
+    assert len(figs) == 1 and figs[0]["layout"]["height"] >= 448 + 88
+    at.toggle(key="case_large").set_value(False)
+    at.run()
+    assert len(_figures(at)) == 2                                  # side by side on demand
 
 
 def test_dicom_header_window_offered_and_manual_slider_steps_by_one(tmp_path):
