@@ -446,7 +446,40 @@ def _seg_bytes(case, seq: str, editor: V.MaskEditor, path: str, uid: str) -> byt
 
 # ----------------------------------------------------------------------------- model needs
 def model_needs(case) -> None:
-    """Which sequences, ROI and clinical values the session's model reads, against the case."""
-    from webapp import predict as P
-    with W.user_errors():
-        P.required_inputs_panel(case)
+    """Which sequences, ROI and clinical values the session's model reads, against the case
+    (before anything runs). A case the model cannot score is a warning here, not an error:
+    the upload itself is fine; choose another model or assign the missing series."""
+    try:
+        pred = S.current_predictor()
+    except Her2Error as err:
+        W.show_error(err)
+        return
+    if pred is None:
+        st.caption(S.NO_BUNDLE)
+        return
+    req = pred.required_inputs()
+    rois = W.case_rois(case)
+    missing = req.missing_sequences(case.files)
+    have_mri_roi = any(q != "US" for q in rois)
+    no_roi = [r for r in req.roi if (r == "US" and "US" not in rois) or
+              (r == "MRI" and not have_mri_roi)]
+    need = req.all_clinical()
+    values = st.session_state.get("clinical") or {}
+    filled = [c for c in need if values.get(c) not in (None, "")]
+    with st.container(border=True, key="case_model_needs"):
+        st.markdown("**What this model reads** - "
+                    + ("images: " + ", ".join(f"{q} {'✓' if q in case.files else '✗ missing'}"
+                                               for q in req.sequences)
+                       if req.sequences else "no image (clinical model)")
+                    + "; ROI: " + (", ".join(f"{r} {'✗ not drawn' if r in no_roi else '✓'}"
+                                             for r in req.roi) or "none")
+                    + f"; clinical values: {len(filled)} of {len(need)} filled")
+        if missing:
+            st.warning(f"This model reads {', '.join(req.sequences)}; the case has no "
+                       f"{', '.join(missing)}. Open the case from a DICOM study and assign its "
+                       "series (DICOM study tab), upload the missing sequence, or choose a model "
+                       "for the sequences this case has in the sidebar.",
+                       icon=":material/block:")
+        elif len(filled) < len(need):
+            st.caption("Missing clinical values take the training value: "
+                       + ", ".join(c for c in need if c not in filled))
