@@ -46,8 +46,12 @@ __all__ = [
     "VIEWS", "Canonical", "canonical", "window_presets", "apply_window", "compose_rgb",
     "polygon_to_mask", "box_to_mask", "interpolate_mask", "MaskEditor", "slice_figure",
     "rgb_to_png_bytes", "mask_to_nifti_bytes", "heat_colormap", "axis_labels",
-    "crop_for_zoom",
+    "crop_for_zoom", "view_title", "view_labels", "geometry_caption", "window_step",
+    "index_ranges", "roi_caption", "HEADER_PRESET",
 ]
+
+#: name of the window preset read from the DICOM header (WindowCenter / WindowWidth)
+HEADER_PRESET = "DICOM header"
 
 
 # --------------------------------------------------------------------------- orientation
@@ -63,6 +67,11 @@ class Canonical:
         original_shape: spatial shape of the original array (numpy order).
         is_2d: the source was a 2-D image (then z has one slice).
         oblique: the direction was not a pure axis permutation (snapped).
+        header_window: (width, level) from the DICOM header's WindowWidth /
+            WindowCenter (first value), or None.
+        slice_thickness: SliceThickness (mm) from the DICOM header, or None.
+        spacing_known: False when the file had no physical pixel size (PNG, JPG).
+        integer: the voxel values are integers (the manual window steps by 1).
     """
     array: np.ndarray
     spacing: tuple[float, float, float]
@@ -71,6 +80,10 @@ class Canonical:
     original_shape: tuple[int, ...]
     is_2d: bool = False
     oblique: bool = False
+    header_window: tuple[float, float] | None = None
+    slice_thickness: float | None = None
+    spacing_known: bool = True
+    integer: bool = False
     _stats: dict | None = field(default=None, init=False, repr=False, compare=False)
 
     # -- window / level
@@ -82,7 +95,19 @@ class Canonical:
         """
         if self._stats is None:
             self._stats = volume_stats(self.array)
-        return window_presets(self.array, mask, stats=self._stats)
+        presets = window_presets(self.array, mask, stats=self._stats)
+        if self.header_window is not None:
+            w, c = self.header_window
+            presets = {f"{HEADER_PRESET} (C {_num(c)} / W {_num(w)})": (w, c), **presets}
+        return presets
+
+    def value_range(self) -> tuple[float, float]:
+        """Finite (min, max) of the volume (computed once, shared with the presets)."""
+        if self._stats is None:
+            self._stats = volume_stats(self.array)
+        if self._stats["empty"]:
+            return (0.0, 1.0)
+        return (self._stats["min"], self._stats["max"])
 
     # -- conversions for arrays on the same grid (masks, heat maps)
     def to_canonical(self, arr: np.ndarray) -> np.ndarray:
@@ -122,6 +147,36 @@ class Canonical:
         """(column width, row height) in mm of a displayed slice."""
         sx, sy, sz = self.spacing
         return {"axial": (sx, sy), "coronal": (sx, sz), "sagittal": (sy, sz)}[_check_view(view)]
+
+    def display_to_canonical(self, view: str, index: int, row: float, col: float
+                             ) -> tuple[int, int, int]:
+        """Canonical (z, y, x) voxel under pixel (row, col) of display slice ``index``."""
+        nz = self.array.shape[0]
+        r, c = int(round(float(row))), int(round(float(col)))
+        if view == "axial":
+            zyx = (int(index), r, c)
+        elif view == "coronal":
+            zyx = (nz - 1 - r, int(index), c)
+        else:
+            zyx = (nz - 1 - r, c, int(index))
+        _check_view(view)
+        for a, (v, n) in enumerate(zip(zyx, self.array.shape)):
+            if not 0 <= v < n:
+                raise IndexError(f"pixel (row {r}, column {c}) is outside the {view} slice")
+        return zyx
+
+    def canonical_to_index(self, zyx) -> tuple[int, ...]:
+        """Canonical (z, y, x) voxel -> the image's own voxel index in (x, y[, z]) order
+        (SimpleITK's, as :mod:`her2core.imaging.segment` takes seeds)."""
+        c = [int(v) for v in zyx]
+        for ax in self.flips:
+            c[ax] = self.array.shape[ax] - 1 - c[ax]
+        orig = [0, 0, 0]
+        for a in range(3):
+            orig[self.order[a]] = c[a]
+        if self.is_2d:
+            return (orig[2], orig[1])
+        return (orig[2], orig[1], orig[0])
 
     def slice_position_mm(self, view: str, index: int) -> float:
         """Distance (mm) of the slice from the first one along its axis."""
@@ -180,6 +235,102 @@ def axis_labels(view: str) -> dict[str, str]:
             "sagittal": {"top": "S", "bottom": "I", "left": "A", "right": "P"}}[_check_view(view)]
 
 
+def view_labels(can: Canonical, view: str) -> dict[str, str] | None:
+    """Anatomical letters of a displayed view, or None for a 2-D picture (an ultrasound
+    image has no patient axes: R/L/A/P letters on it would be invented)."""
+    return None if can.is_2d else axis_labels(view)
+
+
+def view_title(can: Canonical, sequence: str, view: str, index: int) -> str:
+    """Title of a displayed slice: "US image" for a 2-D picture, else
+    "DCE - axial slice 60 (0-119)" (the slider's numbering)."""
+    if can.is_2d:
+        return f"{sequence} image"
+    return f"{sequence} - {view} slice {int(index)} (0-{can.n_slices(view) - 1})"
+
+
+def _num(v: float, digits: int = 4) -> str:
+    """A readable number: 0.7, 3, 1653, 0.0123 (no 0.7000000000000001)."""
+    v = float(v)
+    if v == int(v) and abs(v) < 1e9:
+        return str(int(v))
+    return f"{v:.{digits}g}"
+
+
+def geometry_caption(can: Canonical, view: str = "axial") -> str:
+    """Pixel size (and slice thickness / spacing in 3-D) of a displayed view, in mm."""
+    cw, rh = can.pixel_size("axial" if can.is_2d else view)
+    if not can.spacing_known:
+        return (f"{can.array.shape[2]} x {can.array.shape[1]} pixels; pixel size unknown "
+                "(the file carries no calibration: lengths are in pixels)")
+    rows, cols = can.get_slice("axial" if can.is_2d else view, 0).shape
+    text = f"{cols} x {rows} pixels of {_num(cw, 3)} x {_num(rh, 3)} mm"
+    if can.is_2d:
+        return text
+    sx, sy, sz = can.spacing
+    step = {"axial": sz, "coronal": sy, "sagittal": sx}[_check_view(view)]
+    text += f"; {can.n_slices(view)} slices {_num(step, 3)} mm apart"
+    if can.slice_thickness is not None:
+        text += f", slice thickness {_num(can.slice_thickness, 3)} mm"
+    return text
+
+
+def window_step(can_or_range, integer: bool | None = None) -> float:
+    """Step of the manual window / level sliders: 1 for integer images, else about a
+    two-hundredth of the value range rounded to 1, 2 or 5 x 10^k."""
+    if isinstance(can_or_range, Canonical):
+        lo, hi = can_or_range.value_range()
+        integer = can_or_range.integer if integer is None else integer
+    else:
+        lo, hi = (float(v) for v in can_or_range)
+    span = float(hi - lo)
+    if integer:
+        return 1.0
+    if not np.isfinite(span) or span <= 0:
+        return 0.01
+    raw = span / 200.0
+    k = np.floor(np.log10(raw))
+    for m in (1.0, 2.0, 5.0, 10.0):
+        if raw <= m * 10 ** k:
+            return float(m * 10 ** k)
+    return float(10 ** (k + 1))  # pragma: no cover
+
+
+def index_ranges(indices) -> str:
+    """Sorted slice indices as runs, numbered as the slider: [0, 1, 2, 5] -> "0-2, 5"."""
+    idx = sorted({int(i) for i in indices})
+    if not idx:
+        return "none"
+    runs, start, prev = [], idx[0], idx[0]
+    for i in idx[1:]:
+        if i == prev + 1:
+            prev = i
+            continue
+        runs.append((start, prev))
+        start = prev = i
+    runs.append((start, prev))
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def roi_caption(can: Canonical, mask: np.ndarray, sequence: str, view: str = "axial",
+                source: str | None = None) -> str:
+    """One readable line about an ROI: voxels, volume (mL) or area (mm^2), slices."""
+    m = np.asarray(mask, bool)
+    n = int(np.count_nonzero(m))
+    sx, sy, sz = can.spacing
+    if can.is_2d:
+        size = f"{n} pixels" + (f" ({n * sx * sy:.1f} mm\u00b2)" if can.spacing_known else "")
+        text = f"ROI on {sequence}: {size}"
+    else:
+        drawn = MaskEditor(m).drawn_slices(view)
+        text = (f"ROI on {sequence}: {n} voxels ({n * sx * sy * sz / 1000.0:.2f} mL), on "
+                f"{len(drawn)} {view} slice{'s' if len(drawn) != 1 else ''} ({index_ranges(drawn)})"
+                if drawn else f"ROI on {sequence}: {n} voxels")
+    if source:
+        text += f"; source: {source}"
+    return text
+
+
 def canonical(image, phase: int = 0) -> Canonical:
     """Canonical display volume of a her2core Image (2-D, 3-D, or one phase of 4-D).
 
@@ -190,10 +341,11 @@ def canonical(image, phase: int = 0) -> Canonical:
         if not 0 <= phase < arr.shape[0]:
             raise IndexError(f"phase {phase} outside 0..{arr.shape[0] - 1}")
         arr = arr[phase]
+    extra = _header_extras(image, arr)
     if arr.ndim == 2:
         sp = tuple(float(s) for s in image.spacing)[:2]
         return Canonical(np.ascontiguousarray(arr[None]), (sp[0], sp[1], 1.0), (0, 1, 2), (),
-                         arr.shape, is_2d=True)
+                         arr.shape, is_2d=True, **extra)
     if arr.ndim != 3:
         raise ValueError(f"cannot display an array of shape {arr.shape}")
     d = np.asarray(image.direction, float).reshape(3, 3)
@@ -217,7 +369,39 @@ def canonical(image, phase: int = 0) -> Canonical:
     if oblique:
         log.info("direction %s is oblique: display snapped to the nearest axes", image.direction)
     return Canonical(np.ascontiguousarray(out), can_spacing, order, flips, arr.shape,
-                     is_2d=False, oblique=oblique)
+                     is_2d=False, oblique=oblique, **extra)
+
+
+def _first_number(value) -> float | None:
+    """The first number of a DICOM value ("40\\400", "[40, 400]", 40.0) or None."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else None
+        return _first_number(value)
+    text = str(value).strip().strip("[]").replace("\\", ",").split(",")[0].strip()
+    try:
+        v = float(text)
+    except ValueError:
+        return None
+    return v if np.isfinite(v) else None
+
+
+def _header_extras(image, arr: np.ndarray) -> dict:
+    """Header window, slice thickness, spacing-known and integer flags of an Image."""
+    meta = getattr(image, "meta", None) or {}
+    c, w = _first_number(meta.get("window_center")), _first_number(meta.get("window_width"))
+    thick = _first_number(meta.get("slice_thickness"))
+    if arr.dtype.kind in "iub":
+        integer = True
+    elif arr.size and arr.size <= 64_000_000:
+        sample = np.ravel(arr)[:: max(1, arr.size // 200_000)]
+        integer = bool(np.all(np.isfinite(sample)) and np.all(sample == np.round(sample)))
+    else:
+        integer = False
+    return {"header_window": (w, c) if (c is not None and w is not None and w > 0) else None,
+            "slice_thickness": thick if (thick is not None and thick > 0) else None,
+            "spacing_known": bool(getattr(image, "spacing_known", True)), "integer": integer}
 
 
 # --------------------------------------------------------------------------- window / level

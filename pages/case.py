@@ -6,7 +6,7 @@ from webapp.state import init_state
 from webapp import clinical as clin
 from webapp import services as S
 from webapp import widgets as W
-from webapp.state import reset_case
+from webapp import case_panels as CP
 
 from her2core.errors import Her2Error, ImageLoadError
 
@@ -14,7 +14,8 @@ init_state()
 st.title("Case")
 W.disclaimer()
 
-tab_demo, tab_up = st.tabs(["Demo case", "Upload a case"])
+tab_demo, tab_up, tab_study, tab_pacs = st.tabs(
+    ["Demo case", "Upload files", "DICOM study (series picker)", "PACS (DICOMweb)"])
 with tab_demo:
     with W.user_errors():
         root = S.demo_cohort_root()
@@ -24,18 +25,15 @@ with tab_demo:
         pick = c1.selectbox("Demo case (synthetic, no patient)", ids, key="demo_pick")
         c2.write("")
         if c2.button("Open demo case", type="primary", key="open_demo"):
-            reset_case()
-            case = S.demo_case(pick)
-            st.session_state["case"] = case
-            st.session_state["clinical"] = dict(case.clinical)
-            for problem in W.open_case_rois(case):
-                st.session_state["last_error"] = problem
+            CP.open_case(S.demo_case(pick))
             st.rerun()
 
 with tab_up:
-    st.caption("Files are written to a temporary folder of this session and read with her2core's "
-               "image readers (nothing is unpickled). One file per sequence: NIfTI / NRRD / MHA, a "
-               "zip of one DICOM series, or an ultrasound PNG / JPG.")
+    st.caption("Files are kept in a temporary folder of this session (removed when the session "
+               "ends or another case is opened) and read with her2core's image readers (nothing "
+               "is unpickled). One file per sequence: NIfTI / NRRD / MHA, a zip of one DICOM "
+               "series, or an ultrasound PNG / JPG. A zip with several series: use the DICOM "
+               "study tab.")
     ups = {}
     cols = st.columns(4)
     for col, seq in zip(cols, S.SEQUENCES):
@@ -51,23 +49,24 @@ with tab_up:
             st.error("Choose at least one image file first.")
         else:
             ok = True
-            files, hashes = {}, {}
+            folder = S.new_case_folder()
+            files, hashes, names = {}, {}, {}
             for seq, f in chosen.items():
                 try:
-                    path, sha = S.save_upload(f, seq)
+                    path, sha = S.save_upload(f, seq, folder=folder)
                     S.load_image(path, sha, seq)   # read now: a bad file is reported here
-                    files[seq], hashes[seq] = path, sha
+                    files[seq], hashes[seq], names[seq] = path, sha, f.name
                 except Exception as err:  # noqa: BLE001 - shown in the page
                     ok = False
                     W.show_error(err)
             if ok:
-                reset_case()
                 case = S.CaseData(case_id=case_id or "upload", source="upload", files=files,
-                                  hashes=hashes, clinical=clin.normalise({}))
+                                  hashes=hashes, clinical=clin.normalise({}), names=names,
+                                  folder=str(folder))
                 mask_ok = True
                 if up_mask is not None:
                     try:   # validated now, like an image: a corrupt or misplaced mask is refused
-                        mpath, msha = S.save_upload(up_mask, "mask")
+                        mpath, msha = S.save_upload(up_mask, "mask", folder=folder)
                         mk = "US_mask" if case.reference == "US" else "mask"
                         ref = case.mask_reference(mk) if mk == "US_mask" else \
                             next((s for s in ("DCE", "T1") if s in case.files), None)
@@ -82,10 +81,15 @@ with tab_up:
                         W.show_error(type(err)(err.message, case_id=case.case_id, file=up_mask.name,
                                                hint=err.hint))
                 if mask_ok:
-                    st.session_state["case"] = case
-                    st.session_state["clinical"] = dict(case.clinical)
-                    W.open_case_rois(case)
+                    CP.open_case(case)
                     st.rerun()
+            S.discard_folder(folder)          # nothing of a refused upload is kept
+
+with tab_study:
+    CP.study_upload_tab()
+
+with tab_pacs:
+    CP.pacs_tab()
 
 case = st.session_state.get("case")
 if case is None:
@@ -93,9 +97,16 @@ if case is None:
     st.stop()
 
 st.subheader(f"Case {case.case_id}")
-st.caption(f"{case.note or case.source} - sequences: {', '.join(case.sequences) or 'none'}"
+st.caption(f"{case.note or case.source} - sequences: "
+           + (", ".join(f"{q} ({case.names[q]})" if q in case.names else q for q in case.sequences)
+              or "none")
            + (f" - ROI file: {', '.join(k for k in S.MASK_KEYS if k in case.files)}"
               if any(k in case.files for k in S.MASK_KEYS) else ""))
+problem = st.session_state.get("last_error")
+if problem:
+    st.error(problem, icon=":material/error:")
+    st.session_state["last_error"] = None       # shown once
+CP.model_needs(case)
 heat = None
 part = st.session_state.get("prediction")
 if part is not None and part.case_key == case.key and part.gradcam:

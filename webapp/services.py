@@ -52,6 +52,9 @@ class CaseData:
     clinical: dict[str, Any] = field(default_factory=dict)
     label: dict[str, Any] = field(default_factory=dict)     # her2 / her2_ihc when known
     note: str = ""
+    names: dict[str, str] = field(default_factory=dict)     # sequence -> the user's file name
+    dicom: dict[str, tuple[str, str]] = field(default_factory=dict)  # sequence -> (DICOM zip, series UID)
+    folder: str | None = None                                # this case's upload folder (removed with it)
 
     @property
     def key(self) -> str:
@@ -170,12 +173,91 @@ def demo_case(case_id: str) -> CaseData:
 
 
 # ----------------------------------------------------------------------------- uploads
+UPLOAD_PREFIX = "her2_upload_"
+#: session key: the UploadFolder that owns the session's temp folder (removed with the session)
+UPLOAD_OWNER_KEY = "upload_owner"
+#: session key: temp path -> the name of the file the user chose (for messages)
+UPLOAD_NAMES_KEY = "upload_names"
+#: upload folders older than this, left by a server that stopped, are swept at start
+STALE_UPLOAD_S = 24 * 3600
+
+
+class UploadFolder:
+    """A session's temporary upload folder; removed when the object is garbage-collected
+    (the session ended and streamlit dropped its state) or :meth:`remove` is called."""
+
+    def __init__(self) -> None:
+        import weakref
+        self.path = Path(tempfile.mkdtemp(prefix=UPLOAD_PREFIX))
+        self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.path), True)
+
+    def remove(self) -> None:
+        self._finalizer()
+
+    @property
+    def alive(self) -> bool:
+        return self._finalizer.alive and self.path.exists()
+
+    def __deepcopy__(self, memo):   # session-state copies share the one folder
+        return self
+
+
+def sweep_stale_uploads(max_age_s: float = STALE_UPLOAD_S) -> int:
+    """Remove upload folders of sessions that a stopped server could not clean up."""
+    n = 0
+    now = time.time()
+    for d in Path(tempfile.gettempdir()).glob(UPLOAD_PREFIX + "*"):
+        try:
+            if d.is_dir() and now - d.stat().st_mtime > max_age_s:
+                shutil.rmtree(d, ignore_errors=True)
+                n += 1
+        except OSError:
+            continue
+    return n
+
+
+@st.cache_resource(show_spinner=False)
+def _swept_at_start() -> int:
+    return sweep_stale_uploads()
+
+
 def session_upload_dir() -> Path:
-    d = st.session_state.get("upload_dir")
-    if not d or not Path(d).exists():
-        d = tempfile.mkdtemp(prefix="her2_upload_")
-        st.session_state["upload_dir"] = d
-    return Path(d)
+    """The session's temp folder (created on first use, removed when the session ends)."""
+    _swept_at_start()
+    owner = st.session_state.get(UPLOAD_OWNER_KEY)
+    if not isinstance(owner, UploadFolder) or not owner.alive:
+        owner = UploadFolder()
+        st.session_state[UPLOAD_OWNER_KEY] = owner
+    st.session_state["upload_dir"] = str(owner.path)
+    return owner.path
+
+
+def new_case_folder() -> Path:
+    """A fresh folder for the files of a case being uploaded (see :func:`adopt_case_folder`)."""
+    d = Path(tempfile.mkdtemp(prefix="case_", dir=session_upload_dir()))
+    return d
+
+
+def adopt_case_folder(case: "CaseData") -> None:
+    """The case now open owns its upload folder; the replaced case's uploads are removed."""
+    old = st.session_state.get("case")
+    old_dir = getattr(old, "folder", None)
+    if old_dir and old_dir != case.folder:
+        discard_folder(old_dir)
+
+
+def discard_folder(folder: str | Path | None) -> None:
+    """Remove an upload folder of this session (and forget its names)."""
+    if not folder:
+        return
+    folder = Path(folder)
+    root = session_upload_dir()
+    if root not in folder.parents:                     # only ever inside the session folder
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    names = st.session_state.get(UPLOAD_NAMES_KEY) or {}
+    for k in [k for k in names if Path(k) == folder or folder in Path(k).parents]:
+        names.pop(k, None)
 
 
 def _safe_name(name: str) -> str:
@@ -183,8 +265,30 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", base)[-120:] or "upload"
 
 
-def save_upload(uploaded, role: str) -> tuple[str, str]:
-    """Write an st.file_uploader file into the session's temp folder; (path, sha256)."""
+def _remember_name(path: Path, shown: str) -> None:
+    names = st.session_state.get(UPLOAD_NAMES_KEY)
+    if not isinstance(names, dict):
+        names = {}
+        st.session_state[UPLOAD_NAMES_KEY] = names
+    names[str(path)] = Path(shown).name
+
+
+def _write_upload(uploaded, data: bytes, sha: str, folder: Path | None) -> Path:
+    """The bytes under the user's own (sanitised) file name, one folder per content."""
+    d = (folder or session_upload_dir()) / sha[:16]
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / _safe_name(uploaded.name)
+    p.write_bytes(data)
+    _remember_name(p, uploaded.name)
+    _remember_name(d, uploaded.name)
+    return p
+
+
+def save_upload(uploaded, role: str, folder: Path | None = None) -> tuple[str, str]:
+    """Write an st.file_uploader file into the session's temp folder; (path, sha256).
+
+    The file keeps the user's name (messages name it); ``folder``: the case's upload folder.
+    """
     data = uploaded.getvalue()
     if not data:
         raise ImageLoadError("the uploaded file is empty", file=uploaded.name,
@@ -192,20 +296,81 @@ def save_upload(uploaded, role: str) -> tuple[str, str]:
     sha = hashlib.sha256(data).hexdigest()
     name = _safe_name(uploaded.name)
     if not name.lower().endswith(IMAGE_SUFFIXES):
-        raise ImageLoadError(f"{name!r} is not a supported image file", file=uploaded.name,
+        raise ImageLoadError(f"{uploaded.name!r} is not a supported image file", file=uploaded.name,
                              hint="use NIfTI (.nii/.nii.gz), NRRD, MHA, a DICOM .zip, PNG or JPG")
-    d = session_upload_dir() / sha[:16]
-    d.mkdir(parents=True, exist_ok=True)
-    p = d / f"{role}__{name}"
-    p.write_bytes(data)
-    return str(p), sha
+    return str(_write_upload(uploaded, data, sha, folder)), sha
+
+
+# ----------------------------------------------------------------------------- messages
+#: library hints written for the Python API / CLI -> what to do in the app
+_APP_HINTS = (
+    (re.compile(r"pass resample=True[^)]*", re.I),
+     "draw the ROI on this image in the viewer, or load the mask saved from this image"),
+    (re.compile(r"\bpass overwrite\b", re.I), "choose a new folder"),
+)
+
+
+def user_text(text: str | None) -> str | None:
+    """Temp paths of this session's uploads replaced by the user's file names; the session
+    folder never shown; API hints said in the app's terms."""
+    if not text:
+        return text
+    names = st.session_state.get(UPLOAD_NAMES_KEY) or {}
+    for path in sorted(names, key=len, reverse=True):
+        text = text.replace(path, names[path])
+    root = st.session_state.get("upload_dir")
+    pat = re.compile(re.escape(str(Path(tempfile.gettempdir()))) + r"/" + UPLOAD_PREFIX
+                     + r"[^/\s]*(/[^\s,;:()'\"]*)?")
+    text = pat.sub(lambda m: Path(m.group(1) or "upload").name, text)
+    if root:
+        text = text.replace(str(root), "")
+    for rx, repl in _APP_HINTS:
+        text = rx.sub(repl, text)
+    return text
+
+
+def user_error(err: Her2Error) -> tuple[str, str | None, str | None]:
+    """(what is wrong, which file, what to do) of an error, for the page."""
+    where = []
+    if err.case_id is not None:
+        where.append(f"case {err.case_id}")
+    if err.file is not None:
+        where.append(user_text(err.file))
+    return user_text(err.message), ", ".join(where) or None, user_text(err.hint)
 
 
 # ----------------------------------------------------------------------------- images
+#: display attributes of an image built from DICOM series, kept next to the file written
+DISPLAY_META = ("window_center", "window_width", "slice_thickness", "series_uid")
+
+
+def _sidecar(path: str | Path) -> Path:
+    return Path(str(path) + ".display.json")
+
+
 @st.cache_resource(show_spinner=False, max_entries=24)
 def _load_image(path: str, sha: str, sequence: str):
+    import json
     from her2core.imaging import load_image
-    return load_image(path, sequence=sequence)
+    image = load_image(path, sequence=sequence)
+    side = _sidecar(path)
+    if side.is_file():      # written by save_built_image: the DICOM header's window etc.
+        image.meta.update({k: v for k, v in json.loads(side.read_text("utf-8")).items()
+                           if k in DISPLAY_META})
+    return image
+
+
+def save_built_image(image, folder: Path, name: str) -> tuple[str, str]:
+    """An Image built from DICOM series (series picker) written as MetaImage (exact LPS
+    geometry) with its display attributes beside it; (path, sha256)."""
+    import json
+    from her2core.imaging.io import save_image
+    path = Path(folder) / f"{name}.mha"
+    save_image(image, path)
+    meta = {k: image.meta[k] for k in DISPLAY_META if image.meta.get(k) not in (None, "")}
+    if meta:
+        _sidecar(path).write_text(json.dumps(meta), encoding="utf-8")
+    return str(path), file_sha256(path)
 
 
 def load_image(path: str, sha: str, sequence: str):
@@ -232,6 +397,56 @@ def load_mask_array(case: CaseData, sequence: str, path: str, sha: str) -> np.nd
     ref, can = canonical_for(case, sequence)
     m = load_mask(path, ref, case_id=case.case_id)
     return can.to_canonical(np.asarray(m.array) > 0)
+
+
+def mask_image(case: CaseData, sequence: str, mask_canonical: np.ndarray):
+    """A canonical ROI as a uint8 mask Image on the sequence's own grid."""
+    img, can = canonical_for(case, sequence)
+    arr = can.from_canonical(np.asarray(mask_canonical, bool)).astype(np.uint8)
+    return img.spatial_template().with_array(arr, sequence="mask", modality="SEG")
+
+
+# ----------------------------------------------------------------------------- DICOM studies
+@st.cache_resource(show_spinner="Reading the series ...", max_entries=8)
+def _list_series(path: str, stamp: str):
+    from her2core.imaging.series import list_series
+    return list_series(path)
+
+
+def list_series(path: str, stamp: str):
+    """The image series of a DICOM zip / folder (her2core.imaging.series), cached by content."""
+    return _list_series(path, stamp)
+
+
+def open_series(path: str, stamp: str, mapping: dict, *, case_id: str, shown_name: str,
+                folder: Path, progress=None) -> CaseData:
+    """A case from the series a user assigned (series picker): each role's Image written in
+    the case's folder; the DICOM source kept for DICOM SEG export / import."""
+    from her2core.imaging.series import build_case_series
+    built = build_case_series(path, mapping, progress=progress)
+    files, hashes, names, dicom = {}, {}, {}, {}
+    infos = {s.uid: s for s in list_series(path, stamp)}
+    for role, image in built.images.items():
+        uids = built.sources.get(role) or []
+        phase_uids = built.sources.get("DCE_phases") or []
+        if role == "DCE" and not uids and len(phase_uids) > 1:
+            uids = [phase_uids[1]]                 # DCE is phase 1 of the phase series
+        if role not in SEQUENCES and role != "DCE_phases":
+            continue
+        if uids and role != "DCE_phases":
+            image.meta.setdefault("series_uid", uids[0])
+            if uids[0] in infos and infos[uids[0]].n_files == image.shape[0]:
+                dicom[role] = (path, uids[0])
+        p, h = save_built_image(image, folder, role)
+        files[role], hashes[role] = p, h
+        desc = ", ".join(f"{infos[u].description or 'series'} #{infos[u].series_number}"
+                         for u in uids if u in infos)
+        names[role] = f"{shown_name}: {desc}" if desc else shown_name
+        _remember_name(Path(p), names[role])
+    return CaseData(case_id=case_id, source="DICOM", files=files, hashes=hashes,
+                    clinical=clin.normalise({}), names=names, dicom=dicom, folder=str(folder),
+                    note="DICOM series: " + "; ".join(f"{r} = {n.split(': ', 1)[-1]}"
+                                                      for r, n in names.items()))
 
 
 # ----------------------------------------------------------------------------- model bundles
@@ -412,11 +627,7 @@ def save_upload_any(uploaded, role: str, suffixes: tuple[str, ...]) -> tuple[str
     if not name.lower().endswith(suffixes):
         raise ImageLoadError(f"{name!r} is not a {'/'.join(suffixes)} file", file=uploaded.name)
     sha = hashlib.sha256(data).hexdigest()
-    d = session_upload_dir() / sha[:16]
-    d.mkdir(parents=True, exist_ok=True)
-    p = d / f"{role}__{name}"
-    p.write_bytes(data)
-    return str(p), sha
+    return str(_write_upload(uploaded, data, sha, None)), sha
 
 
 @st.cache_data(show_spinner="Validating the cohort ...", max_entries=4)

@@ -32,6 +32,14 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "teach": ({"size_mm": 25.0, "rim": 0.2, "edema": 0.2, "irregularity": 0.3, "seed": 3},
               "phenotype sliders of the teaching case"),
     "last_error": (None, "last user-facing error message (shown once)"),
+    "upload_owner": (None, "webapp.services.UploadFolder: removes the upload folder with the session"),
+    "upload_names": ({}, "temp path of an upload -> the user's own file name (for messages)"),
+    "picker": (None, "DICOM study listed for the series picker: {path, stamp, name, folder}"),
+    "pacs_studies": (None, "her2core.pacs.StudyInfo list of the last PACS search"),
+    "reader2": ({}, "(case key, sequence) -> canonical ROI of the second reader"),
+    "reader_pairs": ({}, "case id -> (radiomics of reader 1's ROI, of reader 2's) for the ICC"),
+    "seg_result": (None, "(case key, sequence, SegmentResult dict) of the last assisted ROI"),
+    "seg_export": (None, "(case key, sequence, ROI voxels, DICOM SEG bytes) made for download"),
 }
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from pathlib import Path
 from contextlib import contextmanager
 from typing import Any
 
@@ -44,14 +45,26 @@ def model_output_banner(bundle=None) -> None:
         st.caption(f"Model bundle: {bundle.name} ({bundle.checksum[:19]})")
 
 
-def show_error(err: BaseException) -> None:
-    """A user-facing error: the message in a box, never a traceback."""
+def error_text(err: BaseException) -> str:
+    """What the page shows for an error: what is wrong (with the user's own file name, never a
+    server temp path), then what to do in the app's terms. The CLI keeps ``str(err)``."""
     if isinstance(err, Her2Error):
-        st.error(str(err), icon=":material/error:")
-    else:
-        log.exception("unexpected error in the app")
-        st.error(f"Unexpected problem ({type(err).__name__}): {err}. The rest of the session is "
-                 "unaffected; please report this message.", icon=":material/error:")
+        what, where, hint = S.user_error(err)
+        text = (f"{where}: " if where else "") + (what or "")
+        if hint:
+            text += f"  \n**What to do:** {hint}"
+        return text
+    return (f"Unexpected problem: this step failed ({type(err).__name__}: "
+            f"{S.user_text(str(err))}). "
+            "Nothing already entered or drawn is lost; try again, or open the case again. "
+            "The details are in the server log.")
+
+
+def show_error(err: BaseException) -> None:
+    """A user-facing error: the reason in a visible box, never a traceback."""
+    if not isinstance(err, Her2Error):
+        log.exception("unexpected error in the app", exc_info=err)
+    st.error(error_text(err), icon=":material/error:")
 
 
 @contextmanager
@@ -173,6 +186,16 @@ def viewer(case: "S.CaseData", *, key: str = "case", draw: bool = True,
                                 help="the mask is stored on this sequence's grid")
     with c3:
         view = st.radio("View", V.VIEWS, horizontal=False, key=f"{key}_view")
+        try:
+            big = max(S.canonical_for(case, draw_seq)[1].array.shape[1:]) >= CLINICAL_PX
+        except Exception:  # noqa: BLE001 - reported below when the image is read
+            big = False
+        large = st.toggle("Large view", value=big, key=f"{key}_large",
+                          help="one sequence (the one the ROI is drawn on) at full width, "
+                               "drawn at least at the image's own size; clinical-size images "
+                               "open so (turn it off for the sequences side by side)")
+    if large:
+        shown = [draw_seq]
     if draw_seq not in shown:
         shown = [draw_seq] + list(shown)
     try:
@@ -201,9 +224,13 @@ def viewer(case: "S.CaseData", *, key: str = "case", draw: bool = True,
         else:   # st.slider refuses min == max: a one-slice view has nothing to scroll
             idx = 0
             st.caption("Slice: 1 of 1")
-    presets = V.window_presets(ref_can.array, mask_can)
+    presets = ref_can.window_presets(mask_can)   # the volume's percentiles computed once
+    auto = next(k for k in presets if k.startswith("Auto"))
     with k2:
-        preset = st.selectbox("Window / level preset", list(presets) + ["Manual"], key=f"{key}_preset")
+        preset = st.selectbox("Window / level preset", list(presets) + ["Manual"],
+                              key=f"{key}_preset",
+                              help="the first entry is the scanner's own window when the DICOM "
+                                   "header has one (WindowCenter / WindowWidth)")
     with k3:
         zoom = st.slider("Zoom", 1.0, 4.0, 1.0, 0.25, key=f"{key}_zoom")
     with k4:
@@ -212,13 +239,7 @@ def viewer(case: "S.CaseData", *, key: str = "case", draw: bool = True,
                             disabled=not heat)
     manual = None
     if preset == "Manual":
-        lo, hi = float(np.min(ref_can.array)), float(np.max(ref_can.array))
-        m1, m2 = st.columns(2)
-        w0, l0 = presets["Auto (1-99 %)"]
-        manual = (m1.slider("Window", 1.0, max(hi - lo, 2.0), float(min(max(w0, 1.0), max(hi - lo, 2.0))),
-                            key=f"{key}_win"),
-                  m2.slider("Level", lo, max(hi, lo + 1), float(np.clip(l0, lo, max(hi, lo + 1))),
-                            key=f"{key}_lev"))
+        manual = _manual_window(ref_can, presets[auto], key)
     frac = idx / max(n - 1, 1)
     zoom_center = None
     if mask_can is not None:
@@ -240,10 +261,10 @@ def viewer(case: "S.CaseData", *, key: str = "case", draw: bool = True,
             j = idx if seq == draw_seq else int(round(frac * (ns - 1)))
             grey_src = can.get_slice(v, j)
             if seq == draw_seq:
-                wl = manual or presets.get(preset, presets["Auto (1-99 %)"])
+                wl = manual or presets.get(preset, presets[auto])
             else:
-                p = V.window_presets(can.array)
-                wl = p.get(preset, p["Auto (1-99 %)"])
+                p = can.window_presets()
+                wl = p.get(_same_preset(preset, p), p[next(k for k in p if k.startswith("Auto"))])
             grey = V.apply_window(grey_src, *wl)
             m = None
             if mask_can is not None and seq == draw_seq:
@@ -256,20 +277,24 @@ def viewer(case: "S.CaseData", *, key: str = "case", draw: bool = True,
                 if hc is not None:
                     h = can.get_slice(v, j, hc)
             rgb = V.compose_rgb(grey, mask=m, mask_opacity=mask_op, heat=h, heat_opacity=heat_op)
-            title = f"{seq} - {v} slice {j} (0-{ns - 1})"
+            title = V.view_title(can, seq, v, j)
             if seq != draw_seq and not can.is_2d and not img.same_grid(ref_img):
                 title += " (own grid)"
-            fig = V.slice_figure(rgb, can.pixel_size(v), title=title, labels=V.axis_labels(v),
+            fig = V.slice_figure(rgb, can.pixel_size(v), title=title, labels=V.view_labels(can, v),
                                  selectable=draw and seq == draw_seq, zoom=zoom,
                                  zoom_center=zoom_center if seq == draw_seq else None,
-                                 height=420 if len(shown) < 3 else 340)
+                                 height=figure_height(grey.shape, can.pixel_size(v), len(shown),
+                                                     large))
             if draw and seq == draw_seq:
                 event = st.plotly_chart(fig, key=f"{key}_roi_{st.session_state['roi_nonce']}",
-                                        on_select="rerun", selection_mode=("lasso", "box"),
+                                        on_select="rerun",
+                                        selection_mode=("points", "lasso", "box"),
                                         config={"displaylogo": False, "scrollZoom": False})
-                _apply_selection(event, editor, view, idx, grey.shape, key)
+                _apply_selection(event, editor, view, idx, grey.shape, key,
+                                 seg=(case, draw_seq, ref_img, ref_can))
             else:
                 st.plotly_chart(fig, key=f"{key}_img_{seq}", config={"displaylogo": False})
+            st.caption(V.geometry_caption(can, v))
     if ref_can.oblique:
         st.caption("This image is stored obliquely; the display is snapped to the nearest axes "
                    "(saved masks keep the exact geometry).")
@@ -277,7 +302,63 @@ def viewer(case: "S.CaseData", *, key: str = "case", draw: bool = True,
         roi_tools(case, draw_seq, editor, ref_img, ref_can, view, idx, key)
 
 
-def _apply_selection(event, editor: V.MaskEditor, view: str, idx: int, shape, key: str) -> None:
+#: figure margins of V.slice_figure (title, letters) around the image, in px
+_FIG_MARGIN = 88
+#: layout width (px) of the main column at 1366 px with the sidebar open (measured: 704)
+_MAIN_WIDTH = 720
+#: slices this wide or wider (px) open in the large view (one sequence, full width)
+CLINICAL_PX = 384
+
+
+def figure_height(shape, pixel_size, n_shown: int, large: bool = False) -> int:
+    """Figure height (px) that draws a slice at its own size when the column is wide enough:
+    a 448 px slice alone gets 448 px plus margins (not the 270-340 px of a third of the
+    page); side by side, as large as its column allows; ``large``: the full width, up to
+    720 px high."""
+    rows, cols = shape
+    cw, rh = (float(v) for v in pixel_size)
+    aspect = (rows * rh) / max(cols * cw, 1e-9)          # displayed height / width
+    col_w = _MAIN_WIDTH / max(n_shown, 1) - 24
+    h_fit = col_w * aspect                                # the image fills its column
+    natural = rows * max(rh / cw, 1.0) if cw > 0 else rows
+    if large:
+        img_h = max(natural, min(h_fit, 560.0))
+    elif n_shown == 1:
+        img_h = min(max(natural, 300.0), 640.0)
+    else:
+        img_h = min(h_fit, max(natural, 300.0))
+    return int(round(max(img_h, 300.0) + _FIG_MARGIN))
+
+
+def _same_preset(preset: str, presets: dict) -> str:
+    """The preset of another sequence with the same name (the header one by its prefix)."""
+    if preset in presets:
+        return preset
+    if preset.startswith(V.HEADER_PRESET):
+        return next((k for k in presets if k.startswith(V.HEADER_PRESET)), preset)
+    return preset
+
+
+def _manual_window(can: V.Canonical, start: tuple[float, float], key: str) -> tuple[float, float]:
+    """Window and level sliders over the volume's range, stepping by 1 on integer images and
+    by about range / 200 otherwise (never 0.01 on a 1-1653 range)."""
+    lo, hi = can.value_range()
+    step = V.window_step(can)
+    span = max(hi - lo, step * 2)
+    if can.integer:
+        lo, hi, span = float(np.floor(lo)), float(np.ceil(hi)), float(np.ceil(span))
+    w0, l0 = start
+    q = lambda v: float(np.round(v / step) * step)      # noqa: E731 - on the slider's grid
+    m1, m2 = st.columns(2)
+    win = m1.slider("Window", step, span, float(np.clip(q(w0), step, span)), step,
+                    key=f"{key}_win")
+    lev = m2.slider("Level", q(lo), max(q(hi), q(lo) + step), float(np.clip(q(l0), q(lo), q(hi))),
+                    step, key=f"{key}_lev")
+    return float(win), float(lev)
+
+
+def _apply_selection(event, editor: V.MaskEditor, view: str, idx: int, shape, key: str,
+                     seg=None) -> None:
     sel = None
     try:
         sel = event.selection if event is not None else None
@@ -287,12 +368,31 @@ def _apply_selection(event, editor: V.MaskEditor, view: str, idx: int, shape, ke
         return
     lasso = list(sel.get("lasso") or [])
     box = list(sel.get("box") or [])
-    if not lasso and not box:
+    points = list(sel.get("points") or [])
+    if not lasso and not box and not points:
         return
-    sig = hashlib.sha1(repr((view, idx, lasso, box)).encode()).hexdigest()
+    sig = hashlib.sha1(repr((view, idx, lasso, box, points)).encode()).hexdigest()
     if st.session_state.get("roi_last") == sig:
         return
-    mode = "subtract" if st.session_state.get(f"{key}_roimode", "Add") == "Erase" else "add"
+    roimode = st.session_state.get(f"{key}_roimode", "Add")
+    if roimode == "Seed" and seg is not None:
+        from . import case_panels
+        args = case_panels.seed_from_selection(sel)
+        st.session_state["roi_last"] = sig
+        if args is not None:
+            case, seq, ref_img, can = seg
+            with st.spinner("Segmenting ..."):
+                try:
+                    case_panels.run_segmentation(case, seq, editor, ref_img, can, view, idx, **args)
+                except (Her2Error, IndexError) as err:
+                    st.session_state["last_error"] = error_text(err) if isinstance(err, Her2Error) \
+                        else "The click is outside the image."
+                    st.session_state["roi_nonce"] += 1
+            st.rerun()
+        return
+    if not lasso and not box:
+        return
+    mode = "subtract" if roimode == "Erase" else "add"
     changed = 0
     for poly in lasso:
         changed += editor.apply_polygon(view, idx, poly.get("x", []), poly.get("y", []), mode)
@@ -311,10 +411,11 @@ def _apply_selection(event, editor: V.MaskEditor, view: str, idx: int, shape, ke
 def roi_tools(case, seq, editor: V.MaskEditor, ref_img, can: V.Canonical, view: str, idx: int,
               key: str) -> None:
     st.markdown("**ROI** - choose the lasso (or box) in the chart's toolbar and draw on the slice; "
-                "each closed shape is added to (or erased from) this slice.")
-    t1, t2, t3, t4, t5, t6 = st.columns([1.3, 1, 1.3, 1.6, 1, 1.4])
+                "each closed shape is added to (or erased from) this slice. In *Seed* mode a "
+                "click on the lesion (or a box round it) segments it in 3-D.")
+    t1, t2, t3, t4, t5, t6 = st.columns([1.6, 1, 1.3, 1.6, 1, 1.4])
     with t1:
-        st.radio("Mode", ["Add", "Erase"], horizontal=True, key=f"{key}_roimode")
+        st.radio("Mode", ["Add", "Erase", "Seed"], horizontal=True, key=f"{key}_roimode")
     with t2:
         if st.button("Undo", key=f"{key}_undo", disabled=not editor.history,
                      icon=":material/undo:"):
@@ -352,13 +453,8 @@ def roi_tools(case, seq, editor: V.MaskEditor, ref_img, can: V.Canonical, view: 
                                    icon=":material/download:")
             except Exception as err:  # noqa: BLE001
                 show_error(err)
-    sp = can.spacing
-    vox_ml = editor.voxels * sp[0] * sp[1] * sp[2] / 1000.0
-    st.caption(f"ROI on {seq}: {editor.voxels} voxels"
-               + ("" if can.is_2d else f" ({vox_ml:.2f} mL)")
-               + f", on {view} slices {drawn}"
-               + (f"; source: {(st.session_state.get('roi_source') or {}).get(seq)}"
-                  if (st.session_state.get("roi_source") or {}).get(seq) else ""))
+    st.caption(V.roi_caption(can, editor.mask, seq, view,
+                             (st.session_state.get("roi_source") or {}).get(seq)))
     l1, l2 = st.columns(2)
     mkey = case.mask_key_for(seq)
     with l1:
@@ -374,12 +470,20 @@ def roi_tools(case, seq, editor: V.MaskEditor, ref_img, can: V.Canonical, view: 
                               key=f"{key}_maskup")
         if up is not None and st.button("Apply the uploaded mask", key=f"{key}_maskapply"):
             with user_errors():
-                path, sha = S.save_upload(up, "mask")
+                path, sha = S.save_upload(up, "mask", folder=Path(case.folder) if case.folder
+                                          and Path(case.folder).is_dir() else None)
                 arr = S.load_mask_array(case, seq, path, sha)
                 editor.set_mask(arr)
                 st.session_state.setdefault("roi_source", {})[seq] = "file"
                 st.session_state["roi_nonce"] += 1
                 st.rerun()
+    from . import case_panels
+    case_panels.assisted_segmentation(case, seq, editor, ref_img, can, view, idx, key)
+    d1, d2 = st.columns(2)
+    with d1:
+        case_panels.dicom_seg(case, seq, editor, can, key)
+    with d2:
+        case_panels.second_reader(case, seq, editor, ref_img, can, key)
 
 
 # ----------------------------------------------------------------------------- clinical

@@ -21,6 +21,7 @@ import contextlib
 import gzip
 import logging
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -431,6 +432,9 @@ def _sitk_reason(exc: Exception) -> str:
             text = text.split(marker, 1)[1]
             break
     text = " ".join(text.split())
+    # ITK object pointers ("NiftiImageIO(0x5617...): ") and "Reason: Success" say nothing
+    text = re.sub(r"\b\w+\(0x[0-9a-fA-F]+\):\s*", "", text)
+    text = re.sub(r"\s*Reason: Success\b", "", text)
     return text[:200]
 
 
@@ -669,7 +673,9 @@ def _read_file(path: Path, name: str, max_voxels: int) -> Image:
     if name == "DICOM":
         deid.register_identifiers(
             reader.GetMetaData(k).strip() for k in _SITK_IDENTIFYING_KEYS if reader.HasMetaDataKey(k))
-        for key, label in (("0008|0060", "dicom_modality"), ("0028|0030", "pixel_spacing")):
+        for key, label in (("0008|0060", "dicom_modality"), ("0028|0030", "pixel_spacing"),
+                           ("0028|1050", "window_center"), ("0028|1051", "window_width"),
+                           ("0018|0050", "slice_thickness")):
             if reader.HasMetaDataKey(key):
                 meta[label] = reader.GetMetaData(key).strip()
     return _sitk_to_image(img, path, meta)
@@ -872,7 +878,7 @@ _HEADER_TAGS = ["SeriesInstanceUID", "ImagePositionPatient", "ImageOrientationPa
                 "Rows", "Columns", "NumberOfFrames", "Modality", "SeriesDescription",
                 "InstanceNumber", "SOPClassUID", "SeriesNumber", "AcquisitionTime", "SeriesTime",
                 "ContentTime", "TemporalPositionIdentifier", "FrameOfReferenceUID",
-                *deid.IDENTIFYING_VALUES]
+                "WindowCenter", "WindowWidth", "SliceThickness", *deid.IDENTIFYING_VALUES]
 
 
 def _scan_dicom(root: Path, shown: Path, *, images_only: bool = True
@@ -1006,8 +1012,25 @@ def _read_dicom_series(items: list[tuple[Path, pydicom.Dataset]], path: Path,
     # Geometry from the headers we sorted on (ITK agrees; this makes it explicit).
     spacing = (image.spacing[0], image.spacing[1], dz)
     mod = str(ds0.get("Modality", "")) or None
-    return image.replace(spacing=spacing, origin=origin, direction=direction,
-                         meta={"format": "DICOM", "n_slices": len(files), "dicom_modality": mod})
+    meta = {"format": "DICOM", "n_slices": len(files), "dicom_modality": mod}
+    meta.update(_display_attributes(ds0))
+    return image.replace(spacing=spacing, origin=origin, direction=direction, meta=meta)
+
+
+def _display_attributes(ds) -> dict:
+    """The header's display window (first WindowCenter / WindowWidth) and SliceThickness,
+    as text, for the viewer; absent ones are left out."""
+    out = {}
+    for kw, label in (("WindowCenter", "window_center"), ("WindowWidth", "window_width"),
+                      ("SliceThickness", "slice_thickness")):
+        value = ds.get(kw)
+        if value is None or value == "":
+            continue
+        if isinstance(value, pydicom.multival.MultiValue):
+            value = value[0] if len(value) else None
+        if value is not None:
+            out[label] = str(value)
+    return out
 
 
 def _order_slices(items: list[tuple[Path, pydicom.Dataset]], path: Path):
