@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "SideTable", "icc", "ICCFilter", "UnivariateFilter", "CorrelationPruner", "LassoSelector",
-    "ClippedPCA", "make_logistic",
+    "ClippedPCA", "make_logistic", "inner_folds",
 ]
 
 
@@ -417,6 +417,31 @@ class CorrelationPruner(SelectorMixin, BaseEstimator):
 # ----------------------------------------------------------------------------
 # LASSO
 
+def inner_folds(requested: int, y, groups=None) -> tuple[int, str]:
+    """Folds a stratified (group) K-fold can have on ``y``: ``(k, reason)``.
+
+    ``k = min(requested, minority-class count, number of groups)`` (a group is a set of
+    rows that must stay together, e.g. copies of one case). ``reason`` says why ``k`` is
+    below ``requested`` ("" when it is not); ``k < 2`` means no CV is possible.
+    """
+    yi = np.unique(np.asarray(y), return_inverse=True)[1].ravel()
+    counts = np.bincount(yi)
+    n_min = int(counts.min()) if len(counts) > 1 else 0
+    k, why = int(requested), []
+    if n_min < k:
+        k = n_min
+        why.append(f"the minority class has {n_min} case(s)")
+    if groups is not None:
+        g = np.asarray(groups).ravel()
+        # groups holding each class: a fold needs a group of the minority class
+        per_class = min(len(np.unique(g[yi == c])) for c in range(len(counts))) if len(counts) > 1 else 0
+        if per_class < k:
+            k = per_class
+            why.append(f"{per_class} distinct row group(s) in the smaller class "
+                       "(identical rows stay in one fold)")
+    return int(k), "; ".join(why)
+
+
 def _l1_coef(X, yi, C):
     """L1 logistic coefficients, (1, p) when binary, one-vs-rest rows otherwise."""
     if yi.max() == 1:
@@ -435,6 +460,10 @@ class LassoSelector(SelectorMixin, BaseEstimator):
     Features with a non-zero coefficient at the chosen C are kept; if none,
     the ``k_min`` features entering the path first (largest |coef| at the
     weakest penalty of the grid) are kept. Expects standardised input.
+
+    The CV has ``min(cv, minority-class count, distinct row groups per class)`` folds
+    (:func:`inner_folds`); ``n_splits_`` is the number used (0: too few cases for a CV,
+    the weakest penalty of the grid is used) and ``cv_reason_`` why it is below ``cv``.
     """
 
     def __init__(self, n_Cs: int = 12, C_range: tuple = (1e-3, 10.0), cv: int = 10,
@@ -455,22 +484,30 @@ class LassoSelector(SelectorMixin, BaseEstimator):
             raise ValueError(f"rule must be '1se' or 'min', got {self.rule!r}")
         Cs = np.geomspace(self.C_range[0], self.C_range[1], int(self.n_Cs))
         self.Cs_ = Cs
-        n_min = int(np.bincount(yi).min())
-        n_splits = min(int(self.cv), n_min) if len(self.classes_) == 2 else 0
+        # identical rows (copies of one case in a bootstrap resample, or cases alike on a
+        # few discrete features) stay in one fold, else the CV would reward overfitting
+        # through the copies
+        _, groups = np.unique(X, axis=0, return_inverse=True)
+        groups = np.asarray(groups).ravel()
+        n_groups = len(np.unique(groups))
+        if len(self.classes_) == 2:
+            n_splits, self.cv_reason_ = inner_folds(self.cv, yi, groups)
+        else:
+            n_splits, self.cv_reason_ = 0, "more than two classes: no CV"
+        self.n_splits_ = int(n_splits) if n_splits >= 2 else 0
+        if self.cv_reason_ and n_splits < int(self.cv):
+            log.info("LASSO CV: %d folds instead of %d (%s)", max(n_splits, 0), int(self.cv),
+                     self.cv_reason_)
         dev = np.full((max(n_splits, 1), len(Cs)), np.nan)
         if n_splits >= 2:
-            # identical rows (copies of one case in a bootstrap resample) stay in one fold,
-            # else the CV would reward overfitting through the copies
-            _, groups = np.unique(X, axis=0, return_inverse=True)
-            groups = np.asarray(groups).ravel()
-            if len(np.unique(groups)) < len(groups):
+            if n_groups < len(groups):
                 skf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True,
                                            random_state=self.random_state)
             else:
                 skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.random_state)
             for f, (tr, te) in enumerate(skf.split(X, yi, groups) if isinstance(skf, StratifiedGroupKFold)
                                          else skf.split(X, yi)):
-                if len(np.unique(yi[tr])) < 2:
+                if len(te) == 0 or len(np.unique(yi[tr])) < 2:
                     continue
                 for i, C in enumerate(Cs):
                     m = make_logistic(C=C, l1=True, random_state=0).fit(X[tr], yi[tr])

@@ -278,6 +278,7 @@ class ClinicalModel(ClassifierMixin, BaseEstimator):
         self.classes_, yi = np.unique(y, return_inverse=True)
         self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
         self.n_features_in_ = X.shape[1]
+        self.lasso_ = None
         force = [c for c in (self.force or ())]
         preds = list(X.columns) if self.predictors is None else list(self.predictors)
         cols = list(dict.fromkeys(force + list(self.screen or ()) + preds))
@@ -357,6 +358,8 @@ class ClinicalModel(ClassifierMixin, BaseEstimator):
         sd[sd == 0] = 1.0
         Xs = (Xa - Xa.mean(axis=0)) / sd
         sel = LassoSelector(cv=10, rule="1se").fit(Xs, yi)
+        self.lasso_ = {"requested": int(sel.cv), "used": int(sel.n_splits_),
+                       "reason": sel.cv_reason_, "C": float(sel.C_), "kept": int(sel.support_.sum())}
         kept = {self.prep_.variable_of_[n] for n, k in zip(names, sel.support_) if k}
         return [v for v in candidates if v in kept]
 
@@ -415,6 +418,11 @@ class ClinicalModel(ClassifierMixin, BaseEstimator):
         """The predictors (input columns) left in the final model, in model order."""
         check_is_fitted(self, "model_")
         return list(self.variables_)
+
+    def lasso_summary(self) -> dict | None:
+        """LASSO CV folds asked for and used (selection "lasso"), else None."""
+        check_is_fitted(self, "model_")
+        return None if self.lasso_ is None else dict(self.lasso_)
 
     def input_columns(self) -> list[str]:
         """Every input column the model reads (its candidates, whether kept or not)."""

@@ -34,6 +34,12 @@ log = logging.getLogger(__name__)
 __all__ = ["DeepScore", "block_columns"]
 
 
+def _lasso_summary(sel) -> dict:
+    """Folds of a fitted :class:`~her2core.selection.LassoSelector`'s CV (JSON-ready)."""
+    return {"requested": int(sel.cv), "used": int(sel.n_splits_), "reason": sel.cv_reason_,
+            "C": float(sel.C_), "kept": int(np.sum(sel.support_))}
+
+
 def block_columns(columns, block: str | None, sequences=None) -> list[str]:
     """Feature columns ``{sequence}__{block}__...`` of a block (all columns if block is None)."""
     out = []
@@ -184,6 +190,13 @@ class DeepScore(ClassifierMixin, BaseEstimator):
                 "selected_features": list(self.selected_features_),
                 "intercept": float(clf.intercept_[0]),
                 "coefficients": dict(zip(self.selected_features_, map(float, clf.coef_[0])))}
+
+    def lasso_summary(self) -> dict | None:
+        """LASSO CV folds asked for and used at this fit, and why fewer (None: no LASSO)."""
+        check_is_fitted(self, "pipeline_")
+        if "lasso" not in self.pipeline_.named_steps:
+            return None
+        return _lasso_summary(self.pipeline_.named_steps["lasso"])
 
     def icc_summary(self) -> dict | None:
         """Features kept by the ICC filter, of how many, on how many cases (None: no ICC step)."""

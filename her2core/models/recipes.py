@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import logging
 from pathlib import Path
 
@@ -41,7 +42,7 @@ from her2core.selection import SideTable
 log = logging.getLogger(__name__)
 
 __all__ = ["RECIPE_DIR", "RECIPES", "load_recipe", "merge_config", "build_model", "scorer_specs",
-           "network_specs", "NETWORK_KEYS"]
+           "network_specs", "NETWORK_KEYS", "fold_plan", "minimum_per_class"]
 
 RECIPE_DIR = Path(__file__).with_name("recipes")
 RECIPES = ["000", "001", "002", "003", "004", "clinical", "demo"]
@@ -207,3 +208,97 @@ def build_model(recipe: dict, columns, icc_second=None, random_state: int = 0,
                            alpha=recipe.get("alpha", 0.05), stepwise=bool(recipe.get("stepwise", False)),
                            score_selection=recipe.get("score_selection", "screen"),
                            cv=cv, random_state=random_state)
+
+
+# ---------------------------------------------------------------- small cohorts
+#: folds of the second level's cross-fitted scores (StackedNomogram ``cv``)
+SECOND_LEVEL_CV = 5
+#: folds of the clinical LASSO (ClinicalModel selection "lasso")
+CLINICAL_LASSO_CV = 10
+
+
+def _train_part(m: int, k: int) -> int:
+    """Minority cases left in the training part of a stratified k-fold split of m."""
+    return m - math.ceil(m / k) if k >= 2 else m
+
+
+def _lasso_cv(recipe: dict) -> int:
+    """The largest LASSO CV the recipe asks for (0: no LASSO step)."""
+    ks = [int(s.get("lasso_cv", 10)) for s in scorer_specs(recipe) if s.get("lasso", True)]
+    if recipe.get("clinical_selection") == "lasso" and recipe.get("clinical_predictors"):
+        ks.append(CLINICAL_LASSO_CV)
+    return max(ks, default=0)
+
+
+def fold_plan(recipe: dict, n_minority: int, oof_folds: int = 5) -> dict:
+    """The folds each cross-validation level of ``train`` uses for a minority class of
+    ``n_minority`` training cases (every level adapts: k = min(requested, minority)).
+
+    ``out_of_fold``: the whole-pipeline CV of the validation predictions; ``second_level``:
+    the cross-fitted block scores; ``lasso``: requested, at the final fit (inside a
+    second-level fold) and at the deepest level (inside an out-of-fold refit's
+    second-level fold); ``networks``: each fine-tuned network's folds. ``note``: a sentence
+    for the model card when a level has fewer folds than asked ("" when none has).
+    """
+    m = int(n_minority)
+    k_oof = min(int(oof_folds), m) if m >= 2 and int(oof_folds) >= 2 else 0
+    has_scores = bool(scorer_specs(recipe)) or bool(network_specs(recipe))
+    k2 = max(2, min(SECOND_LEVEL_CV, m))
+    m_final = _train_part(m, k2) if has_scores else m
+    m_oof = _train_part(m, k_oof)
+    k2_oof = max(2, min(SECOND_LEVEL_CV, m_oof))
+    m_deep = _train_part(m_oof, k2_oof) if has_scores else m_oof
+    L = _lasso_cv(recipe)
+    plan = {"minority": m, "out_of_fold": {"requested": int(oof_folds), "used": k_oof},
+            "second_level": {"requested": SECOND_LEVEL_CV, "used": k2} if has_scores else None,
+            "lasso": {"requested": L, "final_fit": min(L, m_final), "deepest": min(L, m_deep)}
+            if L else None,
+            "networks": {n["name"]: int((n.get("settings") or {}).get("folds", _net_folds(n)))
+                         for n in network_specs(recipe)}}
+    notes = []
+    if k_oof < int(oof_folds):
+        notes.append(f"out-of-fold validation {k_oof} folds instead of {oof_folds}")
+    if has_scores and k2 < SECOND_LEVEL_CV:
+        notes.append(f"second-level cross-fitting {k2} folds instead of {SECOND_LEVEL_CV}")
+    if L and min(L, m_deep) < L:
+        notes.append(f"LASSO CV {min(L, m_final)} folds at the final fit and {min(L, m_deep)} "
+                     f"inside the validation refits instead of {L}")
+    plan["note"] = (f"small cohort: the minority class has {m} training case(s), so "
+                    + "; ".join(notes) + " (folds = min(requested, minority count)); the LASSO "
+                    "CV also joins identical rows into one fold group") if notes else ""
+    return plan
+
+
+def _net_folds(spec: dict) -> int:
+    from her2core.finetune import FinetuneSettings
+    try:
+        if spec.get("preset"):
+            return int(FinetuneSettings.preset(spec["preset"]).folds)
+        return int(FinetuneSettings.__dataclass_fields__["folds"].default)
+    except Exception:  # an unknown preset is reported when the network is trained
+        return 2
+
+
+def minimum_per_class(recipe: dict, oof_folds: int = 5) -> tuple[int, str]:
+    """The fewest cases of each class the recipe trains on, and why.
+
+    3 for any model (a univariable screen and a logistic fit); with a LASSO step, enough
+    that its CV keeps 2 folds at the deepest nesting (inside an out-of-fold refit's
+    second-level fold); with fine-tuned networks, their K-fold's K.
+    """
+    need, why = 3, "a logistic second level needs 3 of each class"
+    L = _lasso_cv(recipe)
+    if L:
+        m = 3
+        while fold_plan(recipe, m, oof_folds)["lasso"]["deepest"] < 2:
+            m += 1
+        if m > need:
+            need, why = m, (f"its LASSO CV needs 2 folds inside the {min(oof_folds, m)}-fold "
+                            "validation and 5-fold cross-fitting")
+    for name, k in fold_plan(recipe, 100, oof_folds)["networks"].items():
+        if k > need:
+            need, why = k, f"network {name} is fine-tuned with {k}-fold CV"
+    explicit = recipe.get("min_per_class")
+    if explicit is not None and int(explicit) > need:
+        need, why = int(explicit), "the recipe's min_per_class"
+    return need, why

@@ -126,15 +126,43 @@ def _resolve_recipe(settings: TrainSettings, has_images: bool) -> dict:
     return recipe
 
 
-def _check_labels(cohort, tasks, file) -> None:
+def preflight(cohort, recipe: dict, tasks, oof_folds: int = 5, file=None) -> dict[str, dict]:
+    """Refuse, before any feature extraction, a cohort too small for the recipe.
+
+    For every task: the labelled training cases must hold at least
+    :func:`~her2core.models.recipes.minimum_per_class` of each class (one Her2Error line
+    naming the counts and the minimum otherwise). Returns ``{task: fold plan}``
+    (:func:`~her2core.models.recipes.fold_plan`: the folds each CV level will use).
+    """
+    from her2core.models.recipes import fold_plan, minimum_per_class
+    need, why = minimum_per_class(recipe, oof_folds)
+    plans = {}
     for t in tasks:
         if t not in TASKS:
             raise Her2Error(f"unknown task {t!r}", hint="use her2, her2_low or both")
         y = cohort.labels(t).to_numpy()
         counts = np.bincount(y.astype(int), minlength=2) if len(y) else np.zeros(2, int)
-        if counts.min() < 3:
-            raise CohortError(f"task {t}: training cases need at least 3 of each class "
-                              f"(got {counts.tolist()} negatives/positives)", file=file)
+        if counts.min() < need:
+            raise CohortError(f"recipe {recipe.get('name')}, task {t}: the training cases hold "
+                              f"{int(counts[1])} positive(s) and {int(counts[0])} negative(s); "
+                              f"the recipe needs at least {need} of each class ({why})",
+                              file=file, hint="add cases of the rarer class, train the other "
+                                              "task, or use a recipe with fewer folds")
+        plans[t] = fold_plan(recipe, int(counts.min()), oof_folds)
+    return plans
+
+
+def _lasso_used(model) -> dict:
+    """LASSO CV folds of the fitted model's selection steps (final fit), by scorer."""
+    out = {}
+    for name, sc in model.fitted_scorers():
+        fn = getattr(sc, "lasso_summary", None)
+        if callable(fn) and fn() is not None:
+            out[name] = fn()
+    fn = getattr(model.final_estimator, "lasso_summary", None)
+    if callable(fn) and fn() is not None:
+        out["clinical"] = fn()
+    return out
 
 
 def _oof_predictions(model, X, y, folds: int, seed: int, stages: _Stages, task: str):
@@ -191,7 +219,11 @@ def train_bundle(settings: TrainSettings, progress: ProgressFn | None = None) ->
                               "train on", file=cohort_file)
     else:
         train_c, test_c = cohort, None
-    _check_labels(train_c, tasks, cohort_file)   # before any feature extraction
+    # before any feature extraction: the cohort is large enough for the recipe
+    plans = preflight(train_c, recipe, tasks, settings.oof_folds, file=cohort_file)
+    for t, plan in plans.items():
+        if plan["note"]:
+            log.info("task %s: %s", t, plan["note"])
     from her2core.models.recipes import network_specs
     nets = network_specs(recipe)
     stages = _Stages(progress, {"networks": 60 if nets else 0.001, "features": 50, "fit": 5,
@@ -302,6 +334,18 @@ def train_bundle(settings: TrainSettings, progress: ProgressFn | None = None) ->
         summ["selected"] = {name: sc.selected_features() for name, sc in model.fitted_scorers()
                             if hasattr(sc, "selected_features")}
         summ["second_level_variables"] = model.used_variables()
+        folds = dict(plans[task])
+        folds["lasso_used"] = _lasso_used(model)
+        summ["folds"] = folds
+        if folds["note"]:
+            warnings.append(f"task {task}: {folds['note']}")
+        fewer = {k: v for k, v in folds["lasso_used"].items() if v["used"] < v["requested"]}
+        if fewer:
+            line = (f"task {task}: LASSO CV at the final fit used fewer folds than asked: "
+                    + "; ".join(f"{k} {v['used']} of {v['requested']} ({v['reason']})"
+                                for k, v in fewer.items()))
+            log.info(line)
+            warnings.append(line)
         summ["icc"] = {name: sc.icc_summary() for name, sc in model.fitted_scorers()
                        if hasattr(sc, "icc_summary") and sc.icc_summary() is not None}
         training[task] = summ
