@@ -368,10 +368,16 @@ class CorrelationPruner(SelectorMixin, BaseEstimator):
     when it is not correlated above the threshold with any feature kept before,
     so of each correlated pair the one more associated with the label stays.
     Without y the column order decides.
+
+    ``strategy="greedy"``: greedy recursive deletion (paper 003, as the OnekeyAI radiomics
+    pipeline it follows): while some pair is correlated above the threshold, the feature
+    with the most such partners (ties: the larger sum of |r| with the others left, then the
+    weaker label association) is deleted, and the correlations are recomputed on the rest.
     """
 
-    def __init__(self, threshold: float = 0.8):
+    def __init__(self, threshold: float = 0.8, strategy: str = "label"):
         self.threshold = threshold
+        self.strategy = strategy
 
     def fit(self, X, y=None):
         X = validate_data(self, X, dtype=float)
@@ -395,6 +401,12 @@ class CorrelationPruner(SelectorMixin, BaseEstimator):
         else:
             order = np.arange(p)
         R = np.abs(Z.T @ Z)
+        if self.strategy == "greedy":
+            self.support_ = self._greedy(R, const, self.label_assoc_ if y is not None
+                                         else np.zeros(p))
+            return self
+        if self.strategy != "label":
+            raise ValueError(f"strategy must be 'label' or 'greedy', got {self.strategy!r}")
         keep = np.zeros(p, dtype=bool)
         kept: list[int] = []
         for j in order:
@@ -408,6 +420,29 @@ class CorrelationPruner(SelectorMixin, BaseEstimator):
             keep[order[0]] = True
         self.support_ = keep
         return self
+
+    def _greedy(self, R, const, assoc) -> np.ndarray:
+        p = R.shape[0]
+        keep = ~const
+        if not keep.any():
+            keep = np.zeros(p, dtype=bool)
+            keep[0] = True
+            return keep
+        R = R.copy()
+        np.fill_diagonal(R, 0.0)
+        self.deleted_ = []
+        while True:
+            idx = np.flatnonzero(keep)
+            sub = R[np.ix_(idx, idx)]
+            high = (sub > self.threshold).sum(axis=1)
+            if high.max() == 0:
+                break
+            # most partners above the threshold, then most total |r|, then weakest label link
+            key = np.lexsort((assoc[idx], -sub.sum(axis=1), -high))
+            j = int(idx[key[0]])
+            keep[j] = False
+            self.deleted_.append(j)
+        return keep
 
     def _get_support_mask(self):
         check_is_fitted(self, "support_")
