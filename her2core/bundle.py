@@ -73,7 +73,7 @@ _EXTRA_TRUSTED = [
     "sklearn.utils._metadata_requests.MetadataRequest",
 ]
 _OUR_MODULES = ["her2core.selection", "her2core.models.clinical", "her2core.models.deepscore",
-                "her2core.models.nomogram_model", "her2core.models.network"]
+                "her2core.models.nomogram_model", "her2core.models.network", "her2core.models.zoo"]
 
 
 def trusted_types() -> list[str]:

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "SideTable", "icc", "ICCFilter", "UnivariateFilter", "CorrelationPruner", "LassoSelector",
-    "ClippedPCA", "make_logistic",
+    "ClippedPCA", "make_logistic", "inner_folds",
 ]
 
 
@@ -368,10 +368,16 @@ class CorrelationPruner(SelectorMixin, BaseEstimator):
     when it is not correlated above the threshold with any feature kept before,
     so of each correlated pair the one more associated with the label stays.
     Without y the column order decides.
+
+    ``strategy="greedy"``: greedy recursive deletion (paper 003, as the OnekeyAI radiomics
+    pipeline it follows): while some pair is correlated above the threshold, the feature
+    with the most such partners (ties: the larger sum of |r| with the others left, then the
+    weaker label association) is deleted, and the correlations are recomputed on the rest.
     """
 
-    def __init__(self, threshold: float = 0.8):
+    def __init__(self, threshold: float = 0.8, strategy: str = "label"):
         self.threshold = threshold
+        self.strategy = strategy
 
     def fit(self, X, y=None):
         X = validate_data(self, X, dtype=float)
@@ -395,6 +401,12 @@ class CorrelationPruner(SelectorMixin, BaseEstimator):
         else:
             order = np.arange(p)
         R = np.abs(Z.T @ Z)
+        if self.strategy == "greedy":
+            self.support_ = self._greedy(R, const, self.label_assoc_ if y is not None
+                                         else np.zeros(p))
+            return self
+        if self.strategy != "label":
+            raise ValueError(f"strategy must be 'label' or 'greedy', got {self.strategy!r}")
         keep = np.zeros(p, dtype=bool)
         kept: list[int] = []
         for j in order:
@@ -409,6 +421,29 @@ class CorrelationPruner(SelectorMixin, BaseEstimator):
         self.support_ = keep
         return self
 
+    def _greedy(self, R, const, assoc) -> np.ndarray:
+        p = R.shape[0]
+        keep = ~const
+        if not keep.any():
+            keep = np.zeros(p, dtype=bool)
+            keep[0] = True
+            return keep
+        R = R.copy()
+        np.fill_diagonal(R, 0.0)
+        self.deleted_ = []
+        while True:
+            idx = np.flatnonzero(keep)
+            sub = R[np.ix_(idx, idx)]
+            high = (sub > self.threshold).sum(axis=1)
+            if high.max() == 0:
+                break
+            # most partners above the threshold, then most total |r|, then weakest label link
+            key = np.lexsort((assoc[idx], -sub.sum(axis=1), -high))
+            j = int(idx[key[0]])
+            keep[j] = False
+            self.deleted_.append(j)
+        return keep
+
     def _get_support_mask(self):
         check_is_fitted(self, "support_")
         return self.support_
@@ -416,6 +451,31 @@ class CorrelationPruner(SelectorMixin, BaseEstimator):
 
 # ----------------------------------------------------------------------------
 # LASSO
+
+def inner_folds(requested: int, y, groups=None) -> tuple[int, str]:
+    """Folds a stratified (group) K-fold can have on ``y``: ``(k, reason)``.
+
+    ``k = min(requested, minority-class count, number of groups)`` (a group is a set of
+    rows that must stay together, e.g. copies of one case). ``reason`` says why ``k`` is
+    below ``requested`` ("" when it is not); ``k < 2`` means no CV is possible.
+    """
+    yi = np.unique(np.asarray(y), return_inverse=True)[1].ravel()
+    counts = np.bincount(yi)
+    n_min = int(counts.min()) if len(counts) > 1 else 0
+    k, why = int(requested), []
+    if n_min < k:
+        k = n_min
+        why.append(f"the minority class has {n_min} case(s)")
+    if groups is not None:
+        g = np.asarray(groups).ravel()
+        # groups holding each class: a fold needs a group of the minority class
+        per_class = min(len(np.unique(g[yi == c])) for c in range(len(counts))) if len(counts) > 1 else 0
+        if per_class < k:
+            k = per_class
+            why.append(f"{per_class} distinct row group(s) in the smaller class "
+                       "(identical rows stay in one fold)")
+    return int(k), "; ".join(why)
+
 
 def _l1_coef(X, yi, C):
     """L1 logistic coefficients, (1, p) when binary, one-vs-rest rows otherwise."""
@@ -461,6 +521,9 @@ class LassoSelector(SelectorMixin, BaseEstimator):
         ``"full"`` solves every C of the grid in every fold (the reference: ``bench_bootstrap``
         measures both and how often their choices differ).
     patience : consecutive C values above min + SE before the adaptive walk stops.
+    The CV has ``min(cv, minority-class count, distinct row groups per class)`` folds
+    (:func:`inner_folds`); ``n_splits_`` is the number used (0: too few cases for a CV,
+    the weakest penalty of the grid is used) and ``cv_reason_`` why it is below ``cv``.
     """
 
     # class-level defaults of the parameters added after bundles were first written, so a
@@ -485,7 +548,7 @@ class LassoSelector(SelectorMixin, BaseEstimator):
         """(folds x Cs) CV binomial deviance; NaN where a C was not reached or a fold is one-class."""
         adaptive = self.path == "adaptive"
         dev = np.full((len(folds), len(Cs)), np.nan)
-        usable = [f for f, (tr, _) in enumerate(folds) if len(np.unique(yi[tr])) == 2]
+        usable = [f for f, (tr, te) in enumerate(folds) if len(te) and len(np.unique(yi[tr])) == 2]
         bounds = {f: _l1_zero_bound(X[folds[f][0]], yi[folds[f][0]]) for f in usable}
         zero_dev = 2.0 * np.log(2.0)
         best, above = np.inf, 0
@@ -521,14 +584,23 @@ class LassoSelector(SelectorMixin, BaseEstimator):
             raise ValueError(f"path must be 'adaptive' or 'full', got {self.path!r}")
         Cs = np.geomspace(self.C_range[0], self.C_range[1], int(self.n_Cs))
         self.Cs_ = Cs
-        n_min = int(np.bincount(yi).min())
-        n_splits = min(int(self.cv), n_min) if len(self.classes_) == 2 else 0
+        # identical rows (copies of one case in a bootstrap resample, or cases alike on a
+        # few discrete features) stay in one fold, else the CV would reward overfitting
+        # through the copies
+        _, groups = np.unique(X, axis=0, return_inverse=True)
+        groups = np.asarray(groups).ravel()
+        n_groups = len(np.unique(groups))
+        if len(self.classes_) == 2:
+            n_splits, self.cv_reason_ = inner_folds(self.cv, yi, groups)
+        else:
+            n_splits, self.cv_reason_ = 0, "more than two classes: no CV"
+        self.n_splits_ = int(n_splits) if n_splits >= 2 else 0
+        if self.cv_reason_ and n_splits < int(self.cv):
+            log.info("LASSO CV: %d folds instead of %d (%s)", max(n_splits, 0), int(self.cv),
+                     self.cv_reason_)
+        dev = np.full((max(n_splits, 1), len(Cs)), np.nan)
         if n_splits >= 2:
-            # identical rows (copies of one case in a bootstrap resample) stay in one fold,
-            # else the CV would reward overfitting through the copies
-            _, groups = np.unique(X, axis=0, return_inverse=True)
-            groups = np.asarray(groups).ravel()
-            if len(np.unique(groups)) < len(groups):
+            if n_groups < len(groups):
                 skf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True,
                                            random_state=self.random_state)
                 folds = list(skf.split(X, yi, groups))

@@ -231,6 +231,20 @@ def _coef_covariance(D: np.ndarray, y: np.ndarray, coef: np.ndarray, intercept: 
         return np.linalg.pinv(H)
 
 
+def _bh_adjust(p) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (R ``p.adjust(p, "BH")``)."""
+    p = np.asarray(p, float)
+    n = len(p)
+    if n == 0:
+        return p
+    order = np.argsort(p)
+    ranked = p[order] * n / np.arange(1, n + 1)
+    adj = np.minimum.accumulate(ranked[::-1])[::-1]
+    out = np.empty(n)
+    out[order] = np.minimum(adj, 1.0)
+    return out
+
+
 def _loglik(model, X, y) -> float:
     p = np.clip(model.predict_proba(X)[:, 1], 1e-12, 1 - 1e-12)
     return float(np.sum(y * np.log(p) + (1 - y) * np.log(1 - p)))
@@ -247,8 +261,15 @@ class ClinicalModel(ClassifierMixin, BaseEstimator):
     predictors : columns to consider (None: every column of X).
     force : columns always in the model (deep scores in the combined nomogram).
     selection : "univariate" (likelihood-ratio p < alpha), "lasso" (variables with a
-        non-zero L1 coefficient, 10-fold CV 1-SE rule) or "none".
-    stepwise : backward elimination on AIC after the screen (R ``step``).
+        non-zero L1 coefficient, 10-fold CV 1-SE rule), "univariate+lasso" (the LASSO
+        on the variables that pass the univariable screen; paper 002) or "none".
+    fdr : the univariable p-values are Benjamini-Hochberg adjusted (FDR) before they
+        are compared with ``alpha`` (paper 002: FDR-adjusted p <= 0.05).
+    multivariable_p : after the selection, one multivariable fit; variables whose
+        likelihood-ratio p in it is >= this value are dropped (paper 002: 0.1). None: off.
+    stepwise : False; True or "aic": backward elimination on AIC (R ``step``); "p":
+        backward elimination, dropping the variable with the largest likelihood-ratio
+        p until every p < ``stepwise_p`` (paper 002: 0.05).
     C : inverse penalty of the final model; ``inf`` = unpenalised (nomogram).
     positive : columns (of ``force``) whose coefficient must be positive: a
         risk score entering with a negative weight is dropped and the model
@@ -261,8 +282,8 @@ class ClinicalModel(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, predictors=None, force=(), selection: str = "univariate",
-                 alpha: float = 0.05, stepwise: bool = False, C: float = np.inf, positive=(),
-                 screen=()):
+                 alpha: float = 0.05, stepwise=False, C: float = np.inf, positive=(),
+                 screen=(), fdr: bool = False, multivariable_p=None, stepwise_p: float = 0.05):
         self.predictors = predictors
         self.force = force
         self.selection = selection
@@ -271,6 +292,9 @@ class ClinicalModel(ClassifierMixin, BaseEstimator):
         self.C = C
         self.positive = positive
         self.screen = screen
+        self.fdr = fdr
+        self.multivariable_p = multivariable_p
+        self.stepwise_p = stepwise_p
 
     def fit(self, X, y):
         X = as_frame(X)
@@ -278,6 +302,7 @@ class ClinicalModel(ClassifierMixin, BaseEstimator):
         self.classes_, yi = np.unique(y, return_inverse=True)
         self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
         self.n_features_in_ = X.shape[1]
+        self.lasso_ = None
         force = [c for c in (self.force or ())]
         preds = list(X.columns) if self.predictors is None else list(self.predictors)
         cols = list(dict.fromkeys(force + list(self.screen or ()) + preds))
@@ -302,22 +327,40 @@ class ClinicalModel(ClassifierMixin, BaseEstimator):
         self.univariate_p_ = pvals
         screen = [v for v in (self.screen or ()) if v in groups and v not in force]
         candidates = [v for v in groups if v not in force and v not in screen]
-        screened = [v for v in screen if pvals[v] < self.alpha]
+        tested = [v for v in groups if v not in force]
+        q = _bh_adjust([pvals[v] for v in tested]) if self.fdr else [pvals[v] for v in tested]
+        self.univariate_q_ = dict(zip(tested, map(float, q)))
+        crit = self.univariate_q_
+        passed = {v for v in tested if crit[v] < self.alpha or (self.fdr and crit[v] <= self.alpha)}
+        screened = [v for v in screen if v in passed]
         if self.selection == "univariate":
-            chosen = [v for v in candidates if pvals[v] < self.alpha]
+            chosen = [v for v in candidates if v in passed]
         elif self.selection == "lasso":
             chosen = self._lasso_variables(Z, yi, groups, candidates)
+        elif self.selection == "univariate+lasso":
+            chosen = self._lasso_variables(Z, yi, groups, [v for v in candidates if v in passed])
         elif self.selection == "none":
             chosen = candidates
         else:
-            raise ValueError("selection must be 'univariate', 'lasso' or 'none', got "
-                             f"{self.selection!r}")
+            raise ValueError("selection must be 'univariate', 'lasso', 'univariate+lasso' or "
+                             f"'none', got {self.selection!r}")
         # no fallback to the "best" variable: with nothing significant the model is the
         # intercept (prevalence), which is what the data support
         chosen = screened + chosen
         variables = [v for v in force if v in groups] + chosen
-        if self.stepwise:
+        self.multivariable_dropped_ = []
+        if self.multivariable_p is not None:
+            pm = self._drop_p(Z, yi, groups, variables)
+            keep = [v for v in variables if v in force or pm[v] < float(self.multivariable_p)]
+            self.multivariable_dropped_ = [v for v in variables if v not in keep]
+            variables = keep
+        self.stepwise_dropped_ = []
+        if self.stepwise in (True, "aic"):
             variables = self._backward_aic(Z, yi, groups, variables, set(force))
+        elif self.stepwise == "p":
+            variables = self._backward_p(Z, yi, groups, variables, set(force))
+        elif self.stepwise not in (False, None, "none"):
+            raise ValueError(f"stepwise must be False, 'aic' or 'p', got {self.stepwise!r}")
         positive = [v for v in (self.positive or ()) if v in groups]
         self.dropped_negative_ = []
         while True:
@@ -357,8 +400,43 @@ class ClinicalModel(ClassifierMixin, BaseEstimator):
         sd[sd == 0] = 1.0
         Xs = (Xa - Xa.mean(axis=0)) / sd
         sel = LassoSelector(cv=10, rule="1se").fit(Xs, yi)
+        self.lasso_ = {"requested": int(sel.cv), "used": int(sel.n_splits_),
+                       "reason": sel.cv_reason_, "C": float(sel.C_), "kept": int(sel.support_.sum())}
         kept = {self.prep_.variable_of_[n] for n, k in zip(names, sel.support_) if k}
         return [v for v in candidates if v in kept]
+
+    def _loglik_of(self, Z, yi, groups, vs) -> float:
+        names = [n for v in vs for n in groups[v]]
+        if not names:
+            return _null_loglik(yi)
+        Xa = Z[names].to_numpy()
+        return _loglik(_fit_lr(Xa, yi, self.C), Xa, yi)
+
+    def _drop_p(self, Z, yi, groups, variables) -> dict[str, float]:
+        """Likelihood-ratio p of each variable in the multivariable model of ``variables``
+        (all dummies of a categorical variable together)."""
+        full = self._loglik_of(Z, yi, groups, variables)
+        out = {}
+        for v in variables:
+            red = self._loglik_of(Z, yi, groups, [w for w in variables if w != v])
+            out[v] = float(stats.chi2.sf(max(2 * (full - red), 0.0), df=len(groups[v])))
+        return out
+
+    def _backward_p(self, Z, yi, groups, variables, fixed):
+        """Backward elimination: drop the largest likelihood-ratio p until all < stepwise_p."""
+        current, steps = list(variables), []
+        while True:
+            free = [v for v in current if v not in fixed]
+            if not free:
+                break
+            pm = self._drop_p(Z, yi, groups, current)
+            worst = max(free, key=lambda v: pm[v])
+            if pm[worst] < float(self.stepwise_p):
+                break
+            current.remove(worst)
+            steps.append(worst)
+        self.stepwise_dropped_ = steps
+        return current
 
     def _backward_aic(self, Z, yi, groups, variables, fixed):
         def aic(vs):
@@ -415,6 +493,11 @@ class ClinicalModel(ClassifierMixin, BaseEstimator):
         """The predictors (input columns) left in the final model, in model order."""
         check_is_fitted(self, "model_")
         return list(self.variables_)
+
+    def lasso_summary(self) -> dict | None:
+        """LASSO CV folds asked for and used (selection "lasso"), else None."""
+        check_is_fitted(self, "model_")
+        return None if self.lasso_ is None else dict(self.lasso_)
 
     def input_columns(self) -> list[str]:
         """Every input column the model reads (its candidates, whether kept or not)."""

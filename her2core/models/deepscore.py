@@ -34,8 +34,17 @@ log = logging.getLogger(__name__)
 __all__ = ["DeepScore", "block_columns"]
 
 
-def block_columns(columns, block: str | None, sequences=None) -> list[str]:
-    """Feature columns ``{sequence}__{block}__...`` of a block (all columns if block is None)."""
+def _lasso_summary(sel) -> dict:
+    """Folds of a fitted :class:`~her2core.selection.LassoSelector`'s CV (JSON-ready)."""
+    return {"requested": int(sel.cv), "used": int(sel.n_splits_), "reason": sel.cv_reason_,
+            "C": float(sel.C_), "kept": int(np.sum(sel.support_))}
+
+
+def block_columns(columns, block, sequences=None) -> list[str]:
+    """Feature columns ``{sequence}__{block}__...`` of a block (all columns if block is None;
+    a list of blocks: their columns, block by block, for early fusion)."""
+    if isinstance(block, (list, tuple)):
+        return [c for b in block for c in block_columns(columns, b, sequences)]
     out = []
     for c in columns:
         c = str(c)
@@ -59,6 +68,16 @@ class DeepScore(ClassifierMixin, BaseEstimator):
     icc_second : second-ROI feature table (DataFrame by case_id) for the ICC filter,
         or None (no ICC filtering). icc_threshold / icc_kind as :class:`ICCFilter`.
     pca : number of PCA components before the univariate filter (003: 64), or None.
+        With several blocks, a mapping ``{block: k}`` reduces those blocks only.
+    block may be a list of blocks: **early fusion** (paper 003's DLR model): each block is
+        imputed, standardised (and PCA-reduced when ``pca`` names it) on its own, the
+        results are concatenated, then one selection chain and logistic regression follow.
+    classifier : the block's model on the selected features: "logistic" (default; L2 with
+        ``C``) or a model-zoo name tuned by stratified 5-fold grid search (paper 003: the
+        Rad / DLR model is the best of LR, RF, ExtraTrees, XGBoost, LightGBM:
+        ``classifier="best"`` with ``classifiers`` listing them).
+    corr_strategy : "label" (keep the feature more associated with the label) or
+        "greedy" (greedy recursive deletion, paper 003), see CorrelationPruner.
     univariate : "ttest" / "mannwhitney" / None; alpha its threshold.
     corr_threshold : Pearson |r| pruning threshold (None: off).
     lasso : use the LASSO step; lasso_rule "1se" / "min"; lasso_cv folds; lasso_path "adaptive" /
@@ -73,7 +92,8 @@ class DeepScore(ClassifierMixin, BaseEstimator):
     def __init__(self, block=None, sequences=None, icc_second=None, icc_threshold=0.9,
                  icc_kind="ICC(3,1)", pca=None, univariate="ttest", alpha=0.05,
                  corr_threshold=0.8, lasso=True, lasso_rule="1se", lasso_cv=10, lasso_n_Cs=12,
-                 max_features=None, C=1.0, random_state=0, lasso_path="adaptive"):
+                 max_features=None, C=1.0, random_state=0, corr_strategy="label",
+                 classifier="logistic", classifiers=None, lasso_path="adaptive"):
         self.block = block
         self.sequences = sequences
         self.icc_second = icc_second
@@ -91,30 +111,68 @@ class DeepScore(ClassifierMixin, BaseEstimator):
         self.max_features = max_features
         self.C = C
         self.random_state = random_state
+        self.corr_strategy = corr_strategy
+        self.classifier = classifier
+        self.classifiers = classifiers
 
     @property
     def score_name(self) -> str:
+        if isinstance(self.block, (list, tuple)):
+            return "dscore_" + "+".join(map(str, self.block))
         return f"dscore_{self.block or 'all'}"
 
-    def _build(self) -> Pipeline:
+    def _branch(self, pca) -> list:
         steps = []
         if self.icc_second is not None:
             steps.append(("icc", ICCFilter(second=self.icc_second, threshold=self.icc_threshold,
                                            kind=self.icc_kind)))
         steps += [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
-        if self.pca:
-            steps += [("pca", ClippedPCA(n_components=int(self.pca), random_state=self.random_state)),
+        if pca:
+            steps += [("pca", ClippedPCA(n_components=int(pca), random_state=self.random_state)),
                       ("scale_pca", StandardScaler())]
+        return steps
+
+    def _fused(self, columns) -> list:
+        from sklearn.compose import ColumnTransformer
+        pca = self.pca if isinstance(self.pca, dict) else {}
+        branches = []
+        for b in self.block:
+            cols = [columns.index(c) for c in block_columns(columns, b, self.sequences)]
+            if cols:
+                branches.append((str(b), Pipeline(self._branch(pca.get(b))), cols))
+        return [("fuse", ColumnTransformer(branches, remainder="drop",
+                                           verbose_feature_names_out=True))]
+
+    def _build(self, columns=None) -> Pipeline:
+        steps = []
+        if isinstance(self.block, (list, tuple)):
+            steps += self._fused(list(columns))
+        elif self.icc_second is not None:
+            steps.append(("icc", ICCFilter(second=self.icc_second, threshold=self.icc_threshold,
+                                           kind=self.icc_kind)))
+        if not isinstance(self.block, (list, tuple)):
+            steps += [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
+            if self.pca:
+                steps += [("pca", ClippedPCA(n_components=int(self.pca),
+                                             random_state=self.random_state)),
+                          ("scale_pca", StandardScaler())]
         if self.univariate:
             steps.append(("univariate", UnivariateFilter(test=self.univariate, alpha=self.alpha)))
         if self.corr_threshold is not None:
-            steps.append(("correlation", CorrelationPruner(threshold=self.corr_threshold)))
+            steps.append(("correlation", CorrelationPruner(threshold=self.corr_threshold,
+                                                           strategy=self.corr_strategy)))
         if self.lasso:
             steps.append(("lasso", LassoSelector(cv=self.lasso_cv, rule=self.lasso_rule,
                                                  n_Cs=self.lasso_n_Cs, max_features=self.max_features,
                                                  path=self.lasso_path,
                                                  random_state=self.random_state)))
-        steps.append(("clf", make_logistic(C=self.C, random_state=self.random_state)))
+        if self.classifier in (None, "logistic"):
+            steps.append(("clf", make_logistic(C=self.C, random_state=self.random_state)))
+        else:
+            from her2core.models.zoo import TunedClassifier
+            steps.append(("clf", TunedClassifier(name=self.classifier, cv=5,
+                                                 random_state=self.random_state,
+                                                 candidates=self.classifiers)))
         # numpy between the steps (faster); the first step gets the DataFrame, so
         # the ICC filter sees case ids and feature names chain through the steps
         return Pipeline(steps)
@@ -135,7 +193,7 @@ class DeepScore(ClassifierMixin, BaseEstimator):
         Xb = X[cols]
         if Xb.shape[0] < 2:
             raise ValueError(f"n_samples={Xb.shape[0]}: at least 2 samples are needed")
-        self.pipeline_ = self._build().fit(Xb, y)
+        self.pipeline_ = self._build(cols).fit(Xb, y)
         self.classes_ = self.pipeline_.classes_
         clf_in = self.pipeline_[:-1].get_feature_names_out(cols)
         self.selected_features_ = [str(c) for c in clf_in]
@@ -185,14 +243,32 @@ class DeepScore(ClassifierMixin, BaseEstimator):
         """Intercept and coefficient of each selected (standardised) feature, JSON-ready."""
         check_is_fitted(self, "pipeline_")
         clf = self.pipeline_[-1]
+        if hasattr(clf, "summary"):   # a tuned model-zoo classifier: no coefficients
+            return {"block": self.block, "n_input_features": len(self.columns_),
+                    "selected_features": list(self.selected_features_), "classifier": clf.summary()}
         return {"block": self.block, "n_input_features": len(self.columns_),
                 "selected_features": list(self.selected_features_),
                 "intercept": float(clf.intercept_[0]),
                 "coefficients": dict(zip(self.selected_features_, map(float, clf.coef_[0])))}
 
+    def lasso_summary(self) -> dict | None:
+        """LASSO CV folds asked for and used at this fit, and why fewer (None: no LASSO)."""
+        check_is_fitted(self, "pipeline_")
+        if "lasso" not in self.pipeline_.named_steps:
+            return None
+        return _lasso_summary(self.pipeline_.named_steps["lasso"])
+
     def icc_summary(self) -> dict | None:
         """Features kept by the ICC filter, of how many, on how many cases (None: no ICC step)."""
         check_is_fitted(self, "pipeline_")
+        if "fuse" in self.pipeline_.named_steps:
+            fs = [t.named_steps["icc"] for _, t, _ in self.pipeline_.named_steps["fuse"].transformers_
+                  if hasattr(t, "named_steps") and "icc" in t.named_steps]
+            if not fs:
+                return None
+            return {"kept": int(sum(f.support_.sum() for f in fs)), "of": len(self.columns_),
+                    "cases": int(min(f.n_matched_ for f in fs)), "threshold": self.icc_threshold,
+                    "kind": self.icc_kind}
         if "icc" not in self.pipeline_.named_steps:
             return None
         f = self.pipeline_.named_steps["icc"]

@@ -49,7 +49,10 @@ class StackedNomogram(ClassifierMixin, BaseEstimator):
     clinical_predictors : clinical columns offered to the second level; None:
         every column of X not used by a scorer (and not ``case_id``-like text).
     clinical_selection : "univariate" (p < alpha) or "none".
-    stepwise : backward AIC elimination of clinical variables.
+    stepwise : backward elimination of clinical variables: True / "aic" (AIC), "p"
+        (likelihood-ratio p < stepwise_p), False (off).
+    fdr, multivariable_p, stepwise_p : the second level's selection rule (paper 002:
+        FDR-adjusted screen, multivariable p < 0.1, stepwise p < 0.05), see ClinicalModel.
     cv : folds for the out-of-fold scores.
     C : inverse penalty of the second level (inf: unpenalised nomogram).
     final : None (logistic nomogram) or an unfitted classifier used as the
@@ -65,7 +68,8 @@ class StackedNomogram(ClassifierMixin, BaseEstimator):
 
     def __init__(self, scorers=(), clinical_predictors=None, clinical_selection="univariate",
                  alpha=0.05, stepwise=False, cv=5, C=np.inf, final=None, nonnegative_scores=True,
-                 score_selection="screen", random_state=0):
+                 score_selection="screen", random_state=0, fdr=False, multivariable_p=None,
+                 stepwise_p=0.05):
         self.scorers = scorers
         self.clinical_predictors = clinical_predictors
         self.clinical_selection = clinical_selection
@@ -77,6 +81,9 @@ class StackedNomogram(ClassifierMixin, BaseEstimator):
         self.nonnegative_scores = nonnegative_scores
         self.score_selection = score_selection
         self.random_state = random_state
+        self.fdr = fdr
+        self.multivariable_p = multivariable_p
+        self.stepwise_p = stepwise_p
 
     # -- helpers -------------------------------------------------------------
     def _clinical_columns(self, X: pd.DataFrame, used: set) -> list[str]:
@@ -138,7 +145,9 @@ class StackedNomogram(ClassifierMixin, BaseEstimator):
                                         force=() if screen else self.score_columns_,
                                         screen=self.score_columns_ if screen else (),
                                         selection=self.clinical_selection, alpha=self.alpha,
-                                        stepwise=self.stepwise, C=self.C,
+                                        stepwise=self.stepwise, C=self.C, fdr=self.fdr,
+                                        multivariable_p=self.multivariable_p,
+                                        stepwise_p=self.stepwise_p,
                                         positive=self.score_columns_ if self.nonnegative_scores
                                         else ()).fit(Z, y)
         else:

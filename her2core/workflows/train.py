@@ -126,15 +126,78 @@ def _resolve_recipe(settings: TrainSettings, has_images: bool) -> dict:
     return recipe
 
 
-def _check_labels(cohort, tasks, file) -> None:
+def preflight(cohort, recipe: dict, tasks, oof_folds: int = 5, file=None) -> dict[str, dict]:
+    """Refuse, before any feature extraction, a cohort too small for the recipe.
+
+    For every task: the labelled training cases must hold at least
+    :func:`~her2core.models.recipes.minimum_per_class` of each class (one Her2Error line
+    naming the counts and the minimum otherwise). Returns ``{task: fold plan}``
+    (:func:`~her2core.models.recipes.fold_plan`: the folds each CV level will use).
+    """
+    from her2core.models.recipes import final_estimator, fold_plan, minimum_per_class
+    from her2core.models.zoo import OPTIONAL_LIBRARY, require_library
+    fm = recipe.get("final_model", "nomogram")
+    if fm in OPTIONAL_LIBRARY:
+        require_library(OPTIONAL_LIBRARY[fm])      # a missing library: one line, up front
+    elif fm != "best":
+        final_estimator(fm)
+    from her2core.models.recipes import scorer_specs
+    for spec in scorer_specs(recipe):
+        for nm in [spec.get("classifier")] + list(spec.get("classifiers") or []):
+            if nm in OPTIONAL_LIBRARY:
+                require_library(OPTIONAL_LIBRARY[nm])
+    need, why = minimum_per_class(recipe, oof_folds)
+    plans = {}
     for t in tasks:
         if t not in TASKS:
             raise Her2Error(f"unknown task {t!r}", hint="use her2, her2_low or both")
         y = cohort.labels(t).to_numpy()
         counts = np.bincount(y.astype(int), minlength=2) if len(y) else np.zeros(2, int)
-        if counts.min() < 3:
-            raise CohortError(f"task {t}: training cases need at least 3 of each class "
-                              f"(got {counts.tolist()} negatives/positives)", file=file)
+        if counts.min() < need:
+            raise CohortError(f"recipe {recipe.get('name')}, task {t}: the training cases hold "
+                              f"{int(counts[1])} positive(s) and {int(counts[0])} negative(s); "
+                              f"the recipe needs at least {need} of each class ({why})",
+                              file=file, hint="add cases of the rarer class, train the other "
+                                              "task, or use a recipe with fewer folds")
+        plans[t] = fold_plan(recipe, int(counts.min()), oof_folds)
+    return plans
+
+
+SPLIT_COLUMN = "recipe_split"
+
+
+def _random_split(cohort, split: dict, task: str, seed: int):
+    """(cohort copy with a ``recipe_split`` column train / test, label): a stratified random
+    split of the task's labelled cases (paper 003: 7:3); unlabelled cases are "train"."""
+    from sklearn.model_selection import train_test_split
+    frac = float(split.get("test_fraction", 0.3))
+    s = int(split.get("seed", seed))
+    y = cohort.labels(task)
+    ids = [str(i) for i in y.index]
+    try:
+        tr, te = train_test_split(ids, test_size=frac, stratify=y.to_numpy(), random_state=s)
+    except ValueError as exc:
+        raise CohortError(f"cannot split the cohort {1 - frac:.0%}:{frac:.0%} stratified on "
+                          f"{task}: {exc}", hint="add cases or drop the recipe's split") from exc
+    label = f"random stratified {round(10 * (1 - frac))}:{round(10 * frac)} split (seed {s})"
+    from her2core.cohort import Cohort
+    table = cohort.table.copy()
+    test = set(te)
+    table[SPLIT_COLUMN] = ["test" if str(i) in test else "train" for i in table.index]
+    return Cohort(cohort.root, table, list(cohort.problems)), label
+
+
+def _lasso_used(model) -> dict:
+    """LASSO CV folds of the fitted model's selection steps (final fit), by scorer."""
+    out = {}
+    for name, sc in model.fitted_scorers():
+        fn = getattr(sc, "lasso_summary", None)
+        if callable(fn) and fn() is not None:
+            out[name] = fn()
+    fn = getattr(model.final_estimator, "lasso_summary", None)
+    if callable(fn) and fn() is not None:
+        out["clinical"] = fn()
+    return out
 
 
 def _oof_predictions(model, X, y, folds: int, seed: int, stages: _Stages, task: str):
@@ -182,16 +245,26 @@ def train_bundle(settings: TrainSettings, progress: ProgressFn | None = None) ->
     cohort = settings.cohort if isinstance(settings.cohort, Cohort) else read_cohort(settings.cohort)
     cohort_file = Path(cohort.root)
     recipe = _resolve_recipe(settings, cohort.has_images)
-    if settings.where:
-        train_c, test_c = cohort.exclude(settings.where), cohort.subset(settings.where)
+    where = held_out = settings.where
+    if not where and recipe.get("split"):
+        # the split is a column of this run's cohort copy, so every step (networks too)
+        # holds out the same cases through the one `where` path
+        cohort, held_out = _random_split(cohort, recipe["split"], tasks[0], settings.seed)
+        where = f"{SPLIT_COLUMN}=test"
+    if where:
+        train_c, test_c = cohort.exclude(where), cohort.subset(where)
         if len(test_c) == 0:
-            raise CohortError(f"no case matches --where {settings.where}", file=cohort_file)
+            raise CohortError(f"no case matches --where {where}", file=cohort_file)
         if len(train_c) == 0:
-            raise CohortError(f"every case matches --where {settings.where}: nothing left to "
+            raise CohortError(f"every case matches --where {where}: nothing left to "
                               "train on", file=cohort_file)
     else:
         train_c, test_c = cohort, None
-    _check_labels(train_c, tasks, cohort_file)   # before any feature extraction
+    # before any feature extraction: the cohort is large enough for the recipe
+    plans = preflight(train_c, recipe, tasks, settings.oof_folds, file=cohort_file)
+    for t, plan in plans.items():
+        if plan["note"]:
+            log.info("task %s: %s", t, plan["note"])
     from her2core.models.recipes import network_specs
     nets = network_specs(recipe)
     stages = _Stages(progress, {"networks": 60 if nets else 0.001, "features": 50, "fit": 5,
@@ -237,7 +310,7 @@ def train_bundle(settings: TrainSettings, progress: ProgressFn | None = None) ->
             else:
                 staging = staging or Path(tempfile.mkdtemp(prefix="her2_networks_"))
                 runs = staging
-            cols, descr, errs = _train_networks(nets, cohort, task, settings, runs,
+            cols, descr, errs = _train_networks(nets, cohort, task, settings, where, runs,
                                                 stages.sub("networks", f"{task}: fine-tuning"),
                                                 warnings)
             errors += errs
@@ -252,9 +325,25 @@ def train_bundle(settings: TrainSettings, progress: ProgressFn | None = None) ->
         if len(np.unique(y)) < 2 or min(np.bincount(y)) < 3:
             raise Her2Error(f"task {task}: training cases need at least 3 of each class "
                             f"(got {np.bincount(y, minlength=2).tolist()})", file=cohort_file)
-        model = build_model(recipe, X.columns, icc_second=second, random_state=settings.seed)
+        model = build_model(recipe, X.columns, icc_second=second, random_state=settings.seed,
+                            final_model="nomogram" if recipe.get("final_model") == "best" else None)
         stages("fit", ti / len(tasks), f"{task}: fitting recipe {recipe['name']} on {len(y)} cases")
         model.fit(X, y)
+        comparison = None
+        if recipe.get("final_model") == "best":
+            # paper 003: the zoo classifier with the best nested-CV AUC is the final model
+            comparison = _compare_zoo(recipe["compare_zoo"], model, X, y, settings.seed)
+            ok = {k: v["cv_auc"] for k, v in comparison.items()
+                  if isinstance(v, dict) and np.isfinite(v.get("cv_auc", np.nan))}
+            if not ok:
+                raise Her2Error(f"task {task}: no classifier of compare_zoo could be evaluated",
+                                hint="see the log; pick final_model nomogram or another zoo")
+            best = max(ok, key=ok.get)
+            comparison["chosen"] = best
+            log.info("task %s: final model %s (nested CV AUC %.3f)", task, best, ok[best])
+            model = build_model(recipe, X.columns, icc_second=second, random_state=settings.seed,
+                                final_model=best)
+            model.fit(X, y)
         perf: dict[str, Any] = {"apparent_auc": float(auc(y, model.predict_proba(X)[:, 1]))}
         p_oof, iv_oof, k = _oof_predictions(model, X, y, settings.oof_folds, settings.seed, stages, task)
         if p_oof is not None:
@@ -284,16 +373,26 @@ def train_bundle(settings: TrainSettings, progress: ProgressFn | None = None) ->
                 rows.append(_prediction_rows(tids, task, "external", yt, pt,
                                              model.predict_interval(Xt)))
                 if len(np.unique(yt)) == 2:
-                    ev = external_validation(model, Xt, yt, label=settings.where)
-                    perf["external_validation"] = {"auc": ev.auc, "where": settings.where, "n": ev.n,
+                    ev = external_validation(model, Xt, yt, label=held_out)
+                    perf["external_validation"] = {"auc": ev.auc, "where": held_out, "n": ev.n,
                                                    "positives": ev.n_positive, **ev.extra,
                                                    "brier": ev.corrected["brier"],
                                                    "calibration_slope": ev.corrected["slope"]}
                 else:
-                    warnings.append(f"task {task}: held-out cases ({settings.where}) lack both "
+                    warnings.append(f"task {task}: held-out cases ({held_out}) lack both "
                                     "classes: no external AUC (their predictions are stored)")
-        if recipe.get("compare_zoo") and settings.compare_zoo:
+        if comparison is not None:
+            perf["model_comparison"] = comparison
+        elif recipe.get("compare_zoo") and settings.compare_zoo:
             perf["model_comparison"] = _compare_zoo(recipe["compare_zoo"], model, X, y, settings.seed)
+        fin = model.final_estimator
+        if not model.is_nomogram():
+            perf["final_model"] = fin.summary() if hasattr(fin, "summary") else \
+                {"model": type(fin).__name__}
+            warnings.append(f"task {task}: the final model is {perf['final_model']['model']}, not a "
+                            "logistic nomogram: no nomogram and no probability interval")
+        else:
+            perf["final_model"] = {"model": "nomogram (logistic regression)"}
         models[task] = model
         centres = train_c.table.loc[[i for i in train_c.table.index if str(i) in set(ids)], "center"] \
             if "center" in train_c.table.columns else None
@@ -302,6 +401,18 @@ def train_bundle(settings: TrainSettings, progress: ProgressFn | None = None) ->
         summ["selected"] = {name: sc.selected_features() for name, sc in model.fitted_scorers()
                             if hasattr(sc, "selected_features")}
         summ["second_level_variables"] = model.used_variables()
+        folds = dict(plans[task])
+        folds["lasso_used"] = _lasso_used(model)
+        summ["folds"] = folds
+        if folds["note"]:
+            warnings.append(f"task {task}: {folds['note']}")
+        fewer = {k: v for k, v in folds["lasso_used"].items() if v["used"] < v["requested"]}
+        if fewer:
+            line = (f"task {task}: LASSO CV at the final fit used fewer folds than asked: "
+                    + "; ".join(f"{k} {v['used']} of {v['requested']} ({v['reason']})"
+                                for k, v in fewer.items()))
+            log.info(line)
+            warnings.append(line)
         summ["icc"] = {name: sc.icc_summary() for name, sc in model.fitted_scorers()
                        if hasattr(sc, "icc_summary") and sc.icc_summary() is not None}
         training[task] = summ
@@ -319,7 +430,7 @@ def train_bundle(settings: TrainSettings, progress: ProgressFn | None = None) ->
         "model": f"recipe {recipe['name']}: {recipe.get('paper', '')}",
         "recipe": recipe,
         "description": recipe.get("description", ""),
-        "data": {"cohort": str(cohort.root), "where_held_out": settings.where,
+        "data": {"cohort": str(cohort.root), "where_held_out": held_out,
                  "training": {t: {k: v for k, v in training[t].items() if k != "predictor_ranges"}
                               for t in tasks},
                  "skipped_cases": [str(e) for e in errors]},
@@ -370,13 +481,13 @@ def _network_settings(spec: dict, task: str, settings: TrainSettings):
     return FinetuneSettings(**over)
 
 
-def _train_networks(nets, cohort, task, settings: TrainSettings, staging: Path, progress,
+def _train_networks(nets, cohort, task, settings: TrainSettings, where, staging: Path, progress,
                     warnings: list[str]):
     """Fine-tune the recipe's networks for one task (their own stratified K-fold).
 
     Returns (columns: the out-of-fold logit / penultimate features of every training case
     and the ensemble's of the held-out cases, {key: (description, folder)}, errors).
-    Training cases are the task's labelled cases outside ``settings.where``, the same as
+    Training cases are the task's labelled cases outside ``where``, the same as
     the second level's."""
     from her2core.features.networks import oof_columns
     from her2core.finetune import FineTunedEnsemble, finetune
@@ -394,7 +505,7 @@ def _train_networks(nets, cohort, task, settings: TrainSettings, staging: Path, 
             if settings.network_events is not None:
                 settings.network_events(ev)
 
-        res = finetune(cohort, fs, folder, where=settings.where, progress=events,
+        res = finetune(cohort, fs, folder, where=where, progress=events,
                        cancel=settings.cancel, resume=settings.resume)
         ens = FineTunedEnsemble.load(folder)
         cols, errs = oof_columns(res, ens, cohort, features=bool(spec.get("features")),
@@ -425,13 +536,17 @@ def _compare_zoo(names, model, X, y, seed) -> dict:
     from her2core.models.zoo import make_zoo_model
 
     Z = model.out_of_fold_second_level(X)
-    out = {"method": "nested CV: outer stratified 5-fold, inner 5-fold grid search, ROC AUC, "
-                     "on out-of-fold block scores + clinical predictors"}
+    # folds adapt to the minority class (outer k, inner k on the outer training part)
+    m = int(np.bincount(y).min())
+    k_out = max(2, min(5, m))
+    k_in = max(2, min(5, m - -(-m // k_out)))
+    out = {"method": f"nested CV: outer stratified {k_out}-fold, inner {k_in}-fold grid search, "
+                     "ROC AUC, on out-of-fold block scores + clinical predictors"}
     for name in names:
         t = time.time()
         try:
-            s = cross_val_score(make_zoo_model(name, cv=5, random_state=seed), Z, y,
-                                cv=StratifiedKFold(5, shuffle=True, random_state=seed),
+            s = cross_val_score(make_zoo_model(name, cv=k_in, random_state=seed), Z, y,
+                                cv=StratifiedKFold(k_out, shuffle=True, random_state=seed),
                                 scoring="roc_auc", error_score="raise")
             out[name] = {"cv_auc": float(np.mean(s)), "sd": float(np.std(s, ddof=1)),
                          "seconds": round(time.time() - t, 1)}
