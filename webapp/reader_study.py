@@ -229,16 +229,11 @@ def _points(model_output: dict) -> dict[str, float]:
 
 
 def dark_nomogram(nom, patient) -> "Any":
-    """The nomogram readable on the app's dark theme (light text and axes, not black).
-
-    TODO(her2core/plots.py theme): pass the figure builders' theme argument instead."""
+    """The nomogram readable on the app's dark theme (light text and axes, not black):
+    the library figure built with its dark theme, not repainted here."""
     from her2core.plots import nomogram_figure
 
-    from . import predict as P
-    fig = nomogram_figure(nom, patient)
-    fig.update_layout(template="plotly_dark", paper_bgcolor="rgba(0,0,0,0)",
-                      plot_bgcolor="rgba(0,0,0,0)", font=dict(color=DARK_INK))
-    return P.readable(fig)
+    return nomogram_figure(nom, patient, theme="dark")
 
 
 DARK_INK = "#e6e6e6"
