@@ -1,6 +1,9 @@
 """Training section of the Cohort page: her2core.workflows.train_bundle with a progress bar.
 
-The recipe labels come from the recipe files themselves; warnings of the fitting
+The recipe labels and descriptions come from the recipe files themselves
+(``her2core.models.recipes.recipe_catalogue``); a recipe editor shows the chosen recipe,
+edits its editable keys, validates them with her2core's recipe check and saves a new
+recipe in this session's folder. Warnings of the fitting
 libraries go to the server log, not the page; the bundle is offered to this
 session as soon as it is written (no restart).
 """
@@ -22,19 +25,72 @@ log = logging.getLogger(__name__)
 
 @st.cache_data(show_spinner=False)
 def recipe_labels() -> dict[str, str]:
-    """Recipe name -> its one-line description, read from her2core's recipe files."""
-    from her2core.models.recipes import RECIPES, load_recipe
-    out = {}
-    for name in RECIPES:
-        r = load_recipe(name)
-        out[name] = str(r.get("paper") or r.get("description") or name)
-    return out
+    """Recipe name -> its one-line title, read from her2core's recipe files."""
+    from her2core.models.recipes import recipe_catalogue
+    return {name: str(r["paper"] or r["description"] or name)
+            for name, r in recipe_catalogue().items()}
+
+
+def user_recipe_dir() -> Path:
+    """This session's folder of recipes saved by the editor."""
+    return S.session_upload_dir() / "recipes"
+
+
+def _choices() -> tuple[dict[str, str], dict[str, str]]:
+    """(label of every choice, recipe argument of train: a built-in name or a file path)."""
+    from her2core.models.recipes import load_recipe, user_recipes
+    labels = dict(recipe_labels())
+    args = {k: k for k in labels}
+    for name, path in user_recipes(user_recipe_dir()).items():
+        key = f"mine:{name}"
+        try:
+            labels[key] = f"{load_recipe(path).get('paper') or name} (saved here)"
+        except Exception as err:  # noqa: BLE001 - a broken file is listed with its error
+            labels[key] = f"{name} (cannot be read: {err})"
+        args[key] = str(path)
+    return labels, args
+
+
+def recipe_editor(base_arg: str) -> None:
+    """View the chosen recipe, edit its editable keys, check and save it as a new recipe
+    (her2core validates: the same check as every recipe file)."""
+    from her2core.models.recipes import (EDITABLE_KEYS, edit_recipe, editable_text, load_recipe,
+                                         save_recipe)
+    try:
+        base = load_recipe(base_arg)
+    except Exception as err:  # noqa: BLE001 - shown in the page
+        W.show_error(err)
+        return
+    with st.expander("View / edit this recipe", expanded=False, icon=":material/edit:"):
+        st.caption("The whole recipe as training uses it (stored in the model card):")
+        st.json(base, expanded=False)
+        st.caption("Editable keys: " + ", ".join(EDITABLE_KEYS) + ". The recipe is checked "
+                   "with the same rules as the recipe files; it is saved as a new recipe in "
+                   "this session's folder and offered in the list above.")
+        text = st.text_area("Recipe (YAML)", editable_text(base), height=320,
+                            key=f"recipe_text_{base.get('name')}")
+        name = st.text_input("New recipe name (letters, digits, - and _)",
+                             f"{base.get('name')}-edited", key="recipe_new_name")
+        c1, c2 = st.columns(2)
+        if c1.button("Check", key="recipe_check"):
+            with W.user_errors():
+                edit_recipe(base, text, name)
+                st.success("The recipe is valid.")
+        if c2.button("Save as a new recipe", key="recipe_save", type="primary"):
+            with W.user_errors():
+                path = save_recipe(edit_recipe(base, text, name), user_recipe_dir())
+                st.success(f"Saved {path.name}; choose it in the recipe list to train it.")
+                recipe_labels.clear()
 
 
 def train_section(root: str) -> None:
-    labels = recipe_labels()
+    labels, args = _choices()
     recipe = st.selectbox("Recipe", list(labels), format_func=lambda r: f"{r} - {labels[r]}",
                           key="train_recipe")
+    from her2core.models.recipes import load_recipe
+    with W.user_errors():
+        st.caption(load_recipe(args[recipe]).get("description", ""))
+    recipe_editor(args[recipe])
     c1, c2, c3 = st.columns(3)
     task = c1.selectbox("Task(s)", ["her2", "her2,her2_low", "her2_low"], key="train_task")
     rnd = c2.checkbox("Random-init backbones (no pretrained weights: demonstration only)",
@@ -49,8 +105,8 @@ def train_section(root: str) -> None:
                "choose random-init, which every output then says.")
     if st.button("Train", key="train_go", type="primary"):
         from her2core.workflows.train import TrainSettings, train_bundle
-        out = S.session_upload_dir() / f"bundle_{recipe}"
-        settings = TrainSettings(cohort=root, out=out, recipe=recipe,
+        out = S.session_upload_dir() / f"bundle_{recipe.replace(':', '_')}"
+        settings = TrainSettings(cohort=root, out=out, recipe=args[recipe],
                                  tasks=tuple(t for t in task.split(",") if t),
                                  where=where.strip() or None, bootstrap=int(boot),
                                  random_init=bool(rnd), overwrite=True,

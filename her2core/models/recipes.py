@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["RECIPE_DIR", "RECIPES", "load_recipe", "merge_config", "build_model", "scorer_specs",
            "network_specs", "NETWORK_KEYS", "fold_plan", "minimum_per_class", "check_recipe",
-           "recipe_catalogue", "save_recipe", "final_estimator", "RECIPE_KEYS", "EDITABLE_KEYS"]
+           "recipe_catalogue", "save_recipe", "final_estimator", "RECIPE_KEYS", "EDITABLE_KEYS",
+           "editable_text", "edit_recipe", "user_recipes"]
 
 #: keys the app's recipe editor may change (the rest are shown read-only)
 EDITABLE_KEYS = ("description", "features", "scorers", "scorer_settings", "clinical_predictors",
@@ -60,7 +61,7 @@ _SCORER_KEYS = {"icc", "icc_threshold", "icc_kind", "univariate", "alpha", "corr
 RECIPE_KEYS = {"name", "paper", "description", "features", "scorers", "scorer_settings",
                "clinical_predictors", "clinical_selection", "clinical_fdr", "alpha",
                "multivariable_p", "stepwise", "stepwise_p", "score_selection", "compare_zoo",
-               "final_model", "networks", "split", "min_per_class", "preprocessing"}
+               "final_model", "networks", "split", "min_per_class", "preprocessing", "cv"}
 CLINICAL_SELECTIONS = ("univariate", "lasso", "univariate+lasso", "none")
 STEPWISE = (False, True, "aic", "p", "none")
 #: final models: the logistic nomogram, or a model-zoo classifier tuned by grid search
@@ -365,7 +366,7 @@ def build_model(recipe: dict, columns, icc_second=None, random_state: int = 0,
                            stepwise_p=recipe.get("stepwise_p", 0.05),
                            final=final_estimator(final_model or recipe.get("final_model"),
                                                  random_state),
-                           cv=cv, random_state=random_state)
+                           cv=int(recipe.get("cv", cv)), random_state=random_state)
 
 
 def final_estimator(name, random_state: int = 0):
@@ -474,3 +475,57 @@ def minimum_per_class(recipe: dict, oof_folds: int = 5) -> tuple[int, str]:
     if explicit is not None and int(explicit) > need:
         need, why = int(explicit), "the recipe's min_per_class"
     return need, why
+
+
+# ---------------------------------------------------------------- the app's recipe editor
+def editable_text(recipe: dict) -> str:
+    """The recipe's editable keys (:data:`EDITABLE_KEYS`) as YAML (JSON without PyYAML)."""
+    part = {k: copy.deepcopy(recipe[k]) for k in EDITABLE_KEYS if k in recipe}
+    try:
+        import yaml
+        return yaml.safe_dump(part, sort_keys=False, allow_unicode=True, width=100)
+    except ImportError:
+        return json.dumps(part, indent=2)
+
+
+def edit_recipe(base: dict, text: str, name: str) -> dict:
+    """``base`` with the editable keys replaced by those in ``text`` (YAML or JSON), named
+    ``name``, checked by :func:`check_recipe`. A key outside :data:`EDITABLE_KEYS`, text
+    that does not parse, or a recipe that does not validate raises Her2Error (one line)."""
+    text = str(text or "").strip()
+    try:
+        import yaml
+        try:
+            data = yaml.safe_load(text) if text else {}
+        except yaml.YAMLError as exc:
+            raise Her2Error(f"the recipe text is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    except ImportError:
+        try:
+            data = json.loads(text) if text else {}
+        except json.JSONDecodeError as exc:
+            raise Her2Error(f"the recipe text is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise Her2Error("the recipe text must be a mapping of keys to values")
+    locked = sorted(set(data) - set(EDITABLE_KEYS))
+    if locked:
+        raise Her2Error(f"key(s) {locked} cannot be edited here",
+                        hint="editable: " + ", ".join(EDITABLE_KEYS))
+    out = copy.deepcopy(base)
+    for k in EDITABLE_KEYS:       # a key removed from the text is removed from the recipe
+        if k in out and k not in data and k != "description":
+            del out[k]
+    out.update(copy.deepcopy(data))
+    out["name"] = str(name)
+    base_name = base.get("name")
+    if base_name and base_name != name:
+        out["paper"] = f"{base.get('paper') or base_name} (edited: {name})"
+    return check_recipe(out)
+
+
+def user_recipes(folder) -> dict[str, Path]:
+    """{name: file} of the recipes saved in ``folder`` (``*.yaml``, ``*.yml``, ``*.json``)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(folder.iterdir())
+            if p.suffix.lower() in (".yaml", ".yml", ".json") and p.is_file()}

@@ -273,6 +273,13 @@ def train_bundle(settings: TrainSettings, progress: ProgressFn | None = None) ->
     config = feature_config_for(recipe, random_init=settings.random_init,
                                 weights_dir=settings.weights_dir, device=settings.device)
     warnings: list[str] = []
+    if recipe.get("preprocessing"):
+        # paper 000's resampling / rigid registration: recorded with the recipe in the model
+        # card; the extraction works on each image's own grid (physical coordinates)
+        warnings.append("recipe preprocessing " + ", ".join(
+            f"{k}={v}" for k, v in recipe["preprocessing"].items()) + " is recorded, not "
+            "applied: features are extracted on each image's own grid, aligned by physical "
+            "coordinates")
     feats = second = None
     weights, prov, errors = {}, {}, []
     if config is not None and not cohort.has_images:
