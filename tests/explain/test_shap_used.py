@@ -44,7 +44,7 @@ def test_inputs_the_final_level_dropped_are_not_listed():
     assert_allclose(pc.contributions, [0.25, 0.5], atol=1e-12)
     assert pc.additivity_error < 1e-12
     from her2core.explain.figures import waterfall_figure
-    labels = list(waterfall_figure(pc).data[0].x)
+    labels = [str(t) for t in waterfall_figure(pc).data[0].y]   # horizontal: labels on y
     assert not any("dscore_unused" in t for t in labels)
     # asked for, every input is listed (the unused one at 0)
     full = explain_model(_KeepsTwo(), bg, X, only_used=False).patient(0)

@@ -40,7 +40,10 @@ def test_lasso_on_discrete_rows_uses_fewer_folds():
     expect = min(10, len(np.unique(groups[y == 1])), len(np.unique(groups[y == 0])))
     assert sel.n_splits_ == expect < 10
     assert "distinct row group" in sel.cv_reason_
-    assert np.isfinite(sel.cv_deviance_).all()
+    # the adaptive path walks the grid from the strongest penalty and may stop early: what it
+    # reached is finite, from the first C on
+    reached = np.isfinite(sel.cv_deviance_)
+    assert reached[0] and not np.any(np.diff(reached.astype(int)) > 0)
 
 
 @pytest.fixture(scope="module")
