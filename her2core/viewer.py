@@ -720,6 +720,11 @@ class MaskEditor:
         other = tuple(i for i in range(3) if i != ax)
         return np.flatnonzero(self.mask.any(axis=other)).tolist()
 
+    def middle_slice(self, view: str, default: int) -> int:
+        """The middle of the slices holding the ROI in ``view`` (``default`` when it is empty)."""
+        drawn = self.drawn_slices(view)
+        return drawn[len(drawn) // 2] if drawn else default
+
     @property
     def voxels(self) -> int:
         return int(np.count_nonzero(self.mask))

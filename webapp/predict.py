@@ -373,8 +373,7 @@ def cam_overlay_rgb(case, seq: str, cam, size: int = 320, rois: dict | None = No
         if roi_seq is not None and S.canonical_for(case, roi_seq)[0].same_grid(img):
             roi = rois[roi_seq]
     if roi is not None and roi.any():
-        drawn = V.MaskEditor(roi).drawn_slices("axial")
-        k = drawn[len(drawn) // 2]
+        k = V.MaskEditor(roi).middle_slice("axial", 0)  # roi.any(): never the default
     elif hc is not None:
         k = int(np.argmax(hc.reshape(hc.shape[0], -1).max(axis=1)))
     else:
@@ -408,53 +407,3 @@ def cohort_case_part(case, rois: dict[str, np.ndarray]):
     part = pred.image_part(images, case_masks(images, masks_img, case_id=case.case_id,
                                               sequences=need), case_id=case.case_id)
     return cache.put(key, part)
-
-
-# ----------------------------------------------------------------------------- teaching hooks
-def teaching_run(case, mask):
-    """(image part, clinical part, rois) of the teaching case; ``mask`` = (sequence, canonical
-    mask) of its own ROI. The session's ROIs of the Case page are left alone."""
-    rois = {mask[0]: mask[1]}
-    part = cohort_case_part(case, rois)
-    return part, run_clinical_part(part, case.clinical, "her2"), rois
-
-
-def teaching_points(case, mask) -> None:
-    with W.user_errors():
-        if S.current_predictor() is None:
-            st.info(S.NO_BUNDLE)
-            return
-        if not mask:
-            st.info("This case has no ROI.")
-            return
-        part, cp, _ = teaching_run(case, mask)
-        nomogram_panel(cp)
-        if cp.points:
-            st.dataframe({"predictor": list(cp.points["points"]),
-                          "points": [round(v, 1) for v in cp.points["points"].values()]},
-                         hide_index=True)
-
-
-def teaching_decision_curve() -> None:
-    with W.user_errors():
-        thr = st.slider("Threshold probability", 0.05, 0.95, 0.35, 0.05, key="teach_thr")
-        dca_panel("her2", thr, key="teach_dca")
-        st.caption("At this threshold you accept treating (thr / (1 - thr)) false positives per "
-                   "true positive; net benefit = TP/n - FP/n x thr / (1 - thr).")
-
-
-def teaching_prediction(case, mask) -> None:
-    W.model_output_banner()
-    with W.user_errors():
-        if S.current_predictor() is None:
-            st.info(S.NO_BUNDLE)
-            return
-        if not mask:
-            st.info("This case has no ROI.")
-            return
-        part, cp, rois = teaching_run(case, mask)
-        c1, c2 = st.columns([1, 2])
-        with c1:
-            probability_panel(cp, "her2")
-        with c2:
-            gradcam_panel(case, part, "her2", rois=rois)

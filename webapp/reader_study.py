@@ -163,11 +163,7 @@ def reading_viewer(case: "S.CaseData", *, key: str, roi: "tuple[str, Any] | None
     if ref_can.is_2d:
         view = "axial"
     n = ref_can.n_slices(view)
-    start = n // 2
-    if roi_mask is not None:
-        drawn = V.MaskEditor(roi_mask).drawn_slices(view)
-        if drawn:
-            start = drawn[len(drawn) // 2]
+    start = V.MaskEditor(roi_mask).middle_slice(view, n // 2) if roi_mask is not None else n // 2
     k1, k2, k3 = st.columns(3)
     if n > 1:
         idx = k1.slider("Slice", 0, n - 1, min(start, n - 1), key=f"{key}_slice_{view}")

@@ -214,9 +214,7 @@ def viewer(case: "S.CaseData", *, key: str = "case", draw: bool = True,
     n = ref_can.n_slices(view)
     default_slice = n // 2
     if mask_can is not None:
-        drawn = V.MaskEditor(mask_can).drawn_slices(view)
-        if drawn:
-            default_slice = drawn[len(drawn) // 2]
+        default_slice = V.MaskEditor(mask_can).middle_slice(view, default_slice)
     k1, k2, k3, k4 = st.columns(4)
     with k1:
         if n > 1:

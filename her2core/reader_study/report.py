@@ -29,6 +29,7 @@ import pandas as pd
 from her2core import DISCLAIMER
 from her2core.reader_study import mrmc
 from her2core.reader_study.service import ReaderStudyError
+from her2core.study_report import _mpl, _png  # the one headless-matplotlib PNG helper
 
 __all__ = ["per_reader_table", "deltas_table", "groups_table", "mrmc_table", "standalone_table",
            "her2_low_table", "her2_low_mrmc_table", "agreement_table", "reading_time_table",
@@ -297,21 +298,6 @@ def report_tables(result: dict) -> list[tuple[str, pd.DataFrame]]:
              ("Agreement between readers (Fleiss' kappa)", agreement_table(result)),
              ("Reading time per case", reading_time_table(result))]
     return [(t, d) for t, d in items if d is not None and not d.empty]
-
-
-def _mpl():
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=110)
-    _mpl().close(fig)
-    return buf.getvalue()
 
 
 ARM_COLORS = {"unaided": "#7f7f7f", "aided": "#1f77b4"}
