@@ -533,11 +533,18 @@ def model_chooser() -> None:
     if choices:
         paths = [c.path for c in choices]
         cur = S.current_bundle_path()
-        pick = st.selectbox("Model", paths, index=paths.index(cur) if cur in paths else 0,
-                            format_func=lambda p: next(c.label for c in choices if c.path == p),
-                            key="model_pick")
-        if pick != st.session_state.get(S.BUNDLE_KEY):
-            S.select_bundle(pick)
+        # the widget shows the session's model, whoever set it (a bundle trained or uploaded on
+        # another page too); the user's own pick is applied by the callback, before the rerun
+        if cur in paths:
+            st.session_state["model_pick"] = cur
+        elif st.session_state.get("model_pick") not in paths:
+            st.session_state["model_pick"] = paths[0]
+        st.selectbox("Model", paths,
+                     format_func=lambda p: next(c.label for c in choices if c.path == p),
+                     key="model_pick",
+                     on_change=lambda: S.select_bundle(st.session_state["model_pick"]))
+        if st.session_state.get(S.BUNDLE_KEY) != st.session_state["model_pick"]:
+            S.select_bundle(st.session_state["model_pick"])   # first run: record the default
     else:
         st.caption(S.NO_BUNDLE)
     up = st.file_uploader("Use a bundle (.zip)", type=["zip"], key="bundle_zip")
