@@ -1,6 +1,6 @@
 """HER2 second-opinion workbench: Streamlit entry point (navigation only).
 
-Run with ``python3 -m streamlit run app.py``. Pages live in pages/; everything
+Run with ``python3 -m streamlit run app.py``. Pages live in app_pages/ (not pages/: a folder of that name puts Streamlit in its legacy multipage mode on a page reload); everything
 they compute comes from her2core; session state is declared in webapp/state.py.
 """
 import logging
@@ -18,14 +18,14 @@ init_state(allow_during_reading=True)
 resume_from_url()                 # a reload keeps a reader signed in (random URL token)
 
 PAGES = [
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/case.py", title="Case", icon=":material/radiology:"),
-    st.Page("pages/prediction.py", title="Prediction", icon=":material/analytics:"),
-    st.Page("pages/cohort.py", title="Cohort", icon=":material/groups:"),
-    st.Page("pages/teaching.py", title="Teaching", icon=":material/school:"),
-    st.Page("pages/export.py", title="Export", icon=":material/picture_as_pdf:"),
-    READER_PAGE := st.Page("pages/reader_study.py", title="Reader study", icon=":material/assignment_ind:"),
-    st.Page("pages/study_owner.py", title="Study owner", icon=":material/admin_panel_settings:"),
+    st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("app_pages/case.py", title="Case", icon=":material/radiology:"),
+    st.Page("app_pages/prediction.py", title="Prediction", icon=":material/analytics:"),
+    st.Page("app_pages/cohort.py", title="Cohort", icon=":material/groups:"),
+    st.Page("app_pages/teaching.py", title="Teaching", icon=":material/school:"),
+    st.Page("app_pages/export.py", title="Export", icon=":material/picture_as_pdf:"),
+    READER_PAGE := st.Page("app_pages/reader_study.py", title="Reader study", icon=":material/assignment_ind:"),
+    st.Page("app_pages/study_owner.py", title="Study owner", icon=":material/admin_panel_settings:"),
 ]
 # A signed-in reader sees only the reading screen: the other pages could show a demo
 # case's label, the model output before the unaided read, or other cases' results.

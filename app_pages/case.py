@@ -126,4 +126,4 @@ for p in problems:
 if new != st.session_state["clinical"] and not problems:
     st.session_state["clinical"] = new
 
-st.page_link("pages/prediction.py", label="Run the prediction", icon=":material/analytics:")
+st.page_link("app_pages/prediction.py", label="Run the prediction", icon=":material/analytics:")

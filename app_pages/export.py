@@ -10,7 +10,7 @@ from webapp import widgets as W
 init_state()
 st.title("Export")
 W.disclaimer()
-case = require("case", "Open a case on the Case page first.", "pages/case.py", "Go to the Case page")
+case = require("case", "Open a case on the Case page first.", "app_pages/case.py", "Go to the Case page")
 if "US" in case.sequences:                      # the burned-in-text notice: ultrasound cases only
     st.warning(R.US_TEXT_NOTE, icon=":material/text_fields:")
 

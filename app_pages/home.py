@@ -42,16 +42,16 @@ with c2:
     st.caption(f"torch {env.get('torch')} - streamlit {env.get('streamlit')} - her2core {env.get('her2core')}")
 
 st.subheader("Where to start")
-st.page_link("pages/case.py", label="Case - open a demo case or upload one, draw the ROI",
+st.page_link("app_pages/case.py", label="Case - open a demo case or upload one, draw the ROI",
              icon=":material/radiology:")
-st.page_link("pages/prediction.py", label="Prediction - probability, nomogram, SHAP, decision curve, Grad-CAM",
+st.page_link("app_pages/prediction.py", label="Prediction - probability, nomogram, SHAP, decision curve, Grad-CAM",
              icon=":material/analytics:")
-st.page_link("pages/cohort.py", label="Cohort - evaluate a bundle or train a new one",
+st.page_link("app_pages/cohort.py", label="Cohort - evaluate a bundle or train a new one",
              icon=":material/groups:")
-st.page_link("pages/teaching.py", label="Teaching - a guided synthetic case", icon=":material/school:")
-st.page_link("pages/export.py", label="Export - one-case report (PDF, HTML, JSON)",
+st.page_link("app_pages/teaching.py", label="Teaching - a guided synthetic case", icon=":material/school:")
+st.page_link("app_pages/export.py", label="Export - one-case report (PDF, HTML, JSON)",
              icon=":material/picture_as_pdf:")
-st.page_link("pages/reader_study.py", label="Reader study - read the cases of a study with "
+st.page_link("app_pages/reader_study.py", label="Reader study - read the cases of a study with "
              "your reader code, without and with the model", icon=":material/assignment_ind:")
-st.page_link("pages/study_owner.py", label="Study owner - set up a reader study, follow it "
+st.page_link("app_pages/study_owner.py", label="Study owner - set up a reader study, follow it "
              "and analyse the reads (MRMC)", icon=":material/admin_panel_settings:")

@@ -16,7 +16,7 @@ st.title("Prediction")
 W.disclaimer()
 
 case = require("case", "Open a case on the Case page first (a demo case or your own files).",
-               "pages/case.py", "Go to the Case page")
+               "app_pages/case.py", "Go to the Case page")
 W.model_output_banner()
 head = st.container(key="prediction_head")     # the headline, filled once a prediction exists
 
@@ -24,7 +24,7 @@ part = P.cached_part(case)
 run_drawn = False
 if part is None:
     if not P.required_inputs_panel(case):
-        st.page_link("pages/case.py", label="Go to the Case page", icon=":material/arrow_forward:")
+        st.page_link("app_pages/case.py", label="Go to the Case page", icon=":material/arrow_forward:")
         st.stop()
     run = st.button("Run prediction", type="primary", key="run_prediction",
                     icon=":material/play_arrow:")
@@ -100,4 +100,4 @@ st.caption(f"Second level recomputed in {cp.seconds * 1000:.1f} ms; networks "
 if not run_drawn:
     with st.expander("What this model reads", expanded=False):
         P.required_inputs_panel(case)
-st.page_link("pages/export.py", label="Export this case as a report", icon=":material/picture_as_pdf:")
+st.page_link("app_pages/export.py", label="Export this case as a report", icon=":material/picture_as_pdf:")

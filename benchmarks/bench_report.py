@@ -71,7 +71,7 @@ def _report_via_app(case_id: str, demo_root: Path | None) -> tuple[bytes, float,
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=900)
         at.run()
         for page, act in (("case", None), ("prediction", "run_prediction"), ("export", None)):
-            at.switch_page(f"pages/{page}.py")
+            at.switch_page(f"app_pages/{page}.py")
             at.run()
             if page == "case":
                 at.selectbox(key="demo_pick").set_value(case_id)

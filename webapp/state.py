@@ -59,7 +59,7 @@ def init_state(*, allow_during_reading: bool = False) -> None:
     if not allow_during_reading and st.session_state.get(READING_LOCK_KEY):
         st.warning("A reader-study reading session is open in this browser: other pages are "
                    "closed until you sign out of the reading screen.")
-        st.page_link("pages/reader_study.py", label="Back to the reading screen",
+        st.page_link("app_pages/reader_study.py", label="Back to the reading screen",
                      icon=":material/assignment_ind:")
         st.stop()
 

@@ -30,7 +30,7 @@ def _run(at: AppTest) -> AppTest:
 def _case_page() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=240)
     _run(at)
-    at.switch_page("pages/case.py")
+    at.switch_page("app_pages/case.py")
     return _run(at)
 
 

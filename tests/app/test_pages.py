@@ -29,7 +29,7 @@ def _app() -> AppTest:
 
 
 def _go(at: AppTest, page: str) -> AppTest:
-    at.switch_page(f"pages/{page}.py")
+    at.switch_page(f"app_pages/{page}.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
@@ -307,7 +307,7 @@ def test_repeated_prediction_is_served_from_the_cache_in_this_and_another_sessio
 def test_home_where_to_start_lists_the_reader_study_pages():
     at = _app()
     links = [(p.label, p.page) for p in at.get("page_link")]
-    pages = [str(pg).removeprefix("pages/").removesuffix(".py") for _, pg in links]
+    pages = [str(pg).removeprefix("app_pages/").removesuffix(".py") for _, pg in links]
     assert "reader_study" in pages and "study_owner" in pages, links
 
 

@@ -16,7 +16,7 @@ def _cohort_page() -> AppTest:
         pytest.skip("assets/demo_cohort is not in this checkout")
     at = AppTest.from_file(APP, default_timeout=240)
     at.run()
-    at.switch_page("pages/cohort.py")
+    at.switch_page("app_pages/cohort.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at

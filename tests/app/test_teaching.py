@@ -55,7 +55,7 @@ def _metric(at) -> float:
 def test_teaching_page_prediction_and_points_move_with_rim_oedema_and_size():
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=240)
     at.run()
-    at.switch_page("pages/teaching.py")
+    at.switch_page("app_pages/teaching.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     p0 = _metric(at)

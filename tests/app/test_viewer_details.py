@@ -112,7 +112,7 @@ def test_a_click_on_a_view_is_the_voxel_under_it(view):
 def _app() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=240)
     at.run()
-    at.switch_page("pages/case.py")
+    at.switch_page("app_pages/case.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at

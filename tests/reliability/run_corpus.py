@@ -213,7 +213,7 @@ class _Upload:
         if cls.at is None:
             cls.at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
             cls.at.run()
-            cls.at.switch_page("pages/case.py")
+            cls.at.switch_page("app_pages/case.py")
             cls.at.run()
         return cls.at
 
