@@ -34,15 +34,17 @@ import pandas as pd
 from scipy import stats
 from sklearn.base import BaseEstimator, TransformerMixin, ClassNamePrefixFeaturesOutMixin
 from sklearn.feature_selection import SelectorMixin
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+from her2core.folds import group_folds
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "SideTable", "icc", "ICCFilter", "UnivariateFilter", "CorrelationPruner", "LassoSelector",
-    "ClippedPCA", "make_logistic", "inner_folds",
+    "ClippedPCA", "MedianImputer", "make_logistic", "inner_folds",
 ]
 
 
@@ -477,10 +479,58 @@ def inner_folds(requested: int, y, groups=None) -> tuple[int, str]:
     return int(k), "; ".join(why)
 
 
+_L1R_LR = 6            # liblinear's solver type of L1-regularised logistic regression
+_LIBLINEAR = {}        # the direct entry once checked (see _l1_fit)
+
+
+def _l1_fit_sklearn(X, yi, C):
+    m = make_logistic(C=C, l1=True, random_state=0).fit(X, yi)
+    return m.coef_.ravel(), float(m.intercept_[0])
+
+
+def _l1_fit(X, yi, C, max_iter: int = 1000, tol: float = 1e-4):
+    """(coef (p,), intercept) of ``make_logistic(C, l1=True, random_state=0).fit(X, yi)``
+    for 0/1 labels: the same liblinear solve, called directly.
+
+    LogisticRegression's ``fit`` spends longer validating its input, encoding the labels and
+    building unit weights than liblinear spends solving these small problems (about 60 % of
+    the LASSO's CV time in benchmarks/bench_bootstrap.py), and the LASSO path solves thousands
+    of them in a bootstrap. The arguments are those scikit-learn's ``_fit_liblinear`` passes
+    (same seed, tolerance, penalised unit intercept), so the answer is bit-for-bit the same
+    (``tests/models/test_folds.py`` checks it); if this scikit-learn's private entry point
+    does not take them, the public estimator is used instead.
+    """
+    fn = _LIBLINEAR.get("train")
+    if fn is None and "train" not in _LIBLINEAR:
+        try:
+            from sklearn.svm import _liblinear
+            _liblinear.set_verbosity_wrap(0)
+            fn = _liblinear.train_wrap
+            _LIBLINEAR["seed"] = np.random.RandomState(0).randint(np.iinfo("i").max)
+        except (ImportError, AttributeError):
+            fn = None
+        _LIBLINEAR["train"] = fn
+    if fn is None:
+        return _l1_fit_sklearn(X, yi, C)
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    yd = np.array(yi, dtype=np.float64)
+    try:
+        raw, n_iter = fn(X, yd, False, _L1R_LR, tol, 1.0, float(C), np.ones(2), max_iter,
+                         _LIBLINEAR["seed"], 0.1, np.ones(X.shape[0]))
+    except (TypeError, ValueError):
+        _LIBLINEAR["train"] = None
+        return _l1_fit_sklearn(X, yi, C)
+    if int(np.max(n_iter)) >= max_iter:
+        from sklearn.exceptions import ConvergenceWarning
+        warnings.warn("Liblinear failed to converge, increase the number of iterations.",
+                      ConvergenceWarning)
+    return raw[0, :-1], float(raw[0, -1])
+
+
 def _l1_coef(X, yi, C):
     """L1 logistic coefficients, (1, p) when binary, one-vs-rest rows otherwise."""
     if yi.max() == 1:
-        return make_logistic(C=C, l1=True, random_state=0).fit(X, yi).coef_
+        return _l1_fit(X, yi, C)[0][None, :]
     return np.vstack([make_logistic(C=C, l1=True, random_state=0).fit(X, (yi == c).astype(int)).coef_
                       for c in range(yi.max() + 1)])
 
@@ -552,14 +602,18 @@ class LassoSelector(SelectorMixin, BaseEstimator):
         bounds = {f: _l1_zero_bound(X[folds[f][0]], yi[folds[f][0]]) for f in usable}
         zero_dev = 2.0 * np.log(2.0)
         best, above = np.inf, 0
+        # each fold's rows copied once, not once per C
+        parts = {f: (np.ascontiguousarray(X[folds[f][0]]), yi[folds[f][0]], X[folds[f][1]])
+                 for f in usable}
         for i, C in enumerate(Cs):
             for f in usable:
                 tr, te = folds[f]
                 if adaptive and C < bounds[f] * (1 - 1e-9):
                     dev[f, i] = zero_dev
                     continue
-                m = make_logistic(C=C, l1=True, random_state=0).fit(X[tr], yi[tr])
-                z = X[te] @ m.coef_.ravel() + m.intercept_[0]
+                X_tr, y_tr, X_te = parts[f]
+                coef, icpt = _l1_fit(X_tr, y_tr, C)
+                z = X_te @ coef + icpt
                 pr = np.clip(1.0 / (1.0 + np.exp(-z)), 1e-12, 1 - 1e-12)
                 dev[f, i] = -2 * np.mean(yi[te] * np.log(pr) + (1 - yi[te]) * np.log(1 - pr))
             if not adaptive or not usable:
@@ -601,9 +655,8 @@ class LassoSelector(SelectorMixin, BaseEstimator):
         dev = np.full((max(n_splits, 1), len(Cs)), np.nan)
         if n_splits >= 2:
             if n_groups < len(groups):
-                skf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True,
-                                           random_state=self.random_state)
-                folds = list(skf.split(X, yi, groups))
+                # StratifiedGroupKFold(shuffle=True)'s folds, without its per-call overhead
+                folds = group_folds(yi, groups, n_splits, self.random_state)
             else:
                 skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.random_state)
                 folds = list(skf.split(X, yi))
@@ -654,6 +707,53 @@ class LassoSelector(SelectorMixin, BaseEstimator):
 
 # ----------------------------------------------------------------------------
 # PCA
+
+class MedianImputer(TransformerMixin, BaseEstimator):
+    """``SimpleImputer(strategy="median")`` for float features: the same statistics (column
+    medians of the observed values, bit for bit), the same columns dropped (those with no
+    observed value), the same output and feature names.
+
+    Why not scikit-learn's: its median goes through a masked-array sort of the whole matrix
+    and its input checks inspect a DataFrame column by column; in the optimism bootstrap
+    every D-score refit imputes a block of a thousand deep features several times, where
+    the two took about a tenth of the refit time (benchmarks/bench_bootstrap.py).
+    ``tests/models/test_folds.py`` compares both on random data with missing values.
+    """
+
+    def fit(self, X, y=None):
+        X = validate_data(self, X, dtype=float, ensure_all_finite="allow-nan")
+        if np.isnan(X).any():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN columns
+                med = np.nanmedian(X, axis=0)
+        else:
+            med = np.median(X, axis=0)
+        self.statistics_ = med
+        self.support_ = ~np.isnan(med)
+        if not self.support_.all():
+            log.debug("median imputation: skipping %d feature(s) without any observed value",
+                        int((~self.support_).sum()))
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "statistics_")
+        X = validate_data(self, X, dtype=float, ensure_all_finite="allow-nan", reset=False)
+        X = X[:, self.support_] if not self.support_.all() else X.copy()
+        miss = np.isnan(X)
+        if miss.any():
+            X[miss] = np.take(self.statistics_[self.support_], np.nonzero(miss)[1])
+        return X
+
+    def get_feature_names_out(self, input_features=None):
+        from sklearn.utils.validation import _check_feature_names_in
+        check_is_fitted(self, "statistics_")
+        return np.asarray(_check_feature_names_in(self, input_features), dtype=object)[self.support_]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
 
 class ClippedPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """PCA to ``n_components`` (paper 003: 64), clipped to min(n_samples, n_features).

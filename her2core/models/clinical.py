@@ -51,8 +51,9 @@ CATEGORICAL_LEVELS = {f.name: list(f.levels) for f in CLINICAL_FIELDS if f.kind 
 def as_frame(X) -> pd.DataFrame:
     """DataFrame view of X (numpy input gets columns x0, x1, ...)."""
     if isinstance(X, pd.DataFrame):
-        if not all(isinstance(c, str) for c in X.columns):
-            return X.set_axis([str(c) for c in X.columns], axis=1)
+        cols = X.columns.tolist()   # one conversion (iterating an Arrow-backed Index is slow)
+        if not all(isinstance(c, str) for c in cols):
+            return X.set_axis([str(c) for c in cols], axis=1)
         return X
     import scipy.sparse as sp
     if sp.issparse(X):
@@ -123,7 +124,7 @@ class ClinicalPreprocessor(TransformerMixin, BaseEstimator):
         if X.shape[0] < 1:
             raise ValueError(f"Found array with 0 sample(s) (shape=(0, {X.shape[1]})) while a "
                              "minimum of 1 is required.")
-        self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
+        self.feature_names_in_ = np.asarray([str(c) for c in X.columns.tolist()], dtype=object)
         self.n_features_in_ = X.shape[1]
         self.columns_ = cols
         self.kinds_, self.fill_, self.levels_ = {}, {}, {}
@@ -300,7 +301,7 @@ class ClinicalModel(ClassifierMixin, BaseEstimator):
         X = as_frame(X)
         y = check_binary(y)
         self.classes_, yi = np.unique(y, return_inverse=True)
-        self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
+        self.feature_names_in_ = np.asarray([str(c) for c in X.columns.tolist()], dtype=object)
         self.n_features_in_ = X.shape[1]
         self.lasso_ = None
         force = [c for c in (self.force or ())]

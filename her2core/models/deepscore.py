@@ -19,7 +19,6 @@ import logging
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import type_of_target
@@ -27,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from her2core.models.clinical import as_frame, check_binary, check_input_width
 from her2core.selection import (ClippedPCA, CorrelationPruner, ICCFilter, LassoSelector,
-                                UnivariateFilter, make_logistic)
+                                MedianImputer, UnivariateFilter, make_logistic)
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +125,7 @@ class DeepScore(ClassifierMixin, BaseEstimator):
         if self.icc_second is not None:
             steps.append(("icc", ICCFilter(second=self.icc_second, threshold=self.icc_threshold,
                                            kind=self.icc_kind)))
-        steps += [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
+        steps += [("impute", MedianImputer()), ("scale", StandardScaler())]
         if pca:
             steps += [("pca", ClippedPCA(n_components=int(pca), random_state=self.random_state)),
                       ("scale_pca", StandardScaler())]
@@ -151,7 +150,7 @@ class DeepScore(ClassifierMixin, BaseEstimator):
             steps.append(("icc", ICCFilter(second=self.icc_second, threshold=self.icc_threshold,
                                            kind=self.icc_kind)))
         if not isinstance(self.block, (list, tuple)):
-            steps += [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
+            steps += [("impute", MedianImputer()), ("scale", StandardScaler())]
             if self.pca:
                 steps += [("pca", ClippedPCA(n_components=int(self.pca),
                                              random_state=self.random_state)),
@@ -173,26 +172,32 @@ class DeepScore(ClassifierMixin, BaseEstimator):
             steps.append(("clf", TunedClassifier(name=self.classifier, cv=5,
                                                  random_state=self.random_state,
                                                  candidates=self.classifiers)))
-        # numpy between the steps (faster); the first step gets the DataFrame, so
-        # the ICC filter sees case ids and feature names chain through the steps
+        # numpy between the steps (faster); with an ICC filter the first step gets the
+        # DataFrame, so the filter sees case ids; feature names chain through the steps
         return Pipeline(steps)
 
     def fit(self, X, y):
         X = as_frame(X)
         y = check_binary(y)
-        cols = block_columns(X.columns, self.block, self.sequences)
+        cols = block_columns(X.columns.tolist(), self.block, self.sequences)
         if X.shape[1] == 0:
             raise ValueError(f"0 feature(s) (shape=({X.shape[0]}, 0)) while a minimum of 1 is "
                              "required.")
         if not cols:
             raise ValueError(f"no feature columns for block {self.block!r}"
                              + (f" and sequences {self.sequences}" if self.sequences else ""))
-        self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
+        self.feature_names_in_ = np.asarray([str(c) for c in X.columns.tolist()], dtype=object)
         self.n_features_in_ = X.shape[1]
         self.columns_ = cols
         Xb = X[cols]
         if Xb.shape[0] < 2:
             raise ValueError(f"n_samples={Xb.shape[0]}: at least 2 samples are needed")
+        # Only the ICC filter needs the case ids of a DataFrame; every other chain gets a float
+        # array (scikit-learn's per-column checks of a wide DataFrame cost more than the
+        # imputation itself; the numbers are the same). Feature names chain through cols.
+        self.array_input_ = self.icc_second is None
+        if self.array_input_:
+            Xb = Xb.to_numpy(dtype=float)
         self.pipeline_ = self._build(cols).fit(Xb, y)
         self.classes_ = self.pipeline_.classes_
         clf_in = self.pipeline_[:-1].get_feature_names_out(cols)
@@ -205,7 +210,8 @@ class DeepScore(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "pipeline_")
         check_input_width(self, X)
         X = as_frame(X)
-        missing = [c for c in self.columns_ if c not in X.columns]
+        have = set(X.columns.tolist())
+        missing = [c for c in self.columns_ if c not in have]
         if missing:
             if X.shape[1] == len(self.columns_) and self.block is None:
                 X = X.set_axis(self.columns_, axis=1)
@@ -213,7 +219,9 @@ class DeepScore(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"X has {X.shape[1]} features, but DeepScore is expecting "
                                  f"{self.n_features_in_} features as input "
                                  f"(missing {missing[:3]}...)")
-        return X[self.columns_]
+        Xb = X[self.columns_]
+        # scores fitted before array_input_ existed were fitted on the DataFrame
+        return Xb.to_numpy(dtype=float) if getattr(self, "array_input_", False) else Xb
 
     def decision_function(self, X):
         """The D-score on the log-odds scale."""

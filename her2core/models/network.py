@@ -38,7 +38,7 @@ class NetworkScore(ClassifierMixin, BaseEstimator):
         if self.column not in X.columns:
             raise ValueError(f"no column {self.column!r} (the network's logit)")
         self.classes_ = np.unique(y)
-        self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
+        self.feature_names_in_ = np.asarray([str(c) for c in X.columns.tolist()], dtype=object)
         self.n_features_in_ = X.shape[1]
         self.columns_ = [self.column]
         return self

@@ -31,6 +31,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
+from her2core.folds import group_folds
 from her2core.models.clinical import ClinicalModel, as_frame, check_binary, check_input_width
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ class StackedNomogram(ClassifierMixin, BaseEstimator):
         X = as_frame(X)
         y = check_binary(y)
         self.classes_, yi = np.unique(y, return_inverse=True)
-        self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
+        self.feature_names_in_ = np.asarray([str(c) for c in X.columns.tolist()], dtype=object)
         self.n_features_in_ = X.shape[1]
         groups = pd.factorize(pd.Index(X.index))[0]
         oof = {}
@@ -286,7 +287,8 @@ class StackedNomogram(ClassifierMixin, BaseEstimator):
 
 def _split(splitter, y, groups):
     if isinstance(splitter, StratifiedGroupKFold):
-        return splitter.split(np.zeros(len(y)), y, groups)
+        # the same folds as splitter.split(X, y, groups), without its per-call overhead
+        return group_folds(y, groups, splitter.n_splits, splitter.random_state)
     return splitter.split(np.zeros(len(y)), y)
 
 

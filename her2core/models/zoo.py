@@ -207,7 +207,7 @@ class TunedClassifier(ClassifierMixin, BaseEstimator):
         from her2core.models.clinical import as_frame
         X = as_frame(X)
         self.classes_, yi = np.unique(np.asarray(y), return_inverse=True)
-        self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
+        self.feature_names_in_ = np.asarray([str(c) for c in X.columns.tolist()], dtype=object)
         self.n_features_in_ = X.shape[1]
         k = max(2, min(int(self.cv), int(np.bincount(yi).min())))
         names = list(self.candidates or []) if self.name == "best" else [self.name]
