@@ -21,32 +21,38 @@ from sklearn.utils import check_random_state
 __all__ = ["group_folds"]
 
 
-def _std_axis1(a: np.ndarray) -> np.ndarray:
-    """``np.std(a, axis=1)`` of a 3-D array with numpy's own operations, in its order (the
-    same bits: numpy's ``_var`` is sum / n, deviation, square, sum / n, sqrt)."""
-    n = a.shape[1]
-    mean = np.add.reduce(a, axis=1, keepdims=True) / n
-    d = a - mean
-    return np.sqrt(np.add.reduce(d * d, axis=1) / n)
-
-
-def _best_fold(counts: np.ndarray, y_cnt: np.ndarray, g: np.ndarray, diag) -> int:
+def _best_fold(counts: list, y_cnt: list, g: list) -> int:
     """scikit-learn's ``_find_best_fold``: the fold whose class shares stay most even once
     the group is added (mean over classes of the std across folds), ties (``np.isclose``,
-    rtol 1e-5, atol 1e-8) broken by the smaller fold, then the first."""
-    k = counts.shape[0]
-    trial = np.broadcast_to(counts, (k,) + counts.shape).copy()
-    trial[diag, diag] += g
-    std = _std_axis1(trial / y_cnt)
-    evals = (np.add.reduce(std, axis=1) / std.shape[1]).tolist()
-    sizes = np.add.reduce(counts, axis=1).tolist()
+    rtol 1e-5, atol 1e-8) broken by the smaller fold, then the first.
+
+    Plain floats, summed in numpy's order for these short axes (first element, then each next
+    one), so every value is the same double numpy computes; a numpy call per (group, fold) pair
+    costs more than the arithmetic."""
+    k = len(counts)
+    n_cls = len(y_cnt)
     best, min_eval, min_size = None, math.inf, math.inf
     for i in range(k):
-        e = evals[i]
+        total = 0.0
+        for c in range(n_cls):
+            vals = [(counts[j][c] + g[c] if j == i else counts[j][c]) / y_cnt[c] for j in range(k)]
+            acc = vals[0]
+            for v in vals[1:]:
+                acc += v
+            mean = acc / k
+            d0 = vals[0] - mean
+            sq = d0 * d0
+            for v in vals[1:]:
+                d = v - mean
+                sq += d * d
+            std = math.sqrt(sq / k)
+            total = std if c == 0 else total + std
+        e = total / n_cls
+        size = sum(counts[i]) if n_cls else 0.0
         close = e == min_eval or (math.isfinite(min_eval)
                                   and abs(e - min_eval) <= 1e-8 + 1e-5 * abs(min_eval))
-        if e < min_eval or (close and sizes[i] < min_size):
-            best, min_eval, min_size = i, e, sizes[i]
+        if e < min_eval or (close and size < min_size):
+            best, min_eval, min_size = i, e, size
     return best
 
 
@@ -76,13 +82,14 @@ def group_folds(y, groups, n_splits: int, random_state=None) -> list[tuple[np.nd
     inv_perm[perm] = np.arange(perm.size)
     g_inv = inv_perm[g_inv]
     order = np.argsort(-np.std(per_group, axis=1), kind="stable")
-    counts = np.zeros((n_splits, len(y_cnt)))
+    counts = [[0.0] * len(y_cnt) for _ in range(n_splits)]
     fold_of_group = np.empty(n_groups, dtype=int)
-    diag = np.arange(n_splits)
-    y_share = y_cnt.reshape(1, 1, -1)
-    for gi in order:
-        f = _best_fold(counts, y_share, per_group[gi], diag)
-        counts[f] += per_group[gi]
+    y_list = [float(c) for c in y_cnt]
+    rows = per_group.tolist()
+    for gi in order.tolist():
+        g = rows[gi]
+        f = _best_fold(counts, y_list, g)
+        counts[f] = [a + b for a, b in zip(counts[f], g)]
         fold_of_group[gi] = f
     fold = fold_of_group[g_inv]
     idx = np.arange(len(y))
