@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights-dir", default=None, help="folder with local backbone weights")
     parser.add_argument("--cache-dir", default=None, help="feature cache folder")
     parser.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--n-jobs", type=int, default=1, help="parallel bootstrap workers")
+    parser.add_argument("--n-jobs", type=int, default=1, help="worker processes for the bootstrap resamples (-1: every core; the answer does not depend on it)")
     parser.add_argument("--no-zoo", action="store_true",
                         help="skip the model-zoo comparison of recipes that list compare_zoo")
     parser.add_argument("--seed", type=int, default=0)

@@ -51,7 +51,7 @@ class TrainSettings:
     weights_dir: str | None = None
     cache_dir: str | None = None
     device: str | None = None
-    n_jobs: int = 1
+    n_jobs: int = 1                              # bootstrap worker processes (-1: every core)
     compare_zoo: bool = True
     seed: int = 0
     overwrite: bool = False
@@ -366,7 +366,10 @@ def train_bundle(settings: TrainSettings, progress: ProgressFn | None = None) ->
                                            "corrected": iv.corrected, "n_resamples": iv.n_resamples,
                                            "n_failed": iv.n_failed}
         elif settings.bootstrap > 0:
-            bv = bootstrap_validate(model, X, y, B=settings.bootstrap, seed=settings.seed)
+            bv = bootstrap_validate(
+                model, X, y, B=settings.bootstrap, seed=settings.seed, n_jobs=settings.n_jobs,
+                progress=lambda d, n, ti=ti, task=task: stages(
+                    "internal", (ti + d / max(n, 1)) / len(tasks), f"{task}: bootstrap {d}/{n}"))
             perf["internal_validation"] = {
                 "auc": bv.corrected["auc"], "method": bv.method + f", B={bv.B}",
                 "apparent": bv.apparent, "optimism": bv.optimism, "corrected": bv.corrected,

@@ -101,3 +101,16 @@ def test_image_recipe_random_init_round_trip(tmp_path, image_cohort, capsys):
     X = model_frame(read_cohort(image_cohort), res["features"], ["er", "aln_abnormal"])
     assert_allclose(p.set_index("case_id").loc[X.index, "p_her2"],
                     b.models["her2"].predict_proba(X)[:, 1], rtol=1e-5)
+
+
+def test_train_bootstrap_workers_give_the_same_validation(tmp_path, clinical_cohort, capsys):
+    """--n-jobs reaches the bootstrap, and the corrected indices do not depend on it."""
+    cards = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / f"b{jobs}"
+        assert main(["train", "--cohort", str(clinical_cohort), "--where", "center=B",
+                     "--bootstrap", "6", "--n-jobs", jobs, "--out", str(out)]) == 0
+        cards[jobs] = json.loads((out / "model_card.json").read_text(encoding="utf-8"))
+    a, b = (cards[j]["internal_validation"] for j in ("1", "2"))
+    assert a["n_resamples"] == b["n_resamples"] == 6
+    assert a["corrected"] == b["corrected"]
