@@ -1,21 +1,29 @@
-"""The honest optimism bootstrap of the demo recipe: today's per-resample refit against the fast path.
+"""The honest optimism bootstrap of the demo recipe: the per-resample refit as it was when the
+speed issue was filed, against today's, both measured in one run on the same table and resamples.
 
-Both run on the same feature table (n = 400 synthetic MRI cases, the demo recipe's ResNet18 D-score
-on DCE + T2, the DCE radiomics score and the clinical predictors) and the same resamples (one seed),
-in one process, one after the other:
+The table: n = 400 synthetic MRI cases, the demo recipe's ResNet18 D-score on DCE + T2, the DCE
+radiomics score and the clinical predictors (1141 columns), built by today's code and cached.
 
-- reference: the recipe with ``lasso_path: "full"``, ``bootstrap_validate(..., n_jobs=1)``: every
-  resample clones the whole pipeline and refits it from scratch, the LASSO inside each D-score
-  solving every C of its CV grid in every fold (what ``train --bootstrap`` did before this change);
-- fast: the recipe as shipped (``lasso_path: "adaptive"``), ``bootstrap_validate(..., n_jobs=J)``:
-  the same refits, every selection step still inside every resample, but the LASSO's CV skips the
-  C values whose solution is exactly zero and stops walking the grid once the CV deviance has
-  risen past its minimum, and the resamples run on J worker processes (also timed with one).
+- reference: the code of ``--reference-commit`` (default b4e3a13, the last commit before the
+  bootstrap speed-up work), exported with ``git archive`` and run in a subprocess on the same
+  pickled table: every resample clones the whole pipeline and refits it from scratch, the LASSO
+  inside each D-score solving every C of its CV grid in every fold, through scikit-learn's
+  LogisticRegression, StratifiedGroupKFold and SimpleImputer (what ``train --bootstrap`` did);
+- fast: today's code (``lasso_path: "adaptive"``), ``bootstrap_validate(..., n_jobs=J)`` and with
+  one worker: the same refits, every selection step still inside every resample, but the LASSO's
+  CV skips the C values whose solution is exactly zero and stops walking the grid once the CV
+  deviance has risen past its minimum; liblinear is called directly, the group folds and the
+  median imputation are computed without scikit-learn's per-call overhead (both bit-identical to
+  scikit-learn's, tests/models/test_folds.py), and the resamples run on J worker processes.
 
-Reported: seconds per resample of each path, the ratio, the projection to B = 1000, and the
-optimism-corrected AUC of both over the same resamples (they must agree within 0.005).
+The resamples are the same on both sides (one seed, drawn up front). Reported: seconds per
+resample of each path, the ratios, the projection to B = 1000, and the optimism-corrected AUC of
+both (they must agree within 0.005). Runs are interleaved (reference, fast, fast 1 worker, then
+again) and the fastest of each kept, since the machine may be shared; the load average is
+sampled around every run.
 
-    python benchmarks/bench_bootstrap.py [--n 400] [--resamples 24] [--jobs 2] [--profile]
+    python benchmarks/bench_bootstrap.py [--n 400] [--resamples 16] [--jobs 2] [--repeats 2]
+        [--reference-commit b4e3a13] [--profile]
 Features are cached under --work (default /tmp/her2_bench_bootstrap).
 """
 from __future__ import annotations
@@ -55,13 +63,60 @@ def table(n: int, seed: int, work: Path):
     return recipe, X.loc[ids], y.loc[ids].to_numpy()
 
 
+_REFERENCE_RUN = """
+import json, pickle, sys, time
+sys.path.insert(0, sys.argv[1])
+import her2core
+assert her2core.__file__.startswith(sys.argv[1]), her2core.__file__
+from her2core.metrics.validation import bootstrap_validate
+from her2core.models.recipes import build_model, load_recipe, merge_config
+X, y = pickle.load(open(sys.argv[2], "rb"))
+recipe = merge_config(load_recipe("demo"), {"features": {"num_workers": 0}})
+model = build_model(recipe, X.columns, random_state=int(sys.argv[4]))
+t = time.perf_counter()
+r = bootstrap_validate(model, X, y, B=int(sys.argv[3]), seed=int(sys.argv[4]))
+print(json.dumps({"seconds": time.perf_counter() - t, "corrected": r.corrected,
+                  "apparent": r.apparent, "failed": r.n_failed}))
+"""
+
+
+def reference_tree(commit: str, work: Path) -> Path:
+    """her2core as of ``commit`` (git archive), under work/reference-<commit>."""
+    import subprocess
+    dest = work / f"reference-{commit}"
+    if not (dest / "her2core" / "__init__.py").is_file():
+        dest.mkdir(parents=True, exist_ok=True)
+        root = Path(__file__).resolve().parents[1]
+        archive = subprocess.run(["git", "-C", str(root), "archive", commit, "her2core"],
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
+
+
+def run_reference(tree: Path, table_file: Path, B: int, seed: int) -> dict:
+    import subprocess
+    out = subprocess.run([sys.executable, "-c", _REFERENCE_RUN, str(tree), str(table_file), str(B),
+                          str(seed)], check=True, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(tree)})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def timed(fn):
+    t = time.perf_counter()
+    r = fn()
+    return time.perf_counter() - t, r
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--resamples", type=int, default=24, help="resamples timed on each path")
+    ap.add_argument("--resamples", type=int, default=16, help="resamples timed on each path")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes of the fast path")
-    ap.add_argument("--profile", action="store_true", help="cProfile one reference resample and stop")
+    ap.add_argument("--repeats", type=int, default=2, help="interleaved rounds (fastest kept)")
+    ap.add_argument("--reference-commit", default="b4e3a13",
+                    help="the code measured as the reference (before the speed-up work)")
+    ap.add_argument("--profile", action="store_true", help="cProfile one fast resample and stop")
     ap.add_argument("--work", default="/tmp/her2_bench_bootstrap")
     ap.add_argument("--out", default=str(Path(__file__).with_name("results") / "bootstrap_cpu.json"))
     args = ap.parse_args(argv)
@@ -70,55 +125,66 @@ def main(argv=None) -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     recipe, X, y = table(args.n, args.seed, work)
-    model = build_model(recipe, X.columns, random_state=args.seed)
-    reference = build_model(merge_config(recipe, {"scorer_settings": {"lasso_path": "full"}}),
-                            X.columns, random_state=args.seed)
     log.info("table: %d cases (%d positive), %d columns", len(y), int(y.sum()), X.shape[1])
+    model = build_model(recipe, X.columns, random_state=args.seed)
     if args.profile:
         import cProfile
         import pstats
         pr = cProfile.Profile()
         pr.enable()
-        bootstrap_validate(reference, X, y, B=1, seed=args.seed)
+        bootstrap_validate(model, X, y, B=1, seed=args.seed)
         pr.disable()
-        pstats.Stats(pr).sort_stats("cumulative").print_stats(30)
+        pstats.Stats(pr).sort_stats("tottime").print_stats(30)
         return 0
+    import pickle
+    table_file = work / f"table_n{args.n}_s{args.seed}.pkl"   # our own table, for the subprocess
+    with open(table_file, "wb") as fh:
+        pickle.dump((X, y), fh)
+    tree = reference_tree(args.reference_commit, work)
     B = args.resamples
-    t = time.perf_counter()
-    ref = bootstrap_validate(reference, X, y, B=B, seed=args.seed, n_jobs=1)
-    t_ref = time.perf_counter() - t
-    t = time.perf_counter()
-    fast = bootstrap_validate(model, X, y, B=B, seed=args.seed, n_jobs=args.jobs)
-    t_fast = time.perf_counter() - t
-    t = time.perf_counter()
-    fast1 = bootstrap_validate(model, X, y, B=B, seed=args.seed, n_jobs=1)
-    t_fast1 = time.perf_counter() - t
-    # the two fits on all cases: the same selected features and the same probabilities?
-    full_ref, full_fast = reference.fit(X, y), build_model(recipe, X.columns, random_state=args.seed).fit(X, y)
-    same_features = {name: sorted(a.selected_features()) == sorted(b.selected_features())
-                     for (name, a), (_, b) in zip(full_ref.fitted_scorers(), full_fast.fitted_scorers())}
-    max_dp = float(np.max(np.abs(full_ref.predict_proba(X)[:, 1] - full_fast.predict_proba(X)[:, 1])))
-    per_ref, per_fast, per_fast1 = t_ref / B, t_fast / B, t_fast1 / B
+    runs = {"reference": [], "fast": [], "fast_one_worker": []}
+    loads = [os.getloadavg()]
+    results = {}
+    for r in range(args.repeats):
+        ref = run_reference(tree, table_file, B, args.seed)
+        runs["reference"].append(ref["seconds"])
+        results["reference"] = ref["corrected"]["auc"]
+        loads.append(os.getloadavg())
+        t, fast = timed(lambda: bootstrap_validate(model, X, y, B=B, seed=args.seed,
+                                                   n_jobs=args.jobs))
+        runs["fast"].append(t)
+        loads.append(os.getloadavg())
+        t, fast1 = timed(lambda: bootstrap_validate(model, X, y, B=B, seed=args.seed, n_jobs=1))
+        runs["fast_one_worker"].append(t)
+        loads.append(os.getloadavg())
+        log.info("round %d: %s", r, {k: round(v[-1], 1) for k, v in runs.items()})
+    best = {k: min(v) for k, v in runs.items()}
+    per = {k: v / B for k, v in best.items()}
     out = {
-        "what": "optimism bootstrap of the demo recipe, every selection step refitted per resample",
+        "what": "optimism bootstrap of the demo recipe, every selection step refitted per resample; "
+                "reference = the code before the speed-up work, fast = today's",
+        "reference_code": f"git {args.reference_commit} (her2core exported, run in a subprocess)",
         "n": int(len(y)), "positives": int(y.sum()), "columns": int(X.shape[1]), "resamples": B,
-        "jobs": args.jobs, "cpu_count": os.cpu_count(),
-        "reference_s_per_resample": round(per_ref, 3),
-        "fast_s_per_resample": round(per_fast, 3),
-        "fast_one_worker_s_per_resample": round(per_fast1, 3),
-        "ratio_reference_over_fast": round(per_ref / per_fast, 2),
-        "ratio_reference_over_fast_one_worker": round(per_ref / per_fast1, 2),
-        "projected_B1000_reference_min": round(per_ref * 1000 / 60, 1),
-        "projected_B1000_fast_min": round(per_fast * 1000 / 60, 1),
-        "corrected_auc_reference": ref.corrected["auc"],
+        "jobs": args.jobs, "cpu_count": os.cpu_count(), "repeats": args.repeats,
+        "seconds_runs": {k: [round(x, 2) for x in v] for k, v in runs.items()},
+        "reference_s_per_resample": round(per["reference"], 3),
+        "fast_s_per_resample": round(per["fast"], 3),
+        "fast_one_worker_s_per_resample": round(per["fast_one_worker"], 3),
+        "ratio_reference_over_fast": round(per["reference"] / per["fast"], 2),
+        "ratio_reference_over_fast_one_worker": round(per["reference"] / per["fast_one_worker"], 2),
+        "projected_B1000_reference_min": round(per["reference"] * 1000 / 60, 1),
+        "projected_B1000_fast_min": round(per["fast"] * 1000 / 60, 1),
+        "corrected_auc_reference": results["reference"],
         "corrected_auc_fast": fast.corrected["auc"],
         "corrected_auc_fast_one_worker": fast1.corrected["auc"],
-        "abs_difference": abs(ref.corrected["auc"] - fast.corrected["auc"]),
-        "apparent_auc": ref.apparent["auc"],
-        "full_data_same_selected_features": same_features,
-        "full_data_max_abs_probability_difference": max_dp,
-        "failed": [ref.n_failed, fast.n_failed],
+        "abs_difference": abs(results["reference"] - fast.corrected["auc"]),
+        "apparent_auc": fast.apparent["auc"],
+        "failed": [ref["failed"], fast.n_failed],
+        "load_average": [[round(x, 2) for x in la] for la in loads],
+        "note": "shared 2-core machine: rounds interleaved, fastest of each kept; load_average "
+                "(1, 5, 15 min) sampled before and after every run",
         "versions": library_versions("numpy", "scipy", "scikit-learn", "torch"),
+        "when_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     print(json.dumps({k: v for k, v in out.items() if k != "versions"}, indent=1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
