@@ -152,3 +152,23 @@ def test_to_source_places_a_map_back_on_the_source_grid():
     core = (slice(3, 9), slice(8, 28), slice(8, 32))
     assert np.corrcoef(back.array[core].ravel(), t1.array[core].ravel())[0, 1] > 0.99
     assert isinstance(out.transforms["DCE"], sitk.Transform)
+
+
+def test_recipe_preprocessing_is_validated_and_becomes_the_feature_settings():
+    from her2core.models.recipes import check_recipe, load_recipe, merge_config
+    from her2core.models.workflow import feature_config_for
+    r = load_recipe("000")
+    cfg = feature_config_for(r, random_init=True)
+    assert cfg.resample_mm == [0.5, 0.5, 3.0] and cfg.register_to == "DCE"
+    assert cfg.preprocessing == {"resample_mm": [0.5, 0.5, 3.0], "register_to": "DCE"}
+    # a config can switch it off
+    off = merge_config(r, {"preprocessing": {}})
+    assert feature_config_for(off, random_init=True).preprocessing == {}
+    bad = dict(r, preprocessing={"resample": [1, 1, 1]})
+    with pytest.raises(Her2Error, match="preprocessing"):
+        check_recipe(bad)
+    with pytest.raises(Her2Error, match="three numbers"):
+        check_recipe(dict(r, preprocessing={"resample_mm": [0.5, 3.0]}))
+    with pytest.raises(Her2Error, match="not among the sequences"):
+        check_recipe(dict(r, features={**r["features"], "sequences": ["T1", "T2"],
+                                       "backbones": {"T1": ["resnet50"]}}))
