@@ -15,6 +15,10 @@ Writes benchmarks/results/recipe_cards.json and recipe_cards.md.
 
     OMP_NUM_THREADS=1 python3 benchmarks/recipe_cards.py            # all five, ~15 min on 1 core
     OMP_NUM_THREADS=1 python3 benchmarks/recipe_cards.py --recipes 002 003
+
+Besides the five recipes as written, 003 is run once more with ``final_model: lightgbm``
+(its DLR model in the paper) and one case explained: the card says there is no nomogram
+and SHAP is TreeExplainer's, additive to the model's log-odds.
 """
 from __future__ import annotations
 
@@ -45,7 +49,8 @@ def card_summary(path: Path, seconds: float) -> dict:
     scorers = {}
     for col, sc in m.fitted_scorers():
         info = {"selected_features": len(sc.selected_features())
-                if hasattr(sc, "selected_features") else None}
+                if hasattr(sc, "selected_features") else None,
+                "network": type(sc).__name__ == "NetworkScore"}
         coef = sc.coefficients() if hasattr(sc, "coefficients") else {}
         if isinstance(coef, dict) and isinstance(coef.get("classifier"), dict):
             info["classifier"] = coef["classifier"].get("model")
@@ -78,6 +83,29 @@ def card_summary(path: Path, seconds: float) -> dict:
     }
 
 
+def preprocessing_of(path: Path, cohort: Path, case: str) -> dict:
+    """The registration / resampling steps the bundle's feature settings apply to a case."""
+    from her2core.bundle import load_bundle
+    from her2core.cohort import read_cohort
+    from her2core.features.extract import load_case, preprocessed
+    cfg = load_bundle(path).inference_config()
+    images, masks = load_case(read_cohort(cohort).files(case), cfg)
+    return {"case": case, "steps": preprocessed(case, images, masks, cfg).steps}
+
+
+def explained(path: Path, cohort: Path, case: str, out: Path) -> dict:
+    """`explain` of one case: the SHAP method, its additivity and the notes."""
+    from her2core.bundle import load_bundle
+    from her2core.cohort import read_cohort
+    from her2core.workflows.explain import explain_case
+    r = explain_case(load_bundle(path), read_cohort(cohort), case, out=out, gradcam=False)
+    pc = r.contributions
+    return {"case": case, "probability": r.probability, "method": pc.method,
+            "scale": pc.scale, "approximate": pc.approximate,
+            "additivity_error": pc.additivity_error, "note": pc.note, "notes": r.summary["notes"],
+            "nomogram": r.summary["nomogram"]}
+
+
 def markdown(results: dict) -> str:
     lines = ["# Recipe model cards on a tiny synthetic cohort", "",
              f"Run {results['date']} on {results['machine']} (load average at start "
@@ -88,12 +116,16 @@ def markdown(results: dict) -> str:
         if "error" in r:
             lines += [f"## {name}", "", f"FAILED: {r['error']}", ""]
             continue
-        lines += [f"## {name}: {r['paper']}", "",
+        lines += [f"## {name}: {r['paper'].split(': ', 1)[-1]}"
+                  + (f" ({r['variant']})" if r.get("variant") else ""), "",
                   "| | |", "| --- | --- |",
                   f"| training cases | {r['training']['n']} ({r['training']['positives']} "
                   "positive), centre A |",
                   f"| block scores offered | {', '.join(r['scorers_offered']) or 'none'} |"]
         for col, info in r["scorers"].items():
+            if info.get("network"):
+                lines.append(f"| {col} | the fine-tuned network's out-of-fold logit |")
+                continue
             extra = f", classifier {info['classifier']}" if info.get("classifier") else ""
             lines.append(f"| {col} | {info['selected_features']} selected feature(s){extra} |")
         if r["networks"]:
@@ -104,13 +136,30 @@ def markdown(results: dict) -> str:
                   f"| second-level variables kept | "
                   f"{', '.join(r['second_level_variables']) or 'none (training prevalence)'} |",
                   f"| final model | {r['final_model'].get('model')}"
-                  f"{' (nomogram)' if r['nomogram'] else ' (no nomogram)'} |"]
+                  + (" (nomogram)" if r["nomogram"] else
+                     " (no nomogram: it kept no predictor)" if not r["second_level_variables"]
+                     else " (no nomogram: not a logistic model)")
+                  + (f", tuned {r['final_model']['best_params']}"
+                     if r["final_model"].get("best_params") else "") + " |"]
         if r["model_comparison"]:
             lines.append("| model comparison (nested CV AUC) | " + ", ".join(
                 f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                 for k, v in r["model_comparison"].items()) + " |")
         if r["preprocessing"]:
             lines.append(f"| preprocessing | {r['preprocessing']['description']} |")
+        if r.get("preprocessing_case"):
+            pc = r["preprocessing_case"]
+            lines.append(f"| preprocessing of {pc['case']} | " + "; ".join(
+                f"{k}: " + (f"registered to {v['registered_to']}, translation "
+                            f"{v['translation_mm']} mm, rotation {v['rotation_deg']} deg, "
+                            if "registered_to" in v else "reference, ")
+                + f"grid {v['size']} voxels of {v['spacing']} mm"
+                for k, v in pc["steps"].items()) + " |")
+        if r.get("explain"):
+            e = r["explain"]
+            lines.append(f"| explain {e['case']} | p = {e['probability']:.3f}; SHAP {e['method']} "
+                         f"({e['scale']}), additivity error {e['additivity_error']:.1e}; "
+                         + " ".join(e["notes"]) + " |")
         if r["icc"]:
             lines.append(f"| ICC filter ({next(iter(r['icc'].values()))['kind']} >= "
                          f"{next(iter(r['icc'].values()))['threshold']}) | " + "; ".join(
@@ -137,6 +186,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--recipes", nargs="*", default=["000", "001", "002", "003", "004"])
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--no-tree", action="store_true",
+                    help="skip the extra run of 003 with a LightGBM final model")
     a = ap.parse_args(argv)
     import copy
     import logging
@@ -159,23 +210,34 @@ def main(argv=None) -> int:
                            "random-init, bootstrap 0, oof_folds 2, where center=B; recipe 000 "
                            "on T1, T2 and DCE",
                "recipes": {}}
-    for name in a.recipes:
+    runs = [(n, n, None) for n in a.recipes]
+    if "003" in a.recipes and not a.no_tree:
+        runs.append(("003-lightgbm", "003", "final_model lightgbm (a tree final model)"))
+    for key, name, variant in runs:
         full = load_recipe(name)
         r = tiny(full)
         if name == "000":      # all three sequences: registration to DCE has work to do
             r["features"]["sequences"] = list(full["features"]["sequences"])
             r["features"]["backbones"] = copy.deepcopy(full["features"]["backbones"])
+        if key == "003-lightgbm":
+            r["final_model"] = "lightgbm"
         t0 = time.time()
-        print(f"recipe {name} ...", flush=True)
+        print(f"recipe {key} ...", flush=True)
         try:
-            res = train_bundle(TrainSettings(cohort=cohort, out=work / f"bundle_{name}", recipe=r,
+            res = train_bundle(TrainSettings(cohort=cohort, out=work / f"bundle_{key}", recipe=r,
                                              bootstrap=0, random_init=True, device="cpu",
                                              oof_folds=2, where="center=B"))
-            results["recipes"][name] = card_summary(res.path, time.time() - t0)
+            s = card_summary(res.path, time.time() - t0)
+            s["variant"] = variant
+            if name == "000":
+                s["preprocessing_case"] = preprocessing_of(res.path, cohort, "syn-0000")
+            if key == "003-lightgbm":
+                s["explain"] = explained(res.path, cohort, "syn-0003", work / "explain")
+            results["recipes"][key] = s
         except Exception as exc:  # noqa: BLE001 - recorded, the others still run
-            results["recipes"][name] = {"error": f"{type(exc).__name__}: {exc}",
-                                        "seconds": round(time.time() - t0, 1)}
-        print(f"recipe {name}: {time.time() - t0:.0f} s", flush=True)
+            results["recipes"][key] = {"error": f"{type(exc).__name__}: {exc}",
+                                       "seconds": round(time.time() - t0, 1)}
+        print(f"recipe {key}: {time.time() - t0:.0f} s", flush=True)
     results["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "recipe_cards.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
