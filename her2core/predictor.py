@@ -145,9 +145,11 @@ def case_masks(images: Mapping[str, Any], rois: Mapping[str, Any], *, case_id: s
     ``rois``: sequence -> ROI Image drawn (or loaded) on that sequence's grid. An MRI
     sequence without its own ROI gets the ROI of another MRI sequence moved onto its
     grid by physical coordinates (nearest neighbour, checked: it must overlap), as the
-    cohort path does with mask.nii.gz; ultrasound needs its own ROI.
+    cohort path does with mask.nii.gz; ultrasound needs its own ROI. Each mask is tagged
+    with the sequence its ROI was drawn on (:func:`her2core.imaging.preprocess.tag_roi`).
     """
     from her2core.imaging.mask import check_mask
+    from her2core.imaging.preprocess import tag_roi
     seqs = list(sequences) if sequences is not None else list(images)
     mri_rois = [(s, r) for s, r in rois.items() if s in MRI_SEQUENCES and r is not None]
     out = {}
@@ -158,11 +160,11 @@ def case_masks(images: Mapping[str, Any], rois: Mapping[str, Any], *, case_id: s
                             case_id=case_id, hint=f"add or assign a {seq} series to the case")
         own = rois.get(seq)
         if own is not None:
-            out[seq] = check_mask(own, img, case_id=case_id)
+            out[seq] = tag_roi(check_mask(own, img, case_id=case_id), seq)
         elif seq in MRI_SEQUENCES and mri_rois:
             src_seq, src = mri_rois[0]
-            try:
-                out[seq] = check_mask(src, img, resample=True, case_id=case_id)
+            try:     # the ROI says whose it is (for a recipe that registers the sequences)
+                out[seq] = tag_roi(check_mask(src, img, resample=True, case_id=case_id), src_seq)
             except MaskError as err:
                 raise MaskError(f"the ROI drawn on {src_seq} does not lie inside {seq}: {err.message}",
                                 case_id=case_id, hint=f"draw the ROI on {seq} as well") from None

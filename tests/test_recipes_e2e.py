@@ -89,6 +89,10 @@ def test_recipe_trains_and_its_bundle_predicts(name, cohort, tmp_path):
     table = predict_cohort(b, read_cohort(cohort)).table
     assert len(table) == 24 and np.isfinite(table["p_her2"]).all()
     assert ((table["p_her2"] >= 0) & (table["p_her2"] <= 1)).all()
+    if name == "000":   # resampling and registration to DCE are applied, and recorded
+        assert card["preprocessing"]["applied"] == {"resample_mm": [0.5, 0.5, 3.0],
+                                                    "register_to": "DCE"}
+        assert b.inference_config().preprocessing == card["preprocessing"]["applied"]
     if name == "002":
         assert m.final_estimator.fdr and m.final_estimator.stepwise == "p"
     if name == "003":

@@ -241,12 +241,12 @@ def three_way(part, clinical: dict[str, Any]):
 
 
 def nomogram_panel(cp, width: int | None = None) -> None:
+    if cp.nomogram is None:      # a non-logistic final level: one plain line, no empty panel
+        st.info(" ".join(n for n in cp.notes if "no nomogram" in n)
+                or "This model has no nomogram.", icon=":material/info:")
+        return
     with st.container(border=True, key="panel_nomogram"):
         st.markdown("#### Nomogram")
-        if cp.nomogram is None:
-            st.info(" ".join(n for n in cp.notes if "nomogram" in n)
-                    or "This model has no nomogram.")
-            return
         from her2core.plots import nomogram_figure
         fig = nomogram_figure(cp.nomogram, cp.points, interval=cp.interval, theme=figure_theme(),
                               width=width or main_width_px(), title="")

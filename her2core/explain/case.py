@@ -169,6 +169,13 @@ def case_gradcam(model, config, backbones: Mapping[str, Any], images: Mapping[st
     from her2core.explain.figures import save_overlay_png
     if method not in G.METHODS:
         raise Her2Error(f"unknown Grad-CAM method {method!r}", hint="choose one of " + ", ".join(G.METHODS))
+    source_images, pre = images, None
+    if getattr(config, "preprocessing", None):
+        # the networks saw the registered / resampled images: the maps are computed on
+        # them and placed back on each source image's grid
+        from her2core.features.extract import preprocessed
+        pre = preprocessed(case_id, dict(images), dict(masks), config)
+        images, masks = pre.images, pre.masks
     out: list[CamResult] = []
     for seq in config.sequences:
         for name in config.backbones.get(seq, []):
@@ -240,7 +247,13 @@ def case_gradcam(model, config, backbones: Mapping[str, Any], images: Mapping[st
                 notes.append(f"the head's D-score {d_head:.4f} differs from the model's "
                              f"{d_model:.4f}: the map may not match the extracted features")
             placed = place_map(cam, crop, images[seq])
-            img_slice, map_slice, zz = _slice_for_display(images[seq], placed, z)
+            if pre is not None:
+                placed = pre.to_source(placed, seq, source_images[seq])
+                z = None
+                notes.append("computed on the preprocessed image (" + ", ".join(
+                    f"{k} {v}" for k, v in config.preprocessing.items()) + ") and placed back "
+                    "on the source grid")
+            img_slice, map_slice, zz = _slice_for_display(source_images[seq], placed, z)
             res = CamResult(seq, name, method if bb.kind != "3d" else "gradcam3d", desc, placed,
                             img_slice, map_slice, zz, d_head, d_model, side, bb.weights_identity,
                             bool(np.max(cam) <= 0), notes)

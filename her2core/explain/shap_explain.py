@@ -15,7 +15,11 @@ Three paths, chosen from the fitted model:
   predictor at a time in every background row; additivity is verified, and if it
   fails the model-agnostic path is used instead.
 * **Trees** through ``shap.TreeExplainer`` (interventional, raw output: log-odds
-  for gradient boosting / XGBoost / LightGBM, probability for random forests).
+  for gradient boosting / XGBoost / LightGBM, probability for random forests /
+  ExtraTrees). A :class:`~her2core.models.zoo.PortableGBM` (LightGBM / XGBoost kept as
+  the library's text model) is explained through its rebuilt booster
+  (``native_model()``). Additivity is checked: base + contributions must give the
+  model's own output to 1e-6, otherwise the next method is tried.
 * **Anything else** through ``shap.KernelExplainer`` on the log-odds with a
   summarised background (``shap.kmeans``) and a time bound: flagged
   ``approximate=True`` with a sentence saying so.
@@ -299,7 +303,34 @@ def _is_linear(est) -> bool:
 
 
 def _is_tree(est) -> bool:
-    return any(t in type(est).__name__ for t in _TREE_TYPES)
+    return callable(getattr(est, "native_model", None)) or \
+        any(t in type(est).__name__ for t in _TREE_TYPES)
+
+
+def _tree_model(est):
+    """What TreeExplainer reads: the library's booster of a
+    :class:`~her2core.models.zoo.PortableGBM` (kept as text, rebuilt by ``native_model``),
+    otherwise the fitted estimator itself."""
+    fn = getattr(est, "native_model", None)
+    return fn() if callable(fn) else est
+
+
+def _tree_scale(est) -> str:
+    """The raw output of a tree model: log-odds for boosting, probability for forests."""
+    name = type(est).__name__
+    return "probability" if ("RandomForest" in name or "ExtraTrees" in name
+                             or "DecisionTree" in name) else "log-odds"
+
+
+def _tree_name(est) -> str:
+    kind = getattr(est, "kind", None)
+    if callable(getattr(est, "native_model", None)) and kind:
+        return {"lightgbm": "LightGBM", "xgboost": "XGBoost"}.get(str(kind), str(kind)) + " booster"
+    return type(est).__name__
+
+
+#: tree SHAP must reproduce the model's own output to this (relative to max(1, |output|))
+TREE_ADDITIVITY_TOL = 1e-6
 
 
 def _probe_rows(background: pd.DataFrame, X: pd.DataFrame, n: int = 200) -> pd.DataFrame:
@@ -371,15 +402,104 @@ def _additive_probe(model, background: pd.DataFrame, X: pd.DataFrame, *, tol: fl
     return phi, base, pred
 
 
+def interventional_tree_shap(ensemble, background: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Exact interventional Shapley values of a tree ensemble, (n_rows, n_inputs).
+
+    ``ensemble``: shap's parsed trees (``shap.TreeExplainer(model).model``, a
+    ``TreeEnsemble``: one node layout for scikit-learn, LightGBM and XGBoost, leaf values
+    on the raw output scale, the positive class's column last). For a row x and a
+    background row b, a tree is walked as in Chen, Lundberg and Lee (2022, "Explaining a
+    series of models by propagating Shapley values"): where x and b part at a split on a
+    feature not met yet, both branches are followed, the feature joining x's set on x's
+    branch and b's set on b's; a feature met again follows the branch of the set it is in.
+    At a leaf of value v reached with a features from x and c from b, each of x's features
+    gets v (a-1)! c! / (a+c)!, each of b's loses v a! (c-1)! / (a+c)!. Averaged over the
+    background this is the interventional Shapley value, with no approximation. Background
+    rows are walked together (grouped by their branch).
+    """
+    from math import factorial
+    if np.any(np.asarray(ensemble.threshold_types) > 0):
+        raise ValueError("categorical tree splits are not supported by the exact walk")
+    dtype = getattr(ensemble, "input_dtype", np.float64)
+    B = np.asarray(background, dtype=dtype).astype(float)
+    Xa = np.asarray(X, dtype=dtype).astype(float)
+    n_b, p = B.shape
+    left, right = np.asarray(ensemble.children_left), np.asarray(ensemble.children_right)
+    default, feat = np.asarray(ensemble.children_default), np.asarray(ensemble.features)
+    thr, vals = np.asarray(ensemble.thresholds, float), np.asarray(ensemble.values, float)
+    vals = vals[..., -1] if vals.ndim == 3 else vals
+    tree_limit = getattr(ensemble, "tree_limit", None)
+    n_trees = vals.shape[0] if tree_limit in (None, -1) else min(int(tree_limit), vals.shape[0])
+    w = {}
+
+    def weights(a, c):
+        if (a, c) not in w:
+            n = factorial(a + c)
+            w[(a, c)] = (factorial(a - 1) * factorial(c) / n if a else 0.0,
+                         factorial(a) * factorial(c - 1) / n if c else 0.0)
+        return w[(a, c)]
+
+    out = np.zeros((len(Xa), p))
+    for r, x in enumerate(Xa):
+        phi = out[r]
+        for t in range(n_trees):
+            L, R, D, F, T, V = left[t], right[t], default[t], feat[t], thr[t], vals[t]
+
+            def go(node, value):
+                if np.isnan(value):
+                    return D[node]
+                return L[node] if value <= T[node] else R[node]
+
+            stack = [(0, (), (), np.arange(n_b))]
+            while stack:
+                node, sx, sb, idx = stack.pop()
+                if L[node] < 0:                      # a leaf
+                    a, c = len(sx), len(sb)
+                    if a or c:
+                        pos, neg = weights(a, c)
+                        share = V[node] * len(idx) / n_b
+                        for j in sx:
+                            phi[j] += pos * share
+                        for j in sb:
+                            phi[j] -= neg * share
+                    continue
+                j = int(F[node])
+                xd = go(node, x[j])
+                if j in sx:
+                    stack.append((xd, sx, sb, idx))
+                    continue
+                bj = B[idx, j]
+                bd = np.where(np.isnan(bj), D[node], np.where(bj <= T[node], L[node], R[node]))
+                if j in sb:
+                    for child in (L[node], R[node]):
+                        sel = idx[bd == child]
+                        if len(sel):
+                            stack.append((child, sx, sb, sel))
+                    continue
+                same, other = idx[bd == xd], idx[bd != xd]
+                if len(same):
+                    stack.append((xd, sx, sb, same))
+                if len(other):
+                    stack.append((xd, sx + (j,), sb, other))
+                    ob = bd[bd != xd]
+                    for child in np.unique(ob):
+                        stack.append((int(child), sx, sb + (j,), other[ob == child]))
+    return out
+
+
 def _tree(model, pre, est, background: pd.DataFrame, X: pd.DataFrame, max_background: int):
+    """Interventional TreeExplainer on the model's own inputs, summed back to the
+    predictors. Exact: base + contributions must reproduce the model's own output
+    (log-odds for boosting, probability for forests) to :data:`TREE_ADDITIVITY_TOL`,
+    else ValueError (the caller then tries the next method)."""
     import shap
     Zb = _as_array(pre.transform(background)) if pre is not None else _as_array(background)
     Zx = _as_array(pre.transform(X)) if pre is not None else _as_array(X)
     if len(Zb) > max_background:
         rng = np.random.default_rng(0)
         Zb = Zb[rng.choice(len(Zb), max_background, replace=False)]
-    expl = shap.TreeExplainer(est, data=Zb, feature_perturbation="interventional",
-                              model_output="raw")
+    expl = shap.TreeExplainer(_tree_model(est), data=Zb,
+                              feature_perturbation="interventional", model_output="raw")
     sv = expl.shap_values(Zx, check_additivity=False)
     ev = np.asarray(expl.expected_value, dtype=float).reshape(-1)
     if isinstance(sv, list):  # older shap: one array per class
@@ -389,21 +509,47 @@ def _tree(model, pre, est, background: pd.DataFrame, X: pd.DataFrame, max_backgr
         sv = sv[:, :, -1]
         ev = ev[-1:]
     base = float(ev[-1])
-    name = type(est).__name__
-    scale = "probability" if ("RandomForest" in name or "ExtraTrees" in name
-                              or "DecisionTree" in name) else "log-odds"
-    pred = base + sv.sum(axis=1)
-    if scale == "probability":
-        pred_model = _positive_proba(model, X)
-    else:
-        pred_model = model_logodds(model, X)
-    if np.max(np.abs(pred - pred_model)) > 1e-6:
-        log.warning("TreeExplainer additivity off by %.3g", np.max(np.abs(pred - pred_model)))
-    pred = pred_model
+    scale = _tree_scale(est)
+    pred_model = _positive_proba(model, X) if scale == "probability" else model_logodds(model, X)
+    tol = TREE_ADDITIVITY_TOL * max(1.0, float(np.max(np.abs(pred_model))))
+    err = np.abs(base + sv.sum(axis=1) - pred_model)
+    # shap's C interventional algorithm loses path weight when a feature is split on more
+    # than once along a root-to-leaf path (shap issue 3267; seen here with random forests):
+    # such trees, or any row failing additivity, go through the exact walk instead
+    walked = _repeats_a_split(expl.model) or bool(np.any(err > tol))
+    if walked:
+        sv = interventional_tree_shap(expl.model, Zb, Zx)
+        err = np.abs(base + sv.sum(axis=1) - pred_model)
+    if np.any(err > tol):
+        raise ValueError(f"TreeExplainer contributions miss the model's {scale} by "
+                         f"{float(err.max()):.3g}")
     dep = (np.eye(X.shape[1], dtype=bool) if pre is None else
            dependence_map(pre, _probe_rows(background, X)))
+    owners = dep.sum(axis=0)
+    used_inputs = np.abs(sv).max(axis=0) > 0 if len(sv) else np.zeros(dep.shape[1], bool)
+    if np.any((owners > 1) & used_inputs):
+        raise ValueError("a model input depends on several predictors: contributions cannot "
+                         "be summed back to one predictor")
     phi = sv @ dep.T.astype(float)
-    return phi, base, pred, scale
+    return phi, base, pred_model, scale, walked
+
+
+def _repeats_a_split(ensemble) -> bool:
+    """True when some tree splits on one feature twice along a root-to-leaf path."""
+    left, right = np.asarray(ensemble.children_left), np.asarray(ensemble.children_right)
+    feat = np.asarray(ensemble.features)
+    for t in range(left.shape[0]):
+        stack = [(0, frozenset())]
+        while stack:
+            node, seen = stack.pop()
+            if node < 0 or left[t, node] < 0:
+                continue
+            j = int(feat[t, node])
+            if j in seen:
+                return True
+            seen = seen | {j}
+            stack += [(int(left[t, node]), seen), (int(right[t, node]), seen)]
+    return False
 
 
 def _kernel(model, background: pd.DataFrame, X: pd.DataFrame, *, time_budget_s: float,
@@ -500,10 +646,16 @@ def explain_model(model, background: pd.DataFrame, X: pd.DataFrame, *,
                 note = ("Exact: the model's log-odds are additive in its predictors; "
                         "interventional Shapley values by one-at-a-time replacement.")
             elif m == "tree":
-                phi, base, pred, scale = _tree(model, pre, est, background, Xr,
-                                               max_tree_background)
-                note = (f"Exact TreeExplainer (interventional, {scale} scale) against "
-                        f"{min(len(background), max_tree_background)} background cases.")
+                phi, base, pred, scale, walked = _tree(model, pre, est, background, Xr,
+                                                       max_tree_background)
+                how = ("interventional Shapley values by her2core's exact tree walk on the "
+                       "trees shap.TreeExplainer parsed (its own C code is wrong for trees "
+                       "that split on a feature twice along a path)") if walked else \
+                    "shap.TreeExplainer, interventional"
+                note = (f"Exact: {how}, {_tree_name(est)}, {scale} scale, against "
+                        f"{min(len(background), max_tree_background)} background cases; base "
+                        "value + contributions = the model's "
+                        f"{'probability' if scale == 'probability' else 'log-odds'} (checked).")
             elif m == "kernel":
                 phi, base, pred, note = _kernel(model, background, Xr,
                                                 time_budget_s=time_budget_s,

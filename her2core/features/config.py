@@ -89,6 +89,12 @@ class FeatureConfig:
         peritumoral_px: ring thickness in pixels for pictures without a
             physical spacing (PNG ultrasound); None: such images are refused
             for a peritumoral region.
+        resample_mm: MRI resampled to this spacing (x, y, z mm; paper 000:
+            0.5, 0.5, 3) before extraction; None: each image on its own grid.
+        register_to: every other MRI sequence rigidly registered to this one
+            ("DCE" in paper 000) and resampled onto its grid before extraction;
+            None: sequences aligned by physical coordinates only. Both are done by
+            :func:`her2core.imaging.preprocess.preprocess_case`, masks carried.
     """
 
     sequences: list[str] = field(default_factory=lambda: ["T1", "T2", "DCE"])
@@ -115,6 +121,8 @@ class FeatureConfig:
     region: str = "tumour"
     peritumoral_mm: float | list[float] = 5.0
     peritumoral_px: float | None = None
+    resample_mm: list[float] | None = None
+    register_to: str | None = None
 
     def __post_init__(self) -> None:
         self.sequences = list(self.sequences)
@@ -124,6 +132,9 @@ class FeatureConfig:
         self.radiomics_params = {str(k): str(v) for k, v in dict(self.radiomics_params).items()}
         if self.radiomics_sequences is not None:
             self.radiomics_sequences = list(self.radiomics_sequences)
+        if self.resample_mm is not None:
+            self.resample_mm = list(self.resample_mm) if isinstance(self.resample_mm, (list, tuple)) \
+                else self.resample_mm
         if isinstance(self.peritumoral_mm, (list, tuple)):
             self.peritumoral_mm = [float(v) for v in self.peritumoral_mm]
         self.validate()
@@ -175,6 +186,11 @@ class FeatureConfig:
             bad(f"peritumoral_mm {self.peritumoral_mm}: one value or one per axis, each in (0, 100] mm")
         if self.peritumoral_px is not None and not 0 < float(self.peritumoral_px) <= 500:
             bad(f"peritumoral_px {self.peritumoral_px} outside (0, 500]")
+        from ..imaging.preprocess import check_preprocessing
+        try:
+            check_preprocessing(self.resample_mm, self.register_to, self.sequences)
+        except Her2Error as err:
+            bad(err.message, err.hint)
 
     # ------------------------------------------------------------ derived
     @property
@@ -211,7 +227,16 @@ class FeatureConfig:
         if d["region"] == "tumour":      # the ring settings change nothing then (and old keys hold)
             for k in ("region", "peritumoral_mm", "peritumoral_px"):
                 d.pop(k)
+        for k in ("resample_mm", "register_to"):   # off: the keys of earlier versions hold
+            if d[k] is None:
+                d.pop(k)
         return d
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        """The preprocessing asked ({} when none): ``resample_mm``, ``register_to``."""
+        return {k: v for k, v in (("resample_mm", self.resample_mm),
+                                  ("register_to", self.register_to)) if v is not None}
 
     # ------------------------------------------------------------ JSON
     def to_dict(self) -> dict[str, Any]:

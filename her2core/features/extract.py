@@ -84,12 +84,14 @@ def load_case(files, config: FeatureConfig) -> tuple[dict[str, Any], dict[str, A
     from ..imaging.mask import check_mask, load_mask
     cid = files.case_id
     paths = used_files(files, config)
+    from ..imaging.preprocess import grid_owner, tag_roi
     images: dict[str, Any] = {}
     masks: dict[str, Any] = {}
     mri_mask = None
     checked: list[tuple[Any, Any]] = []  # (image, its checked mask), reused on the same grid
     for seq in config.sequences:
         images[seq] = load_image(paths[seq], sequence=seq, case_id=cid)
+    for seq in config.sequences:
         if seq == "US":
             masks[seq] = load_mask(paths["US_mask"], images[seq], case_id=cid)
             continue
@@ -101,8 +103,10 @@ def load_case(files, config: FeatureConfig) -> tuple[dict[str, Any], dict[str, A
             mri_mask = load_image(paths["mask"], sequence="mask", modality="SEG",
                                   expected_ndim=3, case_id=cid)
         # the MRI mask is drawn on DCE (or T1); other sequences get it
-        # resampled nearest-neighbour by physical coordinates (warned)
-        masks[seq] = check_mask(mri_mask, images[seq], resample=True, case_id=cid)
+        # resampled nearest-neighbour by physical coordinates (warned); each says whose
+        # ROI it is, for the registration of the recipe's preprocessing
+        masks[seq] = tag_roi(check_mask(mri_mask, images[seq], resample=True, case_id=cid),
+                             grid_owner(mri_mask, images, default=seq))
         checked.append((images[seq], masks[seq]))
     return images, region_masks(masks, config, case_id=cid)
 
@@ -132,8 +136,20 @@ def case_radiomics(case_id: str, images, masks, config: FeatureConfig) -> dict[s
     return out
 
 
+def preprocessed(case_id: str, images, masks, config: FeatureConfig):
+    """The case's images and masks after the config's preprocessing (registration to
+    ``register_to``, resampling to ``resample_mm``; unchanged when it asks none), as a
+    :class:`~her2core.imaging.preprocess.PreprocessResult`."""
+    from ..imaging.preprocess import preprocess_case
+    return preprocess_case(images, masks, resample_mm=config.resample_mm,
+                           register_to=config.register_to, case_id=case_id, seed=config.seed)
+
+
 def inputs_from_images(case_id: str, images, masks, config: FeatureConfig,
                        plan) -> deep.CaseInputs:
+    if config.preprocessing:
+        pre = preprocessed(case_id, images, masks, config)
+        images, masks = pre.images, pre.masks
     ci = deep.build_inputs(case_id, images, masks, config, plan)
     ci.radiomics = case_radiomics(case_id, images, masks, config)
     return ci
@@ -292,21 +308,29 @@ class FeatureExtractor:
         Raises Her2Error (naming the case) for a missing image or a bad mask.
         """
         from ..imaging.mask import check_mask
+        from ..imaging.preprocess import ROI_KEY, grid_owner, tag_roi
         images, mk = {}, {}
         for seq in self.config.sequences:
             if seq not in case_images or case_images[seq] is None:
                 raise Her2Error(f"no {seq} image", case_id=case_id,
                                 hint=f"upload {seq} or leave it out of the sequences")
             images[seq] = case_images[seq]
-            if isinstance(masks, Mapping):
-                m = masks.get(seq)
-                if m is None:
-                    m = masks.get("US_mask") if seq == "US" else masks.get("mask")
+        for seq in self.config.sequences:
+            own = isinstance(masks, Mapping) and masks.get(seq) is not None
+            if own:
+                m = masks[seq]
+            elif isinstance(masks, Mapping):
+                m = masks.get("US_mask") if seq == "US" else masks.get("mask")
             else:
                 m = None if seq == "US" else masks
             if m is None:
                 raise MaskError(f"no mask for the {seq} image", case_id=case_id)
-            mk[seq] = check_mask(m, images[seq], resample=(seq != "US"), case_id=case_id)
+            # whose ROI it is (for registration): as tagged, its own when given for this
+            # sequence, else the MRI sequence whose grid it lies on
+            src = m.meta.get(ROI_KEY) or (seq if own or seq == "US" else
+                                          grid_owner(m, images, default=seq))
+            mk[seq] = tag_roi(check_mask(m, images[seq], resample=(seq != "US"),
+                                         case_id=case_id), src)
         mk = region_masks(mk, self.config, case_id=case_id)
         ci = inputs_from_images(case_id, images, mk, self.config, self.plan)
         batch = deep.collate([ci])

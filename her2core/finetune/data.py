@@ -25,7 +25,8 @@ the input, so a Grad-CAM map can be placed back on the source grid.
 Augmentation (training only, in the workers, per sample): random flips,
 scaling and shifts, Gaussian blur, brightness (intensity shift) and contrast
 (intensity scale), Gaussian noise -- torchvision ``transforms.v2`` for 2-D
-inputs, MONAI for 3-D volumes. The random state of every sample is derived from
+inputs, MONAI for 3-D volumes; ``augmentation="crop_flip"`` (paper 003) is a random
+crop and horizontal / vertical flips only. The random state of every sample is derived from
 (seed, fold, epoch, case index) alone, so the augmented batch does not depend
 on the number of workers, on the process that draws it (DDP), or on a resume.
 """
@@ -205,6 +206,25 @@ class Augment2D:
             return self.transform(x).contiguous()
 
 
+class AugmentCropFlip:
+    """Seeded 2-D augmentation of paper 003: a random square crop of 80-100 % of the side,
+    resized back to the input size (bilinear, antialiased), horizontal and vertical flips
+    (p 0.5 each). Nothing else: the paper lists only these."""
+
+    def __init__(self, size: int):
+        from torchvision.transforms import v2
+        self.transform = v2.Compose([
+            v2.RandomResizedCrop(int(size), scale=(0.64, 1.0), ratio=(1.0, 1.0),
+                                 interpolation=v2.InterpolationMode.BILINEAR, antialias=True),
+            v2.RandomHorizontalFlip(0.5), v2.RandomVerticalFlip(0.5)])
+
+    def __call__(self, x, seed: int):
+        import torch
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            return self.transform(x).contiguous()
+
+
 class Augment3D:
     """Seeded MONAI augmentation of a (1, S, S, S) volume.
 
@@ -244,7 +264,12 @@ def make_augment(settings, info: ArchInfo, device: str | None = None) -> Callabl
     if not settings.augment:
         return None
     if info.kind == "3d":
+        if getattr(settings, "augmentation", "default") != "default":
+            raise Her2Error(f"augmentation {settings.augmentation} is 2-D only",
+                            hint="use augmentation default for a 3-D network")
         return Augment3D(int(settings.size), device=device)
+    if getattr(settings, "augmentation", "default") == "crop_flip":
+        return AugmentCropFlip(int(settings.size))
     return Augment2D(settings.sequence)
 
 

@@ -20,6 +20,9 @@ SLICE_MODES = ("largest", "25d")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 SELECT = ("auc", "loss", "last")
 AUGMENT_ON = ("auto", "workers", "device")
+#: augmentation sets: "default" (paper 001's list, :class:`~her2core.finetune.data.Augment2D`
+#: / ``Augment3D``) or "crop_flip" (paper 003: random crop, horizontal and vertical flips)
+AUGMENTATIONS = ("default", "crop_flip")
 DEVICES = ("auto", "cpu", "cuda")
 
 #: fields that change speed, not the models: allowed to differ on resume
@@ -46,6 +49,9 @@ class FinetuneSettings:
         mixup: Mixup Beta(alpha, alpha); 0 switches it off.
         augment: random flips, scaling, shifts, Gaussian noise and blur,
             brightness and contrast (:mod:`her2core.finetune.data`).
+        augmentation: which augmentation ``augment`` switches on: "default" (the list
+            above) or "crop_flip" (2-D only: a random crop of 80-100 % of the side resized
+            back, horizontal and vertical flips, as paper 003).
         augment_on: "workers" (DataLoader worker processes), "device" (per
             sample on the training device, after the copy), or "auto" (device
             for 3-D volumes on CUDA, workers otherwise). Same seeds either way.
@@ -80,6 +86,7 @@ class FinetuneSettings:
     warmup_epochs: int = 0
     mixup: float = 0.0
     augment: bool = True
+    augmentation: str = "default"
     augment_on: str = "auto"
     margin_px: int = 50
     slice_mode: str = "largest"
@@ -125,6 +132,10 @@ class FinetuneSettings:
             bad("margin_px must be >= 0 and min_roi_px >= 1")
         if self.slice_mode not in SLICE_MODES:
             bad(f"slice_mode {self.slice_mode!r}", "choose largest or 25d")
+        if self.augmentation not in AUGMENTATIONS:
+            bad(f"augmentation {self.augmentation!r}", "choose " + " or ".join(AUGMENTATIONS))
+        if self.augmentation == "crop_flip" and self.arch == "resnet3d18":
+            bad("augmentation crop_flip is 2-D only", "use default for the 3-D ResNet18")
         if self.augment_on not in AUGMENT_ON:
             bad(f"augment_on {self.augment_on!r}", "choose auto, workers or device")
         if self.select not in SELECT:
@@ -185,11 +196,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         note="paper 001 DCE: 3-D ResNet18 on the last DCE phase, masks dilated 50 px, z-score, "
              "96^3, AdamW 4e-6 / 1e-2, batch 16; epochs (300) and augmentation are not stated"),
     "paper003": dict(
-        sequence="DCE", arch="resnet101", size=224, batch=16, lr=1e-4, wd=1e-4, epochs=100,
-        folds=5, margin_px=10, slice_mode="largest",
-        note="paper 003: fine-tuned ResNet101 on the largest-ROI slice (box + 10 px); its "
-             "probability is the DL signature and its 2048 penultimate features go through PCA "
-             "64 into early fusion; optimiser values are not stated"),
+        sequence="US", arch="resnet101", size=224, batch=16, lr=1e-4, wd=1e-4, epochs=100,
+        folds=5, margin_px=10, slice_mode="largest", augment=True, augmentation="crop_flip",
+        mixup=0.0,
+        note="paper 003 ultrasound: ResNet101 (2048 penultimate features) fine-tuned on the "
+             "largest-ROI slice, the ROI's bounding rectangle + 10 px, z-score normalisation, "
+             "training augmentation random cropping + horizontal and vertical flips (test "
+             "images normalised only); its probability is the DL signature and its penultimate "
+             "features go through PCA 64 into early fusion. Not stated in the paper: input size "
+             "(224, ResNet's ImageNet size), crop scale (80-100 %), optimiser values, epochs, "
+             "batch, the folds of the out-of-fold scores (5 here)"),
     "paper004": dict(
         sequence="DCE", arch="resnet50", size=224, batch=16, lr=1e-4, wd=1e-4, epochs=100,
         folds=5, margin_px=10,

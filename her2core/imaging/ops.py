@@ -159,7 +159,8 @@ def register_rigid(moving: Image, fixed: Image, *, fixed_mask: Image | None = No
 
     Initialised by aligning the image centres, optimised with regular-step
     gradient descent on a multi-resolution pyramid; random metric sampling uses
-    ``seed`` so results are reproducible. For 4-D images the first phase is
+    ``seed`` (shifted by one: SimpleITK takes 0 for "seed from the clock"), so a case
+    gives the same transform on every run. For 4-D images the first phase is
     registered and the transform applied to every phase.
 
     Returns:
@@ -179,7 +180,8 @@ def register_rigid(moving: Image, fixed: Image, *, fixed_mask: Image | None = No
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(sampling, seed)
+    # SimpleITK reads a seed of 0 as "seed from the wall clock": shift by one
+    reg.SetMetricSamplingPercentage(sampling, int(seed) + 1)
     if fixed_mask is not None:
         reg.SetMetricFixedMask(sitk.Cast(fixed_mask.to_sitk(), sitk.sitkUInt8))
     reg.SetInterpolator(sitk.sitkLinear)

@@ -47,7 +47,8 @@ __all__ = ["RECIPE_DIR", "RECIPES", "load_recipe", "merge_config", "build_model"
            "editable_text", "edit_recipe", "user_recipes"]
 
 #: keys the app's recipe editor may change (the rest are shown read-only)
-EDITABLE_KEYS = ("description", "features", "scorers", "scorer_settings", "clinical_predictors",
+EDITABLE_KEYS = ("description", "features", "preprocessing", "scorers", "scorer_settings",
+                 "clinical_predictors",
                  "clinical_selection", "clinical_fdr", "alpha", "multivariable_p", "stepwise",
                  "stepwise_p", "compare_zoo", "final_model", "networks", "split")
 
@@ -63,6 +64,10 @@ RECIPE_KEYS = {"name", "paper", "description", "features", "scorers", "scorer_se
                "multivariable_p", "stepwise", "stepwise_p", "score_selection", "compare_zoo",
                "final_model", "networks", "split", "min_per_class", "preprocessing", "cv"}
 CLINICAL_SELECTIONS = ("univariate", "lasso", "univariate+lasso", "none")
+#: recipe ``preprocessing`` keys (paper 000): resample_mm [x, y, z] and
+#: rigid_registration_to (an MRI sequence) are applied in feature extraction;
+#: intensity_normalisation is a description of what features/deep.py does
+PREPROCESSING_KEYS = {"resample_mm", "rigid_registration_to", "intensity_normalisation"}
 STEPWISE = (False, True, "aic", "p", "none")
 #: final models: the logistic nomogram, or a model-zoo classifier tuned by grid search
 #: ("best": the zoo classifier of ``compare_zoo`` with the highest nested-CV AUC)
@@ -275,6 +280,18 @@ def _check(recipe: dict, path) -> None:
             raise Her2Error(f"recipe scorer {s.get('name')}: with several blocks (early fusion) "
                             "pca maps a block to its components, e.g. {\"ft_resnet101\": 64}",
                             file=path)
+    pre = recipe.get("preprocessing")
+    if pre is not None:
+        if not isinstance(pre, dict) or set(pre) - PREPROCESSING_KEYS:
+            raise Her2Error(f"recipe preprocessing {pre!r}: a mapping of "
+                            + ", ".join(sorted(PREPROCESSING_KEYS)), file=path)
+        from her2core.imaging.preprocess import check_preprocessing
+        seqs = (feats or {}).get("sequences")
+        try:
+            check_preprocessing(pre.get("resample_mm"), pre.get("rigid_registration_to"), seqs)
+        except Her2Error as err:
+            raise Her2Error(f"recipe preprocessing: {err.message}", file=path,
+                            hint=err.hint) from None
     if recipe.get("clinical_selection", "univariate") not in CLINICAL_SELECTIONS:
         raise Her2Error(f"clinical_selection {recipe.get('clinical_selection')!r} must be "
                         + ", ".join(CLINICAL_SELECTIONS), file=path)

@@ -1,7 +1,9 @@
 """Glue between cohort, features and models, shared by `train`, `predict` and the app.
 
 - :func:`feature_config_for` builds the FeatureConfig of a recipe (``random_init``
-  makes random initialisation explicit for every backbone);
+  makes random initialisation explicit for every backbone; the recipe's
+  ``preprocessing`` resampling / rigid registration become the config's
+  ``resample_mm`` / ``register_to``, applied to every case it extracts);
 - :func:`compute_features` runs ``extract_cohort_features`` (bad cases are
   reported and skipped, the rest finish) and, when asked, the second-ROI
   features for the ICC filter: ``mask_reader2`` where the case has one, else
@@ -53,6 +55,11 @@ def feature_config_for(recipe: dict, *, random_init: bool = False, weights_dir=N
     from her2core.features.config import FeatureConfig
 
     d = dict(feats)
+    pre = recipe.get("preprocessing") or {}
+    if pre.get("resample_mm") is not None:          # paper 000: applied in extraction
+        d["resample_mm"] = list(pre["resample_mm"])
+    if pre.get("rigid_registration_to") is not None:
+        d["register_to"] = pre["rigid_registration_to"]
     if random_init:
         d["default_weights"] = "random-init"
         d["weights"] = {}

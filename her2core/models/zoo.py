@@ -142,15 +142,21 @@ class PortableGBM(ClassifierMixin, BaseEstimator):
                 self._native = b
         return self._native
 
-    def predict_proba(self, X):
+    def decision_function(self, X):
+        """The boosted trees' raw output (log-odds of the positive class), float64."""
         from sklearn.utils.validation import validate_data
         X = validate_data(self, X, dtype=float, ensure_all_finite="allow-nan", reset=False)
         b = self.native_model()
         if self.kind == "lightgbm":
-            p = b.predict(X)
+            m = b.predict(X, raw_score=True)
         else:
-            p = b.predict(require_library("xgboost").DMatrix(X))
-        p = np.asarray(p, float).ravel()
+            m = b.predict(require_library("xgboost").DMatrix(X), output_margin=True)
+        return np.asarray(m, dtype=np.float64).ravel()
+
+    def predict_proba(self, X):
+        """1 / (1 + exp(-raw output)) in float64 (the library's own probability, without
+        its float32 rounding), so log-odds and probability agree to the last digit."""
+        p = 1.0 / (1.0 + np.exp(-self.decision_function(X)))
         return np.column_stack([1 - p, p])
 
     def predict(self, X):
@@ -235,6 +241,14 @@ class TunedClassifier(ClassifierMixin, BaseEstimator):
         return self.best_estimator_.predict_proba(as_frame(X))
 
     def decision_function(self, X):
+        """Log-odds of the positive class: the boosted trees' raw output for LightGBM /
+        XGBoost, logit(probability) for the other classifiers (an SVM's own decision
+        function is a margin, not log-odds)."""
+        from sklearn.utils.validation import check_is_fitted
+        from her2core.models.clinical import as_frame
+        check_is_fitted(self, "best_estimator_")
+        if isinstance(self.best_estimator_[-1], PortableGBM):
+            return np.asarray(self.best_estimator_.decision_function(as_frame(X)), dtype=float)
         p = np.clip(self.predict_proba(X)[:, 1], 1e-12, 1 - 1e-12)
         return np.log(p / (1 - p))
 

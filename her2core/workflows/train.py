@@ -187,6 +187,27 @@ def _random_split(cohort, split: dict, task: str, seed: int):
     return Cohort(cohort.root, table, list(cohort.problems)), label
 
 
+def _preprocessing_record(recipe: dict, config) -> dict | None:
+    """What the model card says about the images' preprocessing (None: the recipe asks
+    none): the recipe's settings, what is applied, where and how."""
+    asked = dict(recipe.get("preprocessing") or {})
+    if not asked:
+        return None
+    from her2core.imaging.preprocess import describe_preprocessing
+    applied = config.preprocessing if config is not None else {}
+    rec = {"recipe": asked, "applied": applied,
+           "description": describe_preprocessing(applied.get("resample_mm"),
+                                                 applied.get("register_to"))
+           or "none applied (the recipe's feature settings ask none, or it reads no images)"}
+    if config is not None and applied:
+        rec["where"] = ("her2core.imaging.preprocess.preprocess_case, called for every case "
+                        "by feature extraction (train, predict, explain, the app) and by "
+                        "Grad-CAM; the bundle's feature_config.json carries the settings")
+    if asked.get("intensity_normalisation"):
+        rec["intensity_normalisation"] = asked["intensity_normalisation"]
+    return rec
+
+
 def _lasso_used(model) -> dict:
     """LASSO CV folds of the fitted model's selection steps (final fit), by scorer."""
     out = {}
@@ -273,13 +294,7 @@ def train_bundle(settings: TrainSettings, progress: ProgressFn | None = None) ->
     config = feature_config_for(recipe, random_init=settings.random_init,
                                 weights_dir=settings.weights_dir, device=settings.device)
     warnings: list[str] = []
-    if recipe.get("preprocessing"):
-        # paper 000's resampling / rigid registration: recorded with the recipe in the model
-        # card; the extraction works on each image's own grid (physical coordinates)
-        warnings.append("recipe preprocessing " + ", ".join(
-            f"{k}={v}" for k, v in recipe["preprocessing"].items()) + " is recorded, not "
-            "applied: features are extracted on each image's own grid, aligned by physical "
-            "coordinates")
+    preprocessing = _preprocessing_record(recipe, config)
     feats = second = None
     weights, prov, errors = {}, {}, []
     if config is not None and not cohort.has_images:
@@ -449,6 +464,7 @@ def train_bundle(settings: TrainSettings, progress: ProgressFn | None = None) ->
         "validation_predictions": "validation_predictions.csv: internal = out-of-fold "
                                   "(each training case once), external = held-out cases",
         "interval": INTERVAL_METHOD,
+        "preprocessing": preprocessing,
         "random_init": random_init,
         "weights": weights,
         "warnings": warnings,
