@@ -91,11 +91,6 @@ def _one_resample(estimator, X, y, idx):
     return _indices(yb, pb), _indices(y, po)
 
 
-def _chunks(seq, size):
-    for i in range(0, len(seq), size):
-        yield seq[i:i + size]
-
-
 def bootstrap_validate(estimator, X, y, B: int = DEFAULT_B, seed: int | None = DEFAULT_SEED,
                        n_jobs: int | None = 1, progress=None) -> ValidationResult:
     """Optimism-corrected AUC, calibration slope/intercept and Brier score of a
@@ -126,12 +121,14 @@ def bootstrap_validate(estimator, X, y, B: int = DEFAULT_B, seed: int | None = D
     else:
         from joblib import Parallel, delayed
 
-        with Parallel(n_jobs=jobs) as parallel:
-            workers = parallel.n_jobs if parallel.n_jobs > 0 else 1
-            for batch in _chunks(draws, max(workers * 4, 1)):
-                outcomes += parallel(delayed(_one_resample)(estimator, X, y, idx) for idx in batch)
-                if progress is not None:
-                    progress(len(outcomes), B)
+        # one stream of tasks, results in draw order (so the means are summed in the same
+        # order as in one process): no barrier between batches leaves a worker idle
+        with Parallel(n_jobs=jobs, return_as="generator") as parallel:
+            stream = parallel(delayed(_one_resample)(estimator, X, y, idx) for idx in draws)
+            for b, outcome in enumerate(stream):
+                outcomes.append(outcome)
+                if progress is not None and ((b + 1) % 10 == 0 or b + 1 == B):
+                    progress(b + 1, B)
     train_rows = [o[0] for o in outcomes if o is not None]
     test_rows = [o[1] for o in outcomes if o is not None]
     failed = sum(o is None for o in outcomes)
