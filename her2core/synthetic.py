@@ -22,9 +22,20 @@ Rates (positive vs negative) and their sources:
   66.4 %; Ki-67 high 63.4 % vs 75.2 %; multifocal 35.5 % vs 22.4 %; grade
   7.3/64.8/27.9 vs 2.4/61.6/36.0 %; irregular shape 76.4 % vs 56.8 %;
   EER 0.65 vs 0.60; ADCmin 0.94 vs 1.00. HER2-low is 75 % of HER2-negatives.
+- paper 002 Tables 1 and 2, the further predictors (drawn after every column above,
+  so a seed gives the other columns the same values as before they existed): N
+  category, distribution quadrant, T2 signal, FGT, BPE, mass margin and accompanying
+  signs with each group's rates (``_CAT_002``, ``_BIN_002``); lesion_number is the
+  multifocal draw, internal_enhancement is rim where rim_enhancement is 1, else
+  homogeneous with Table 1 / 2's rate. The DCE curve type and early enhancement rate
+  computed from the images (dce_curve, dce_eer) follow the drawn kinetics and eer
+  (each case writes DCE_phases.json with the phases' times); the synthetic lesions
+  enhance more than paper 002's (dce_eer about 4 x eer), with the same group ratio.
 
 ``signal`` scales every positive/negative (and low/zero) difference around its
-midpoint: 1 reproduces the papers, 0 removes all signal, 2 doubles it.
+midpoint: 1 reproduces the papers, 0 removes all signal, 2 doubles it;
+``low_signal`` (default ``signal``) scales the low/zero differences on their own, and
+``low_fraction`` sets the share of HER2-low among the negatives.
 ``random_labels=True`` writes labels drawn independently of everything else
 (the null test: no model should beat AUC 0.5 on such a cohort).
 
@@ -282,9 +293,11 @@ _KINETICS = {  # relative enhancement at (pre, 1.5 min, 3 min, 6 min)
 }
 
 
-def phenotype_from_row(row: dict, group: str, rng: np.random.Generator, signal: float) -> Phenotype:
-    """Continuous phenotype consistent with the clinical row (plus a weak direct group effect)."""
-    s = signal
+def phenotype_from_row(row: dict, group: str, rng: np.random.Generator, signal: float,
+                       low_signal: float | None = None) -> Phenotype:
+    """Continuous phenotype consistent with the clinical row (plus a weak direct group effect;
+    ``low_signal``, default ``signal``, scales it for HER2-low / HER2-zero)."""
+    s = signal if group == "pos" or low_signal is None else low_signal
     het_mean = {"pos": 0.40, "low": 0.52, "zero": 0.48}[group]
     het_mean = 0.48 + s * (het_mean - 0.48)
     return Phenotype(
@@ -621,7 +634,7 @@ def synth_case(*, seed: int = 0, index: int = 0, group: str | None = None,
     g = group or _draw_group(r_lab, prevalence, low_fraction)
     ihc = _ihc(r_lab, g)
     row = draw_clinical(r_clin, g, signal, low_signal)
-    ph = phenotype_from_row(row, g, r_ph, signal)
+    ph = phenotype_from_row(row, g, r_ph, signal, low_signal)
     if size_mm is not None:
         ph.size_mm = float(size_mm)
         row["tumor_size_mm"] = round(float(size_mm), 1)
