@@ -125,3 +125,36 @@ def test_computed_kinetics_fill_the_model_frame_and_absent_is_missing(tmp_path):
     for cid in ("syn-0000", "syn-0003", "syn-0004", "syn-0005"):
         assert X.loc[cid, "dce_curve"] == truth[cid]
         assert 0.3 < X.loc[cid, "dce_eer"] < 10
+
+
+def test_a_model_on_computed_kinetics_predicts_the_same_on_every_path_and_flags_absent(tmp_path):
+    import shutil
+    from her2core.bundle import load_bundle
+    from her2core.predictor import CasePredictor
+    from her2core.synthetic import make_cohort
+    from her2core.workflows.explain import case_clinical_values
+    from her2core.workflows.predict import predict_cohort
+    from her2core.workflows.train import TrainSettings, train_bundle
+    root = make_cohort(tmp_path / "k", n=30, seed=8, shape=(24, 24, 6), prevalence=0.5,
+                       signal=2.0)
+    recipe = {"name": "kinetics", "features": None, "scorers": [],
+              "clinical_predictors": ["er", "dce_curve", "dce_eer"], "clinical_selection": "none"}
+    res = train_bundle(TrainSettings(cohort=root, out=tmp_path / "b", recipe=recipe, bootstrap=0,
+                                     oof_folds=2, compare_zoo=False))
+    b = load_bundle(res.path)
+    m = b.models["her2"]
+    assert set(m.used_variables()) == {"er", "dce_curve", "dce_eer"}
+    # a case without DCE_phases: its kinetics are missing, imputed and flagged
+    new = tmp_path / "new"
+    shutil.copytree(root, new)
+    (new / "cases" / "syn-0003" / "DCE_phases.nii.gz").unlink()
+    coh = read_cohort(new)
+    table = predict_cohort(b, coh).table.set_index("case_id")
+    assert set(table.loc["syn-0003", "imputed"].split(";")) == {"dce_curve", "dce_eer"}
+    assert table.loc["syn-0004", "imputed"] == ""
+    # the one-case runtime (app, explain) computes the same kinetics from the images
+    pred = CasePredictor(b)
+    part = pred.image_part({}, {}, case_id="syn-0004", gradcam=False)
+    cp = pred.clinical_part(part, case_clinical_values(coh, "syn-0004"), "her2", shap=False)
+    assert cp.probability == pytest.approx(table.loc["syn-0004", "p_her2"], abs=1e-12)
+    assert cp.imputed == []
