@@ -33,7 +33,7 @@ from her2core.errors import (CohortError, GeometryError, Her2Error, ImageLoadErr
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "ClinicalField", "CLINICAL_FIELDS", "CLINICAL_BY_NAME", "BINARY_COLUMNS", "CATEGORICAL_COLUMNS", "NUMERIC_RANGES", "IMAGE_NAMES",
+    "ClinicalField", "CLINICAL_FIELDS", "CLINICAL_BY_NAME", "COMPUTED_COLUMNS", "BINARY_COLUMNS", "CATEGORICAL_COLUMNS", "NUMERIC_RANGES", "IMAGE_NAMES",
     "CaseFiles", "Cohort", "read_cohort", "write_cohort", "validate_cohort",
     "ValidationReport", "CaseReport", "FileReport", "is_safe_case_id",
 ]
@@ -50,7 +50,9 @@ class ClinicalField:
     valid), "binary" (0 / 1), "choice" (text levels, the first is the reference level
     of the logistic models) or "grade" (1, 2, 3: an ordinal number).
     ``step`` is the form's increment; ``predictor``: a candidate predictor of the
-    clinical models when none are named.
+    clinical models when none are named. ``computed``: the image the value is computed
+    from when the cell is empty ("DCE_phases": :mod:`her2core.imaging.kinetics`, inside
+    the case's ROI); a value given in cohort.csv is kept.
     """
     name: str
     label: str
@@ -63,6 +65,7 @@ class ClinicalField:
     step: float = 1.0
     help: str = ""
     predictor: bool = True
+    computed: str = ""
 
     def problem(self, value) -> str | None:
         """Why ``value`` is not valid for this column (None when it is, or missing)."""
@@ -121,8 +124,54 @@ CLINICAL_FIELDS: tuple[ClinicalField, ...] = (
     ClinicalField("adc_min", "ADC min", "number", "10^-3 mm^2/s", 0.0, None, lo_inclusive=False,
                   step=0.01, help="minimum apparent diffusion coefficient"),
     ClinicalField("eer", "Early enhancement rate", "number", "ratio", 0.0, None, step=0.01),
+    # paper 002's further predictors (levels as the paper / the BI-RADS MRI lexicon name them)
+    ClinicalField("n_category", "Regional N category", "choice", levels=("N0", "N1", "N2", "N3"),
+                  help="clinical regional lymph node category (AJCC cN)"),
+    ClinicalField("lesion_number", "Lesion number", "choice", levels=("single", "multiple"),
+                  help="single lesion, or multiple = multifocal or multicentric (paper 002); "
+                       "must agree with multifocal when both are given"),
+    ClinicalField("quadrant", "Distribution quadrant", "choice",
+                  levels=("upper_left", "lower_left", "upper_right", "lower_right",
+                          "central_left", "central_right"),
+                  help="breast side and upper / lower half; central = areola and central area "
+                       "(paper 002's six levels)"),
+    ClinicalField("accompanying_signs", "Accompanying signs", "binary",
+                  help="nipple inversion, skin retraction or pectoralis muscle invasion"),
+    ClinicalField("fgt", "Fibroglandular tissue", "choice",
+                  levels=("fatty", "scattered", "heterogeneous", "extreme"),
+                  help="BI-RADS amount of fibroglandular tissue: a almost entirely fat, "
+                       "b scattered, c heterogeneous, d extreme"),
+    ClinicalField("bpe", "Background parenchymal enhancement", "choice",
+                  levels=("minimal", "mild", "moderate", "marked"), help="BI-RADS BPE level"),
+    ClinicalField("t2_signal", "Signal on T2WI", "choice",
+                  levels=("hyperintense", "slightly_hyperintense", "isointense", "hypointense"),
+                  help="lesion signal on T2-weighted images relative to the parenchyma"),
+    ClinicalField("mass_margin", "Mass margin", "choice",
+                  levels=("circumscribed", "irregular", "spiculated"),
+                  help="BI-RADS mass margin (irregular and spiculated = not circumscribed)"),
+    ClinicalField("internal_enhancement", "Mass internal enhancement", "choice",
+                  levels=("homogeneous", "heterogeneous", "rim", "dark_septations"),
+                  help="BI-RADS internal enhancement pattern; rim must agree with "
+                       "rim_enhancement when both are given"),
+    # computed from DCE_phases inside the ROI when the cell is empty (her2core.imaging.kinetics)
+    ClinicalField("dce_curve", "DCE curve type (computed)", "choice",
+                  levels=("persistent", "plateau", "washout"), computed="DCE_phases",
+                  help="BI-RADS delayed phase from the ROI's mean signal: change from the "
+                       "initial-phase peak to the last phase > +10 % persistent, < -10 % "
+                       "washout, else plateau; computed from DCE_phases when left empty"),
+    ClinicalField("dce_eer", "Early enhancement rate (computed)", "number", "ratio", -1.0, None,
+                  step=0.01, computed="DCE_phases",
+                  help="(SI post - SI pre) / SI pre of the ROI's mean signal, SI post = the peak "
+                       "within 2 min of the pre-contrast phase; computed from DCE_phases when "
+                       "left empty"),
 )
 CLINICAL_BY_NAME: dict[str, ClinicalField] = {f.name: f for f in CLINICAL_FIELDS}
+#: columns computed from a case's images when their cell is empty (name -> image)
+COMPUTED_COLUMNS: dict[str, str] = {f.name: f.computed for f in CLINICAL_FIELDS if f.computed}
+#: pairs of columns that describe one finding: (column, level, 0/1 column) - a row where
+#: ``column == level`` must have the 0/1 column 1 and any other level must have it 0
+CONSISTENT_COLUMNS = (("lesion_number", "multiple", "multifocal"),
+                      ("internal_enhancement", "rim", "rim_enhancement"))
 
 BINARY_COLUMNS = ("her2",) + tuple(f.name for f in CLINICAL_FIELDS if f.kind == "binary")
 CATEGORICAL_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -151,6 +200,8 @@ IMAGE_NAMES: dict[str, tuple[tuple[str, ...], int, bool]] = {
     "US_mask": ((".png", ".nii.gz", ".nii", ".nrrd", ".mha"), 2, False),
 }
 MASK_REFERENCE = {"mask": ("DCE", "T1"), "mask_reader2": ("DCE", "T1"), "US_mask": ("US",)}
+#: optional sidecar of DCE_phases: {"phase_times_s": [t0, t1, ...]} (her2core.imaging.kinetics)
+PHASE_TIMES_NAME = "DCE_phases.json"
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 MAX_VOXELS = 512 * 1024 * 1024     # refuse declared sizes above this
@@ -176,6 +227,7 @@ class CaseFiles:
     US_mask: Path | None = None
     mask_reader2: Path | None = None
     folder: Path | None = None
+    DCE_phases_times: Path | None = None     # DCE_phases.json: the phases' times (optional)
 
     def present(self) -> dict[str, Path]:
         return {n: getattr(self, n) for n in IMAGE_NAMES if getattr(self, n) is not None}
@@ -206,6 +258,9 @@ def _discover(case_dir: Path, case_id: str) -> tuple[CaseFiles, list[Her2Error],
         if cands:
             setattr(files, name, cands[0])
             used.update(c.name for c in cands)
+    if PHASE_TIMES_NAME in entries and entries[PHASE_TIMES_NAME].is_file():
+        files.DCE_phases_times = entries[PHASE_TIMES_NAME]
+        used.add(PHASE_TIMES_NAME)
     lower = {n.lower(): n for n in IMAGE_NAMES}
     for fname in sorted(set(entries) - used):
         stem = fname.split(".")[0]
@@ -424,6 +479,18 @@ def _parse_table(text: str) -> tuple[pd.DataFrame, list[TableProblem], list[str]
                         ids[i] or None, "her2", lines[i],
                         f"her2 = {int(h)} contradicts her2_ihc = {s} "
                         "(IHC 0 / 1+ is negative, 3+ is positive)"))
+    # two columns that describe one finding must agree where both are given
+    for col, level, flag in CONSISTENT_COLUMNS:
+        if col not in table or flag not in table:
+            continue
+        levels = table[col].astype(object).to_numpy()
+        flags = table[flag].to_numpy()
+        for i, (lv, f) in enumerate(zip(levels, flags)):
+            if isinstance(lv, str) and not np.isnan(f) and (lv == level) != (f == 1):
+                problems.append(TableProblem(
+                    ids[i] or None, col, lines[i],
+                    f"{col} = {lv} contradicts {flag} = {int(f)} ({col} = {level} "
+                    f"goes with {flag} = 1, any other level with {flag} = 0)"))
     return table, problems, notes
 
 
@@ -1043,6 +1110,12 @@ def _validate_case(root: Path, case_id: str, cr: CaseReport) -> None:
             cr.problems.append(ImageLoadError("DCE_phases holds fewer than 2 phases",
                                               case_id=case_id, file=rel))
             continue
+        if name == "DCE_phases" and files.DCE_phases_times is not None:
+            from her2core.imaging.kinetics import read_phase_times
+            try:
+                read_phase_times(files.DCE_phases_times, n_phases=fr.n_phases, case_id=case_id)
+            except Her2Error as err:
+                cr.problems.append(err)
         loaded[name] = img
     # masks against their reference image
     for mname, refs in MASK_REFERENCE.items():
@@ -1084,6 +1157,8 @@ def _validate_case(root: Path, case_id: str, cr: CaseReport) -> None:
             "missing: the case has an ultrasound image but no tumour ROI", case_id=case_id,
             file=f"{CASES_DIR}/{case_id}/US_mask.png",
             hint="add US_mask.png (or .nii.gz) of the same size as the image"))
+    if files.DCE_phases_times is not None and "DCE_phases" not in present:
+        cr.notes.append(f"{PHASE_TIMES_NAME} without DCE_phases: the phase times are not used")
     if "mask_reader2" in present and "mask" not in present:
         cr.notes.append("mask_reader2 without mask: no reader agreement can be computed")
 

@@ -22,9 +22,20 @@ Rates (positive vs negative) and their sources:
   66.4 %; Ki-67 high 63.4 % vs 75.2 %; multifocal 35.5 % vs 22.4 %; grade
   7.3/64.8/27.9 vs 2.4/61.6/36.0 %; irregular shape 76.4 % vs 56.8 %;
   EER 0.65 vs 0.60; ADCmin 0.94 vs 1.00. HER2-low is 75 % of HER2-negatives.
+- paper 002 Tables 1 and 2, the further predictors (drawn after every column above,
+  so a seed gives the other columns the same values as before they existed): N
+  category, distribution quadrant, T2 signal, FGT, BPE, mass margin and accompanying
+  signs with each group's rates (``_CAT_002``, ``_BIN_002``); lesion_number is the
+  multifocal draw, internal_enhancement is rim where rim_enhancement is 1, else
+  homogeneous with Table 1 / 2's rate. The DCE curve type and early enhancement rate
+  computed from the images (dce_curve, dce_eer) follow the drawn kinetics and eer
+  (each case writes DCE_phases.json with the phases' times); the synthetic lesions
+  enhance more than paper 002's (dce_eer about 4 x eer), with the same group ratio.
 
 ``signal`` scales every positive/negative (and low/zero) difference around its
-midpoint: 1 reproduces the papers, 0 removes all signal, 2 doubles it.
+midpoint: 1 reproduces the papers, 0 removes all signal, 2 doubles it;
+``low_signal`` (default ``signal``) scales the low/zero differences on their own, and
+``low_fraction`` sets the share of HER2-low among the negatives.
 ``random_labels=True`` writes labels drawn independently of everything else
 (the null test: no model should beat AUC 0.5 on such a cohort).
 
@@ -107,8 +118,11 @@ def _shift(p_neg: float, p_pos: float, signal: float) -> tuple[float, float]:
     return float(np.clip(lo, 0.005, 0.995)), float(np.clip(hi, 0.005, 0.995))
 
 
-def clinical_rates(group: str, signal: float = 1.0) -> dict[str, float]:
-    """Probability of each binary finding for group "pos", "low" or "zero"."""
+def clinical_rates(group: str, signal: float = 1.0, low_signal: float | None = None) -> dict[str, float]:
+    """Probability of each binary finding for group "pos", "low" or "zero".
+
+    ``low_signal`` scales the HER2-low vs HER2-zero differences (default ``signal``)."""
+    ls = signal if low_signal is None else low_signal
     out = {}
     for k, (pn, pp) in _BINARY.items():
         neg, pos = _shift(pn, pp, signal)
@@ -118,7 +132,7 @@ def clinical_rates(group: str, signal: float = 1.0) -> dict[str, float]:
             if k in _LOW_ZERO:
                 pz, pl = _LOW_ZERO[k]
                 # low/zero pair shifted so that its mixture equals the negative rate
-                z, l_ = _shift(pz, pl, signal)
+                z, l_ = _shift(pz, pl, ls)
                 base = neg - ((1 - LOW_FRACTION) * z + LOW_FRACTION * l_)
                 out[k] = float(np.clip((l_ if group == "low" else z) + base, 0.005, 0.995))
             else:
@@ -126,7 +140,8 @@ def clinical_rates(group: str, signal: float = 1.0) -> dict[str, float]:
     return out
 
 
-def _group_mean(key: str, group: str, signal: float) -> float:
+def _group_mean(key: str, group: str, signal: float, low_signal: float | None = None) -> float:
+    ls = signal if low_signal is None else low_signal
     neg, pos, _ = _CONT[key]
     neg_s, pos_s = 0.5 * (neg + pos) + signal * (neg - 0.5 * (neg + pos)), \
         0.5 * (neg + pos) + signal * (pos - 0.5 * (neg + pos))
@@ -135,20 +150,27 @@ def _group_mean(key: str, group: str, signal: float) -> float:
     if key in _CONT_LOW_ZERO:
         z, l_ = _CONT_LOW_ZERO[key]
         mid = 0.5 * (z + l_)
-        z_s, l_s = mid + signal * (z - mid), mid + signal * (l_ - mid)
+        z_s, l_s = mid + ls * (z - mid), mid + ls * (l_ - mid)
         mix = (1 - LOW_FRACTION) * z_s + LOW_FRACTION * l_s
         return neg_s - mix + (l_s if group == "low" else z_s)
     return neg_s
 
 
-def draw_clinical(rng: np.random.Generator, group: str, signal: float = 1.0) -> dict[str, Any]:
-    """One clinical row (without case_id / labels / centre) for latent group pos|low|zero."""
-    r = clinical_rates(group, signal)
+def draw_clinical(rng: np.random.Generator, group: str, signal: float = 1.0,
+                  low_signal: float | None = None) -> dict[str, Any]:
+    """One clinical row (without case_id / labels / centre) for latent group pos|low|zero.
+
+    ``low_signal`` scales the HER2-low vs HER2-zero differences (default ``signal``).
+    Paper 002's further predictors (n_category ... internal_enhancement) are drawn after
+    every other column, so the same rng gives the other columns the values it gave
+    before they existed."""
+    ls = signal if low_signal is None else low_signal
+    r = clinical_rates(group, signal, ls)
     b = {k: int(rng.random() < p) for k, p in r.items()}
     age = float(np.clip(rng.normal(_group_mean("age", group, signal), _CONT["age"][2]), 25, 90))
     g = np.asarray(_GRADE[group])
     gmid = np.asarray(_GRADE["low"]) * LOW_FRACTION + np.asarray(_GRADE["zero"]) * (1 - LOW_FRACTION)
-    g = np.clip(gmid + signal * (g - gmid), 1e-3, None)
+    g = np.clip(gmid + (signal if group == "pos" else ls) * (g - gmid), 1e-3, None)
     grade = int(rng.choice([1, 2, 3], p=g / g.sum()))
     size = float(np.clip(rng.normal(_group_mean("size", group, signal), _CONT["size"][2]), 6, 70))
     ki67 = float(rng.uniform(20, 90) if b["ki67_high"] else rng.uniform(1, 19.5))
@@ -157,7 +179,7 @@ def draw_clinical(rng: np.random.Generator, group: str, signal: float = 1.0) -> 
     else:
         curve = "plateau" if rng.random() < 0.55 else "persistent"
     aln_d = float(rng.normal(16, 4) if b["aln_abnormal"] else rng.normal(8, 2))
-    return {
+    row = {
         "age": round(age), "menopausal": int(rng.random() < 1 / (1 + np.exp(-(age - 50) / 3))),
         "er": b["er"], "pr": b["pr"], "ki67": round(ki67, 1), "grade": grade,
         "tumor_size_mm": round(size, 1), "multifocal": b["multifocal"],
@@ -166,9 +188,80 @@ def draw_clinical(rng: np.random.Generator, group: str, signal: float = 1.0) -> 
         "intratumoral_edema": b["intratumoral_edema"], "rim_enhancement": b["rim_enhancement"],
         "microcalcification": b["microcalcification"], "nme": b["nme"],
         "mass_shape": "irregular" if b["irregular"] else "round_oval",
-        "adc_min": round(float(np.clip(rng.normal(_group_mean("adc", group, signal), _CONT["adc"][2]), 0.4, 2.5)), 3),
-        "eer": round(float(np.clip(rng.normal(_group_mean("eer", group, signal), _CONT["eer"][2]), 0.1, 1.5)), 3),
+        "adc_min": round(float(np.clip(rng.normal(_group_mean("adc", group, signal, ls), _CONT["adc"][2]), 0.4, 2.5)), 3),
+        "eer": round(float(np.clip(rng.normal(_group_mean("eer", group, signal, ls), _CONT["eer"][2]), 0.1, 1.5)), 3),
     }
+    row.update(_draw_002(rng, group, signal, ls, b))
+    return row
+
+
+# ---------------------------------------------------------------- paper 002's further predictors
+#: paper 002 Table 1 (HER2-positive) and Table 2 (HER2-low, HER2-zero): level probabilities,
+#: in the order of the cohort schema's levels. Where the paper groups BI-RADS levels
+#: (FGT fatty-or-scattered, BPE minimal-or-mild, margin irregular-or-spiculated) the
+#: group's share is split by the fixed fractions of _SPLIT (no HER2 effect inside a group).
+_CAT_002 = {
+    "n_category": {"pos": (61.72, 35.94, 2.34, 0.0), "low": (55.8, 37.9, 4.1, 2.2),
+                   "zero": (64.8, 30.4, 2.4, 2.4)},
+    # upper_left, lower_left, upper_right, lower_right, central_left, central_right
+    "quadrant": {"pos": (19.5, 12.5, 33.6, 12.5, 12.5, 9.4),
+                 "low": (30.6, 11.1, 27.9, 9.0, 11.1, 10.3),
+                 "zero": (38.4, 11.2, 28.8, 11.2, 4.8, 5.6)},
+    "t2_signal": {"pos": (12.5, 78.9, 6.3, 2.3), "low": (12.2, 75.3, 9.5, 3.0),
+                  "zero": (9.6, 77.6, 10.4, 2.4)},
+    "fgt": {"pos": (14.1, 85.9), "low": (11.7, 88.3), "zero": (16.0, 84.0)},
+    "bpe": {"pos": (89.1, 10.9), "low": (87.0, 13.0), "zero": (88.8, 11.2)},
+    "mass_margin": {"pos": (0.8, 99.2), "low": (1.1, 98.9), "zero": (4.8, 95.2)},
+}
+#: grouped levels -> shares of each BI-RADS level inside its group (assumed)
+_SPLIT = {"fgt": ((0.2, 0.8), (0.8, 0.2)), "bpe": ((0.55, 0.45), (0.7, 0.3)),
+          "mass_margin": ((1.0,), (0.7, 0.3))}
+#: 0/1 and pattern rates: accompanying signs (Table 1: 43.0 % vs 22.7 %; Table 2: 28.5 % vs
+#: 18.4 %); homogeneous internal enhancement among non-rim masses (Table 1: 0.8 / 96.9 %;
+#: Table 2: 2.98 / 96.75 % vs 5.6 / 92.0 %)
+_BIN_002 = {"accompanying_signs": {"pos": 0.430, "low": 0.285, "zero": 0.184},
+            "homogeneous": {"pos": 0.008, "low": 0.031, "zero": 0.061}}
+
+
+def _scaled(table: dict, group: str, signal: float, low_signal: float) -> np.ndarray:
+    """A group's probabilities with the positive / negative differences scaled by ``signal``
+    and the low / zero differences by ``low_signal`` (around their midpoints; the negatives'
+    mixture shifts as a whole), clipped and normalised."""
+    pos, low, zero = (np.asarray(table[g], float) for g in ("pos", "low", "zero"))
+    tot = lambda v: v / v.sum() if v.ndim else v  # noqa: E731
+    pos, low, zero = tot(pos), tot(low), tot(zero)
+    neg = LOW_FRACTION * low + (1 - LOW_FRACTION) * zero
+    mid = 0.5 * (pos + neg)
+    if group == "pos":
+        p = mid + signal * (pos - mid)
+    else:
+        shift = (mid + signal * (neg - mid)) - neg
+        mid_lz = 0.5 * (low + zero)
+        p = mid_lz + low_signal * ((low if group == "low" else zero) - mid_lz) + shift
+    p = np.clip(p, 1e-3, 0.999)
+    return p / p.sum() if p.ndim else p
+
+
+def _draw_002(rng, group: str, signal: float, low_signal: float, b: dict) -> dict[str, Any]:
+    from her2core.cohort import CLINICAL_BY_NAME
+    out: dict[str, Any] = {}
+    for name in ("n_category", "quadrant", "t2_signal", "fgt", "bpe", "mass_margin"):
+        p = _scaled(_CAT_002[name], group, signal, low_signal)
+        if name in _SPLIT:   # grouped levels -> BI-RADS levels
+            p = np.concatenate([share * np.asarray(sub) for share, sub in zip(p, _SPLIT[name])])
+        levels = CLINICAL_BY_NAME[name].levels
+        out[name] = levels[int(rng.choice(len(levels), p=p / p.sum()))]
+    acc = _scaled({g: np.float64(v) for g, v in _BIN_002["accompanying_signs"].items()},
+                  group, signal, low_signal)
+    out["accompanying_signs"] = int(rng.random() < float(acc))
+    hom = _scaled({g: np.float64(v) for g, v in _BIN_002["homogeneous"].items()}, group, signal,
+                  low_signal)
+    homogeneous = rng.random() < float(hom)
+    out["lesion_number"] = "multiple" if b["multifocal"] else "single"
+    out["internal_enhancement"] = "rim" if b["rim_enhancement"] else \
+        ("homogeneous" if homogeneous else "heterogeneous")
+    order = [f.name for f in CLINICAL_BY_NAME.values() if f.name in out]   # the schema's order
+    return {k: out[k] for k in order}
 
 
 # ---------------------------------------------------------------- phenotypes
@@ -192,6 +285,7 @@ class Phenotype:
                          float(np.clip(self.eer, 0.05, 2.0)), int(bool(self.calcification)))
 
 
+_KINETIC_TIMES_S = (0.0, 90.0, 180.0, 360.0)   # the phases of _KINETICS (DCE_phases.json)
 _KINETICS = {  # relative enhancement at (pre, 1.5 min, 3 min, 6 min)
     "persistent": (0.0, 0.60, 0.85, 1.00),
     "plateau": (0.0, 0.92, 1.00, 0.97),
@@ -199,9 +293,11 @@ _KINETICS = {  # relative enhancement at (pre, 1.5 min, 3 min, 6 min)
 }
 
 
-def phenotype_from_row(row: dict, group: str, rng: np.random.Generator, signal: float) -> Phenotype:
-    """Continuous phenotype consistent with the clinical row (plus a weak direct group effect)."""
-    s = signal
+def phenotype_from_row(row: dict, group: str, rng: np.random.Generator, signal: float,
+                       low_signal: float | None = None) -> Phenotype:
+    """Continuous phenotype consistent with the clinical row (plus a weak direct group effect;
+    ``low_signal``, default ``signal``, scales it for HER2-low / HER2-zero)."""
+    s = signal if group == "pos" or low_signal is None else low_signal
     het_mean = {"pos": 0.40, "low": 0.52, "zero": 0.48}[group]
     het_mean = 0.48 + s * (het_mean - 0.48)
     return Phenotype(
@@ -375,7 +471,8 @@ def _mri_images(rng, ph: Phenotype, centre: Centre, shape_xyz, reader2: bool):
         imgs["T2"] = _sitk(scanner(t2, 15), spacing, origin, d, dtype=np.int16)
     return imgs, {"tumour_centre_mm": [round(float(v), 3) for v in c_mm],
                   "drawn_radius_mm": round(radius, 3),
-                  "mask_voxels": int(inside.sum())}
+                  "mask_voxels": int(inside.sum()),
+                  "phase_times_s": list(_KINETIC_TIMES_S)}
 
 
 def _sample_at(arr_zyx, pts, spacing, origin, d):
@@ -452,6 +549,15 @@ class SynthCase:
         import SimpleITK as sitk
         return sitk.GetImageFromArray(arr)
 
+    def phase_times_s(self) -> list[float] | None:
+        """Seconds of each DCE phase after phase 0 (pre-contrast), None without phases."""
+        mri = self.truth.get("mri") or {}
+        if mri.get("phase_times_s"):
+            return [float(v) for v in mri["phase_times_s"]]
+        if mri.get("phase_minutes"):
+            return [round(60.0 * float(v), 3) for v in mri["phase_minutes"]]
+        return None
+
     def write(self, case_dir: str | Path) -> list[Path]:
         import SimpleITK as sitk
         case_dir = Path(case_dir)
@@ -460,6 +566,12 @@ class SynthCase:
         for name, img in self.sitk_images.items():
             p = case_dir / f"{name}.nii.gz"
             sitk.WriteImage(img, str(p), useCompression=True)
+            written.append(p)
+        times = self.phase_times_s()
+        if "DCE_phases" in self.sitk_images and times:
+            from her2core.cohort import PHASE_TIMES_NAME
+            p = case_dir / PHASE_TIMES_NAME      # the phases' times (cohort-format sidecar)
+            p.write_text(json.dumps({"phase_times_s": times}) + "\n", encoding="utf-8")
             written.append(p)
         if self.us is not None:
             from PIL import Image as PILImage
@@ -473,10 +585,10 @@ class SynthCase:
 _GROUPS = ("pos", "low", "zero")
 
 
-def _draw_group(rng, prevalence: float) -> str:
+def _draw_group(rng, prevalence: float, low_fraction: float = LOW_FRACTION) -> str:
     if rng.random() < prevalence:
         return "pos"
-    return "low" if rng.random() < LOW_FRACTION else "zero"
+    return "low" if rng.random() < low_fraction else "zero"
 
 
 def _ihc(rng, group: str) -> str:
@@ -494,10 +606,13 @@ def synth_case(*, seed: int = 0, index: int = 0, group: str | None = None,
                reader2: bool = False, case_id: str | None = None,
                size_mm: float | None = None, rim: float | None = None,
                edema: float | None = None, heterogeneity: float | None = None,
-               irregularity: float | None = None, kinetics: str | None = None) -> SynthCase:
+               irregularity: float | None = None, kinetics: str | None = None,
+               low_signal: float | None = None, low_fraction: float = LOW_FRACTION) -> SynthCase:
     """Generate one case, deterministically for (seed, index).
 
-    group: latent status "pos" | "low" | "zero" (drawn with ``prevalence`` if None).
+    group: latent status "pos" | "low" | "zero" (drawn with ``prevalence`` if None; a
+    negative is HER2-low with probability ``low_fraction``).
+    low_signal: scales the HER2-low vs HER2-zero differences (default ``signal``).
     size_mm, rim, edema, heterogeneity, irregularity, kinetics override the
     phenotype (the clinical row is updated to match: tumor_size_mm,
     rim_enhancement = rim >= 0.5, peritumoral_edema = edema >= 0.5, mass_shape,
@@ -514,10 +629,12 @@ def synth_case(*, seed: int = 0, index: int = 0, group: str | None = None,
         raise ValueError(f"group must be one of {_GROUPS}, not {group!r}")
     root = np.random.SeedSequence([int(seed), int(index)])
     r_lab, r_clin, r_ph, r_img, r_us, r_rand = (np.random.default_rng(s) for s in root.spawn(6))
-    g = group or _draw_group(r_lab, prevalence)
+    if not 0.0 <= float(low_fraction) <= 1.0:
+        raise ValueError(f"low_fraction must be within 0..1, not {low_fraction!r}")
+    g = group or _draw_group(r_lab, prevalence, low_fraction)
     ihc = _ihc(r_lab, g)
-    row = draw_clinical(r_clin, g, signal)
-    ph = phenotype_from_row(row, g, r_ph, signal)
+    row = draw_clinical(r_clin, g, signal, low_signal)
+    ph = phenotype_from_row(row, g, r_ph, signal, low_signal)
     if size_mm is not None:
         ph.size_mm = float(size_mm)
         row["tumor_size_mm"] = round(float(size_mm), 1)
@@ -537,7 +654,7 @@ def synth_case(*, seed: int = 0, index: int = 0, group: str | None = None,
         row["enhancement_curve"] = kinetics
     ph = ph.clipped()
     if random_labels:  # labels independent of everything drawn above
-        g_label = _draw_group(r_rand, prevalence)
+        g_label = _draw_group(r_rand, prevalence, low_fraction)
         ihc = _ihc(r_rand, g_label)
     else:
         g_label = g
@@ -564,11 +681,14 @@ def make_cohort(out: str | Path, *, n: int = 40, seed: int = 0, centres: int | l
                 prevalence: float = 0.35, modalities: str = "mri",
                 shape: tuple[int, int, int] = (48, 48, 12), us_size: int = 128,
                 signal: float = 1.0, random_labels: bool = False, reader2_fraction: float = 0.25,
-                overwrite: bool = False) -> Path:
+                overwrite: bool = False, low_signal: float | None = None,
+                low_fraction: float = LOW_FRACTION) -> Path:
     """Write a synthetic cohort (cohort.csv, cases/<id>/..., truth.json) under ``out``.
 
     Cases are assigned to centres in turn (case i -> centre i mod k). The same
-    arguments give byte-identical files.
+    arguments give byte-identical files. ``low_signal`` scales the HER2-low vs
+    HER2-zero differences (default ``signal``); ``low_fraction`` is the share of
+    HER2-low among the negatives (paper 002: 0.75).
     """
     import pandas as pd
     out = Path(out)
@@ -590,7 +710,8 @@ def make_cohort(out: str | Path, *, n: int = 40, seed: int = 0, centres: int | l
     for i in range(n):
         case = synth_case(seed=seed, index=i, prevalence=prevalence, centre=cen[i % len(cen)],
                           modalities=modalities, shape=shape, us_size=us_size, signal=signal,
-                          random_labels=random_labels, reader2=bool(r2[i]))
+                          random_labels=random_labels, reader2=bool(r2[i]),
+                          low_signal=low_signal, low_fraction=low_fraction)
         if modalities != "none":
             case.write(out / "cases" / case.case_id)
         rows.append(case.row)
@@ -601,6 +722,8 @@ def make_cohort(out: str | Path, *, n: int = 40, seed: int = 0, centres: int | l
             "centres": [asdict(c) for c in cen], "prevalence": prevalence,
             "modalities": modalities, "shape_xyz": list(shape), "us_size": us_size,
             "signal": signal, "random_labels": random_labels,
+            "low_signal": signal if low_signal is None else low_signal,
+            "low_fraction": low_fraction,
             "note": "synthetic data: no patient, labels are a known ground truth",
             "cases": truths}
     (out / "truth.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")

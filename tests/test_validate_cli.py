@@ -210,7 +210,7 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
                     reason="assets not generated (python tools/make_assets.py)")
 def test_shipped_assets_validate():
     demo = validate_cohort(ASSETS / "demo_cohort")
-    assert demo.ok and len(demo.usable) == 60, demo.to_text(verbose=False)
+    assert demo.ok and len(demo.usable) == 85, demo.to_text(verbose=False)
     centres = {c.files["DCE"].orientation for c in demo.cases}
     assert centres == {"LPS", "RAS"}
     busi = validate_cohort(ASSETS / "busi")

@@ -157,6 +157,24 @@ def case_files(root: str, case_id: str) -> dict[str, str]:
     return {k: str(v) for k, v in cf.present().items()}
 
 
+@st.cache_data(show_spinner=False, max_entries=256)
+def _computed_clinical(root: str, case_id: str) -> dict[str, Any]:
+    from her2core.cohort import COMPUTED_COLUMNS, read_cohort
+    from her2core.models.workflow import computed_columns
+    row = computed_columns(read_cohort(root), list(COMPUTED_COLUMNS), [case_id]).iloc[0]
+    return clin.normalise({k: row.get(k) for k in COMPUTED_COLUMNS})
+
+
+def computed_clinical(root: str, case_id: str, clinical: dict[str, Any]) -> dict[str, Any]:
+    """The computed clinical values (DCE kinetics inside the case's ROI file) that the
+    cohort row leaves empty (her2core.models.workflow.computed_columns)."""
+    from her2core.cohort import COMPUTED_COLUMNS
+    if all(not clin.is_missing(clinical.get(k)) for k in COMPUTED_COLUMNS):
+        return {}
+    vals = _computed_clinical(root, case_id)
+    return {k: vals.get(k) for k in COMPUTED_COLUMNS if clin.is_missing(clinical.get(k))}
+
+
 def demo_case(case_id: str) -> CaseData:
     root = demo_cohort_root()
     table = cohort_table(str(root))
@@ -165,6 +183,7 @@ def demo_case(case_id: str) -> CaseData:
     row = table.loc[case_id].to_dict()
     files = case_files(str(root), case_id)
     clinical = clin.normalise({k: row.get(k) for k in clin.BY_NAME})
+    clinical.update(computed_clinical(str(root), case_id, clinical))
     label = {k: row.get(k) for k in ("her2", "her2_ihc") if k in row}
     return CaseData(case_id=case_id, source="demo", files=files,
                     hashes={k: file_sha256(v) for k, v in files.items() if Path(v).is_file()},

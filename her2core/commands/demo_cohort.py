@@ -26,6 +26,11 @@ def add_arguments(parser) -> None:
                         help="fraction of HER2-positive cases (default 0.35)")
     parser.add_argument("--signal", type=float, default=1.0,
                         help="effect size: 1 = papers' rates, 0 = no signal (default 1)")
+    parser.add_argument("--low-signal", type=float, default=None,
+                        help="effect size of the HER2-low vs HER2-zero differences (default: "
+                             "--signal)")
+    parser.add_argument("--low-fraction", type=float, default=0.75,
+                        help="share of HER2-low among the negatives (default 0.75, paper 002)")
     parser.add_argument("--random-labels", action="store_true",
                         help="labels independent of images and table (null test)")
     parser.add_argument("--size", default="48x48x12", metavar="XxYxZ",
@@ -51,7 +56,8 @@ def run(args) -> int:
         out = make_cohort(args.out, n=args.n, seed=args.seed, centres=args.centres,
                           prevalence=args.prevalence, modalities=args.modalities, shape=shape,
                           signal=args.signal, random_labels=args.random_labels,
-                          overwrite=args.overwrite)
+                          overwrite=args.overwrite, low_signal=args.low_signal,
+                          low_fraction=args.low_fraction)
     except FileExistsError:
         print(f"error: {args.out} exists and is not empty (use --overwrite to replace a "
               "previous demo cohort)", file=sys.stderr)

@@ -8,7 +8,8 @@
   reported and skipped, the rest finish) and, when asked, the second-ROI
   features for the ICC filter: ``mask_reader2`` where the case has one, else
   the ROI dilated (even case positions) or eroded (odd) by one voxel;
-- :func:`model_frame` joins features and clinical columns;
+- :func:`model_frame` joins features and clinical columns (computed ones, such as the
+  DCE kinetics, from the images where cohort.csv leaves them empty);
 - :func:`nomogram_for` / :func:`total_points` give the nomogram of a fitted
   StackedNomogram (her2core.nomogram) and the patients' total points.
 """
@@ -25,7 +26,7 @@ from her2core.errors import Her2Error
 
 log = logging.getLogger(__name__)
 
-__all__ = ["feature_config_for", "compute_features", "model_frame", "nomogram_for",
+__all__ = ["feature_config_for", "compute_features", "computed_columns", "model_frame", "nomogram_for",
            "total_points", "ProgressLog"]
 
 
@@ -152,15 +153,57 @@ def compute_features(cohort, config, *, cache_dir=None, second_roi: bool = False
             "provenance": prov, "warning": prov.get("warning")}
 
 
-def model_frame(cohort, features: pd.DataFrame | None, clinical_columns) -> pd.DataFrame:
-    """Features (rows: cases that have them) joined with the clinical columns of cohort.csv."""
+def computed_columns(cohort, columns, case_ids=None) -> pd.DataFrame:
+    """The cohort's computed clinical columns among ``columns`` (cohort.COMPUTED_COLUMNS:
+    ``dce_curve`` / ``dce_eer`` from DCE_phases inside the ROI, her2core.imaging.kinetics):
+    the cohort.csv value where a cell is filled, else the value computed from the case's
+    images, else missing (imputed and flagged by the models like any missing predictor)."""
+    from her2core.cohort import CLINICAL_BY_NAME, COMPUTED_COLUMNS
     table = cohort.table
-    cols = [c for c in clinical_columns if c in table.columns]
+    ids = [str(c) for c in (table.index if case_ids is None else case_ids)]
+    wanted = [c for c in columns if c in COMPUTED_COLUMNS]
+    out = pd.DataFrame(index=pd.Index(ids, name="case_id"))
+    by_id = table.copy()
+    by_id.index = by_id.index.astype(str)
+    for c in wanted:
+        if c in by_id.columns:
+            out[c] = by_id[c].astype(object).reindex(ids).to_numpy()
+        else:
+            out[c] = np.nan
+    need = [i for i in ids if out.loc[i, wanted].isna().any()] if wanted else []
+    if need and cohort.has_images:
+        from her2core.imaging.kinetics import cohort_kinetics
+        comp, errors = cohort_kinetics(cohort, need)
+        for err in errors:
+            log.info("%s (its computed predictors are missing)", err)
+        for c in wanted:
+            if c in comp.columns:
+                out[c] = out[c].where(out[c].notna(), comp[c].reindex(ids).astype(object))
+    for c in wanted:
+        if CLINICAL_BY_NAME[c].kind == "number":
+            out[c] = pd.to_numeric(out[c], errors="coerce").astype(float)
+        else:
+            out[c] = out[c].astype(object).where(out[c].notna(), np.nan)
+    return out
+
+
+def model_frame(cohort, features: pd.DataFrame | None, clinical_columns) -> pd.DataFrame:
+    """Features (rows: cases that have them) joined with the clinical columns of cohort.csv
+    (computed columns, such as ``dce_curve`` / ``dce_eer``, filled from the images where
+    their cell is empty: :func:`computed_columns`)."""
+    from her2core.cohort import COMPUTED_COLUMNS
+    table = cohort.table
+    cols = [c for c in clinical_columns if c in table.columns and c not in COMPUTED_COLUMNS]
     clin = table[cols].copy()
     for c in cols:  # categorical dtype -> plain object (missing stays NaN)
         if isinstance(clin[c].dtype, pd.CategoricalDtype):
             clin[c] = clin[c].astype(object).where(clin[c].notna(), np.nan)
     clin.index = clin.index.astype(str)
+    computed = [c for c in clinical_columns if c in COMPUTED_COLUMNS]
+    if computed:
+        comp = computed_columns(cohort, computed, list(clin.index))
+        clin = clin.join(comp)
+        clin = clin[[c for c in clinical_columns if c in clin.columns]]
     if features is None:
         return clin
     f = features.copy()

@@ -53,11 +53,19 @@ class ExplainResult:
 
 
 def case_clinical_values(cohort, case_id: str) -> dict[str, Any]:
-    """The case's cohort.csv row as clinical values (missing -> None; levels as text)."""
+    """The case's cohort.csv row as clinical values (missing -> None; levels as text), with
+    the computed columns (DCE kinetics) filled from its images as ``predict`` does."""
+    from her2core.cohort import COMPUTED_COLUMNS
+    from her2core.models.workflow import computed_columns
     row = cohort.table.loc[case_id]
     out = {}
     for k, v in row.items():
         out[str(k)] = None if pd.isna(v) else (v.item() if hasattr(v, "item") else v)
+    if any(out.get(c) is None for c in COMPUTED_COLUMNS):
+        comp = computed_columns(cohort, list(COMPUTED_COLUMNS), [str(case_id)]).iloc[0]
+        for c in COMPUTED_COLUMNS:
+            if out.get(c) is None and not pd.isna(comp[c]):
+                out[c] = comp[c].item() if hasattr(comp[c], "item") else comp[c]
     return out
 
 

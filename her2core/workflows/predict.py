@@ -91,8 +91,8 @@ def predict_cohort(bundle, cohort, *, weights_dir=None, cache_dir=None, device=N
     clinical: list[str] = []
     for m in bundle.models.values():
         clinical += [c for c in m.clinical_inputs() if c not in clinical]
-    absent_cols = [c for c in clinical if c not in cohort.table.columns]
-    X = model_frame(cohort, feats, clinical)
+    X = model_frame(cohort, feats, clinical)      # computed columns (DCE kinetics) included
+    absent_cols = [c for c in clinical if c not in X.columns]
     if feats is not None:
         X = X.loc[[c for c in X.index if c in feats.index]]
     for c in absent_cols:

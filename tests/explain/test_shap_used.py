@@ -71,10 +71,12 @@ def test_demo_case_shap_lists_no_score_outside_the_model():
     masks = case_masks(images, {"DCE": load_mask(f.mask, images["DCE"])}, case_id=cid,
                        sequences=seqs)
     part = pred.image_part(images, masks, case_id=cid, gradcam=False)
-    cp = pred.clinical_part(part, case_clinical_values(cohort, cid), "her2")
-    ts = part.tasks["her2"]
+    # the demo bundle's HER2-low model keeps clinical predictors only: it drops both block
+    # scores (the case the issue shows; its HER2-positive model keeps both since issue 13)
+    cp = pred.clinical_part(part, case_clinical_values(cohort, cid), "her2_low")
+    ts = part.tasks["her2_low"]
     unused = [c for c in ts.scores if c not in ts.used]
-    assert unused, "the demo bundle's her2 model drops a block score (the case the issue shows)"
+    assert unused and cp.used, "the demo bundle's her2_low model drops a block score"
     pc = cp.contributions
     assert set(pc.predictors) <= set(cp.used)
     assert set(unused) <= set(pc.left_out)

@@ -148,4 +148,10 @@ def test_demo_bundle_asset_verifies_and_is_marked_random_init():
     assert b.model_card["random_init"] is True and b.model_card["weights"] == {"resnet18": "random-init"}
     assert b.model_card["internal_validation"]["method"].startswith("optimism bootstrap (rms validate)")
     assert "not a medical device" in b.model_card["intended_use"]
-    assert b.training["her2"]["n"] == 60
+    assert b.training["her2"]["n"] == 85
+    # issue 13: the demo cohort carries HER2-low vs HER2-zero signal, so the HER2-low model
+    # keeps predictors (it predicted the training prevalence for every case before)
+    low = b.training["her2_low"]
+    assert low["n"] == 52 and low["positives"] == 28
+    assert low["second_level_variables"], "the demo HER2-low model kept no predictor"
+    assert b.nomogram("her2_low") is not None
