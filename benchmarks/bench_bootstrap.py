@@ -69,9 +69,8 @@ sys.path.insert(0, sys.argv[1])
 import her2core
 assert her2core.__file__.startswith(sys.argv[1]), her2core.__file__
 from her2core.metrics.validation import bootstrap_validate
-from her2core.models.recipes import build_model, load_recipe, merge_config
-X, y = pickle.load(open(sys.argv[2], "rb"))
-recipe = merge_config(load_recipe("demo"), {"features": {"num_workers": 0}})
+from her2core.models.recipes import build_model
+X, y, recipe = pickle.load(open(sys.argv[2], "rb"))   # today's recipe: the same model spec
 model = build_model(recipe, X.columns, random_state=int(sys.argv[4]))
 t = time.perf_counter()
 r = bootstrap_validate(model, X, y, B=int(sys.argv[3]), seed=int(sys.argv[4]))
@@ -139,7 +138,7 @@ def main(argv=None) -> int:
     import pickle
     table_file = work / f"table_n{args.n}_s{args.seed}.pkl"   # our own table, for the subprocess
     with open(table_file, "wb") as fh:
-        pickle.dump((X, y), fh)
+        pickle.dump((X, y, recipe), fh)
     tree = reference_tree(args.reference_commit, work)
     B = args.resamples
     runs = {"reference": [], "fast": [], "fast_one_worker": []}

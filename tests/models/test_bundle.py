@@ -18,9 +18,15 @@ CLIN = ["age", "er", "enhancement_curve", "aln_abnormal"]
 
 @pytest.fixture(scope="module")
 def fitted():
-    import sys, pathlib
-    sys.path.insert(0, str(pathlib.Path(__file__).parent))
-    from conftest import make_frame
+    # this folder's conftest by path: "import conftest" finds whichever conftest module
+    # another test folder loaded first (tests/imaging has one too)
+    import importlib.util
+    import pathlib
+    spec = importlib.util.spec_from_file_location(
+        "models_conftest", pathlib.Path(__file__).with_name("conftest.py"))
+    helpers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helpers)
+    make_frame = helpers.make_frame
     X, y = make_frame(n=100, seed=7, n_feat=6)
     second = SideTable(X[[c for c in X.columns if "__resnet18__" in c]] * 1.01)
     m = StackedNomogram(scorers=[("resnet18", DeepScore(block="resnet18", icc_second=second,
