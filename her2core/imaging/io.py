@@ -976,7 +976,9 @@ def _choose_series(series: dict, series_uid: str | None, path: Path) -> str:
     if len(series) > 1:
         raise ImageLoadError(
             f"{len(series)} DICOM series found: {_list_uids(series)}", file=path,
-            hint="choose one with series_uid=, or keep one series per folder")
+            hint="choose one (--series-uid on the command line, series_uid= in Python; "
+                 "`python -m her2core series list --dicom PATH` lists them), or keep one "
+                 "series per folder")
     return next(iter(series))
 
 
