@@ -262,7 +262,11 @@ def assisted_segmentation(case, seq: str, editor: V.MaskEditor, ref_img, can: V.
                     st.session_state[SEG_RESULT_KEY] = None
                 st.rerun()
         res = st.session_state.get(SEG_RESULT_KEY)
-        if res and res[0] == case.key and res[1] == seq:
+        # only while the ROI is still that assisted one (not cleared, undone, redrawn,
+        # replaced by a file or a DICOM SEG)
+        current = (st.session_state.get("roi_source") or {}).get(seq) == "assisted" and \
+            editor.voxels > 0
+        if res and res[0] == case.key and res[1] == seq and current:
             d = res[2]
             size = d.get("equivalent_diameter_mm")
             st.caption(f"Assisted ROI: {d['n_voxels']} voxels"

@@ -483,11 +483,10 @@ def roi_tools(case, seq, editor: V.MaskEditor, ref_img, can: V.Canonical, view: 
                 st.rerun()
     from . import case_panels
     case_panels.assisted_segmentation(case, seq, editor, ref_img, can, view, idx, key)
-    d1, d2 = st.columns(2)
-    with d1:
-        case_panels.dicom_seg(case, seq, editor, can, key)
-    with d2:
-        case_panels.second_reader(case, seq, editor, ref_img, can, key)
+    # one above the other, at full width: the second reader's feature and ICC tables are
+    # unreadable in half the page
+    case_panels.dicom_seg(case, seq, editor, can, key)
+    case_panels.second_reader(case, seq, editor, ref_img, can, key)
 
 
 # ----------------------------------------------------------------------------- clinical
