@@ -275,7 +275,7 @@ def fetch_study(url: str, study_uid: str, out_dir: str | os.PathLike, *,
     report = progress or (lambda done, total, message: None)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise PacsError(f"{out_dir} is not empty", file=out_dir,
-                        hint="give a new folder (or pass overwrite)")
+                        hint="give a new folder, or pass --overwrite (overwrite=True in Python)")
     client = client or connect(url)
     remote = find_series(url, study_uid, client=client)
     if series:

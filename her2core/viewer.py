@@ -746,7 +746,8 @@ def crop_for_zoom(shape: tuple[int, int], zoom: float, center: tuple[float, floa
 def slice_figure(rgb: np.ndarray, pixel_size: tuple[float, float] = (1.0, 1.0), *,
                  title: str | None = None, labels: dict[str, str] | None = None,
                  selectable: bool = True, max_points: int = 6000, zoom: float = 1.0,
-                 zoom_center: tuple[float, float] | None = None, height: int = 420):
+                 zoom_center: tuple[float, float] | None = None, height: int = 420,
+                 dragmode: str | None = None):
     """Plotly figure of one composited slice.
 
     Axes are in pixel index units (column, row) so a lasso path maps directly
@@ -754,6 +755,10 @@ def slice_figure(rgb: np.ndarray, pixel_size: tuple[float, float] = (1.0, 1.0), 
     (column width, row height in mm). With ``selectable`` a grid of nearly
     transparent markers (at most ``max_points``) lies over the image so that
     plotly's lasso and box tools are active; only the lasso *path* is used.
+    ``dragmode``: what a drag does at first ("lasso" when selectable, else "pan"); with
+    "pan" a selectable figure selects the marker under a *click* (Streamlit makes a
+    click select only when the drag mode is not lasso / select), which is how a seed
+    point is given.
     """
     import plotly.graph_objects as go
     h, w = rgb.shape[:2]
@@ -787,7 +792,7 @@ def slice_figure(rgb: np.ndarray, pixel_size: tuple[float, float] = (1.0, 1.0), 
                    scaleanchor="x", scaleratio=aspect, constrain="domain"),
         title=dict(text=title or "", x=0.5, font=dict(size=13)), annotations=ann,
         margin=dict(l=22, r=22, t=58 if title else 30, b=22), height=height,
-        dragmode="lasso" if selectable else "pan", modebar=dict(orientation="v"),
+        dragmode=dragmode or ("lasso" if selectable else "pan"), modebar=dict(orientation="v"),
         paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="#000",
         newselection=dict(line=dict(color="#ffd166", width=2)))
     return go.Figure(data=traces, layout=layout)

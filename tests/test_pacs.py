@@ -162,7 +162,7 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-def test_cli_find_and_fetch(server, tmp_path, capsys):
+def test_cli_find_and_fetch(server, tmp_path, capsys, caplog):
     srv, _, _, study_uid = server
     user_url = srv.url.replace("http://", "http://her2:her2-test@")
     assert main(["pacs", "find", "--url", user_url, "--patient-id",
@@ -172,12 +172,19 @@ def test_cli_find_and_fetch(server, tmp_path, capsys):
                                                       patient_id=FAKE_PATIENT["PatientID"])]
     assert out.splitlines() == expected
     assert expected[0].startswith(f"{study_uid}\t20240312\tMR")
-    assert main(["pacs", "fetch", "--url", user_url, "--study", study_uid,
-                 "--out", str(tmp_path / "f")]) == 0
+    with caplog.at_level("INFO"):
+        assert main(["pacs", "fetch", "--url", user_url, "--study", study_uid,
+                     "--out", str(tmp_path / "f")]) == 0
     out = capsys.readouterr().out
+    # the fetch's own uid_map.json is not reported as a skipped stray file
+    assert not [r for r in caplog.records if "skipped" in r.getMessage()]
     assert "retrieved 32 files in 4 series" in out and "suggested: --t1 1 --t2 2" in out
     assert (tmp_path / "f" / "uid_map.json").exists()
     assert not any(v in out for v in _ids())
     assert main(["pacs", "find", "--url", f"http://127.0.0.1:{_closed_port()}/dicom-web"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: cannot reach") and len(err.strip().splitlines()) == 1
+    assert main(["pacs", "fetch", "--url", user_url, "--study", study_uid,
+                 "--out", str(tmp_path / "f")]) == 2
+    err = capsys.readouterr().err
+    assert "is not empty" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1

@@ -92,7 +92,7 @@ def series_picker() -> None:
     uids = [s.uid for s in infos]
     labels = {s.uid: _series_label(i, s) for i, s in enumerate(infos, 1)}
     mapping: dict = {}
-    cols = st.columns(4)
+    cols = st.columns(3)
     for col, role in zip(cols, ROLES):
         default = guess.get(role)
         opts = ["none"] + uids
@@ -100,7 +100,8 @@ def series_picker() -> None:
                                       index=opts.index(default) if default in opts else 0,
                                       format_func=lambda u: labels.get(u, u),
                                       key=f"picker_{role}")
-    phases = cols[3].multiselect("DCE phases (pre-contrast first)", uids,
+    # the phases on their own row: four or more long series labels do not fit a quarter
+    phases = st.multiselect("DCE phases (pre-contrast first)", uids,
                                  default=[u for u in guess.get("DCE_phases", []) if u in uids],
                                  format_func=lambda u: labels.get(u, u), key="picker_phases",
                                  help="two or more series of one dynamic acquisition, in time "
@@ -233,8 +234,8 @@ def assisted_segmentation(case, seq: str, editor: V.MaskEditor, ref_img, can: V.
     rows, cols = can.get_slice(view, idx).shape
     with st.container(border=True, key=f"{key}_assist"):
         st.markdown("**Assisted segmentation** - choose *Seed* as the mode above and click the "
-                    "lesion (or draw a box round it), or give the point here; the mask is made "
-                    "in 3-D from this slice and stays editable.")
+                    "lesion (or draw a box round it with the chart's box tool), or give the "
+                    "point here; the mask is made in 3-D from this slice and stays editable.")
         a1, a2, a3, a4 = st.columns([1.2, 1, 1, 1.4])
         how = a1.radio("From", ["a seed point", "a box"], key=f"{key}_seg_how", horizontal=True)
         if how == "a seed point":
@@ -261,7 +262,11 @@ def assisted_segmentation(case, seq: str, editor: V.MaskEditor, ref_img, can: V.
                     st.session_state[SEG_RESULT_KEY] = None
                 st.rerun()
         res = st.session_state.get(SEG_RESULT_KEY)
-        if res and res[0] == case.key and res[1] == seq:
+        # only while the ROI is still that assisted one (not cleared, undone, redrawn,
+        # replaced by a file or a DICOM SEG)
+        current = (st.session_state.get("roi_source") or {}).get(seq) == "assisted" and \
+            editor.voxels > 0
+        if res and res[0] == case.key and res[1] == seq and current:
             d = res[2]
             size = d.get("equivalent_diameter_mm")
             st.caption(f"Assisted ROI: {d['n_voxels']} voxels"

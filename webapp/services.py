@@ -325,6 +325,7 @@ def save_upload(uploaded, role: str, folder: Path | None = None) -> tuple[str, s
 _APP_HINTS = (
     (re.compile(r"pass resample=True[^)]*", re.I),
      "draw the ROI on this image in the viewer, or load the mask saved from this image"),
+    (re.compile(r",? or pass --overwrite \(overwrite=True in Python\)", re.I), ""),
     (re.compile(r"\bpass overwrite\b", re.I), "choose a new folder"),
 )
 

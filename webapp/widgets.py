@@ -278,11 +278,16 @@ def viewer(case: "S.CaseData", *, key: str = "case", draw: bool = True,
             title = V.view_title(can, seq, v, j)
             if seq != draw_seq and not can.is_2d and not img.same_grid(ref_img):
                 title += " (own grid)"
+            editing = draw and seq == draw_seq
+            # Seed mode: a click must select the pixel under it, which Streamlit allows only
+            # when the chart's drag mode is not lasso / box; the box stays in the toolbar
+            seed_mode = editing and st.session_state.get(f"{key}_roimode") == "Seed"
             fig = V.slice_figure(rgb, can.pixel_size(v), title=title, labels=V.view_labels(can, v),
-                                 selectable=draw and seq == draw_seq, zoom=zoom,
+                                 selectable=editing, zoom=zoom,
                                  zoom_center=zoom_center if seq == draw_seq else None,
                                  height=figure_height(grey.shape, can.pixel_size(v), len(shown),
-                                                     large))
+                                                     large),
+                                 dragmode="pan" if seed_mode else None)
             if draw and seq == draw_seq:
                 event = st.plotly_chart(fig, key=f"{key}_roi_{st.session_state['roi_nonce']}",
                                         on_select="rerun",
@@ -410,7 +415,8 @@ def roi_tools(case, seq, editor: V.MaskEditor, ref_img, can: V.Canonical, view: 
               key: str) -> None:
     st.markdown("**ROI** - choose the lasso (or box) in the chart's toolbar and draw on the slice; "
                 "each closed shape is added to (or erased from) this slice. In *Seed* mode a "
-                "click on the lesion (or a box round it) segments it in 3-D.")
+                "click on the lesion (or a box round it, with the toolbar's box tool) segments "
+                "it in 3-D.")
     t1, t2, t3, t4, t5, t6 = st.columns([1.6, 1, 1.3, 1.6, 1, 1.4])
     with t1:
         st.radio("Mode", ["Add", "Erase", "Seed"], horizontal=True, key=f"{key}_roimode")
@@ -477,11 +483,10 @@ def roi_tools(case, seq, editor: V.MaskEditor, ref_img, can: V.Canonical, view: 
                 st.rerun()
     from . import case_panels
     case_panels.assisted_segmentation(case, seq, editor, ref_img, can, view, idx, key)
-    d1, d2 = st.columns(2)
-    with d1:
-        case_panels.dicom_seg(case, seq, editor, can, key)
-    with d2:
-        case_panels.second_reader(case, seq, editor, ref_img, can, key)
+    # one above the other, at full width: the second reader's feature and ICC tables are
+    # unreadable in half the page
+    case_panels.dicom_seg(case, seq, editor, can, key)
+    case_panels.second_reader(case, seq, editor, ref_img, can, key)
 
 
 # ----------------------------------------------------------------------------- clinical

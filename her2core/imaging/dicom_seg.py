@@ -109,7 +109,29 @@ def export_dicom_seg(mask: Image, reference: str | os.PathLike, out: str | os.Pa
     pixels = np.ascontiguousarray(binary.array.astype(np.uint8))
     headers = [complete_type2(h) for h in headers]
     seg_series_uid = hd.UID()
-    seg = hd.seg.Segmentation(
+    hd_log = logging.getLogger("highdicom")
+    level = hd_log.level
+    hd_log.setLevel(max(level, logging.WARNING))   # one INFO line per copied module otherwise
+    try:
+        seg = _segmentation(hd, headers, pixels, description, seg_series_uid, series_number)
+    finally:
+        hd_log.setLevel(level)
+    seg.SeriesDescription = series_description
+    if not keep_patient:
+        _blank_identifiers(seg)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    seg.save_as(str(out))
+    ref_uid = str(headers[0].SeriesInstanceUID)
+    log.debug("wrote DICOM SEG %s (%d frames) referencing series %s", out.name,
+             int(seg.NumberOfFrames), ref_uid)
+    return SegExport(path=out, sop_instance_uid=str(seg.SOPInstanceUID),
+                     series_instance_uid=str(seg_series_uid), referenced_series_uid=ref_uid,
+                     n_frames=int(seg.NumberOfFrames), kept_patient=keep_patient)
+
+
+def _segmentation(hd, headers, pixels, description, seg_series_uid, series_number):
+    from her2core import __version__
+    return hd.seg.Segmentation(
         source_images=headers, pixel_array=pixels,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[description], series_instance_uid=seg_series_uid,
@@ -117,17 +139,6 @@ def export_dicom_seg(mask: Image, reference: str | os.PathLike, out: str | os.Pa
         manufacturer="HER2 workbench", manufacturer_model_name="her2core",
         software_versions=__version__, device_serial_number="none",
         content_description="tumour ROI", content_label="ROI", omit_empty_frames=True)
-    seg.SeriesDescription = series_description
-    if not keep_patient:
-        _blank_identifiers(seg)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    seg.save_as(str(out))
-    ref_uid = str(headers[0].SeriesInstanceUID)
-    log.info("wrote DICOM SEG %s (%d frames) referencing series %s", out.name,
-             int(seg.NumberOfFrames), ref_uid)
-    return SegExport(path=out, sop_instance_uid=str(seg.SOPInstanceUID),
-                     series_instance_uid=str(seg_series_uid), referenced_series_uid=ref_uid,
-                     n_frames=int(seg.NumberOfFrames), kept_patient=keep_patient)
 
 
 def complete_type2(ds: pydicom.Dataset) -> pydicom.Dataset:

@@ -187,10 +187,59 @@ def write_study(root: str | Path, *, shape=(8, 24, 20), spacing=(0.9, 0.7, 2.5),
     return out
 
 
+def write_case_study(case_dir: str | Path, root: str | Path, *,
+                     patient: Mapping[str, str] | None = None, study_uid: str | None = None,
+                     zip_path: str | Path | None = None) -> dict[str, dict]:
+    """A cohort case (T1, T2, DCE_phases NIfTI, e.g. from ``demo-cohort``) as a DICOM study:
+    T1, T2 and each DCE phase its own series (folders ``t1``, ``t2``, ``dyn0``..), on the
+    NIfTI files' exact grids, with patient identifiers (``FAKE_PATIENT`` by default) in
+    every header, acquisition times in phase order and TemporalPositionIdentifier 1..n.
+    With ``zip_path`` also a zip of the study (what a PACS export or a CD gives).
+
+    Returns {role: {"uid", "files", "image", "folder"}} with roles "T1", "T2",
+    "DCE_0".."DCE_n-1" (those the case has).
+    """
+    import zipfile
+
+    from .io import load_image
+    case_dir, root = Path(case_dir), Path(root)
+    patient = dict(FAKE_PATIENT if patient is None else patient)
+    study_uid = study_uid or derived_uid("case-study", case_dir.name)
+    frame = derived_uid(study_uid, "frame")
+    out: dict[str, dict] = {}
+    plan = [("T1", "T1.nii.gz", "t1", "t1_fl3d_tra_nonfs", "100000", None),
+            ("T2", "T2.nii.gz", "t2", "t2_tse_tra", "100500", None)]
+    for role, name, folder, desc, time_s, tp in plan:
+        if (case_dir / name).is_file():
+            out[role] = {"image": load_image(case_dir / name), "folder": folder,
+                         "desc": desc, "time": time_s, "tp": tp}
+    if (case_dir / "DCE_phases.nii.gz").is_file():
+        phases = load_image(case_dir / "DCE_phases.nii.gz")
+        for k in range(phases.n_phases):
+            rem = 600 + 90 * k
+            out[f"DCE_{k}"] = {"image": phases.phase(k), "folder": f"dyn{k}",
+                               "desc": f"fl3d_dyn_ph{k}",
+                               "time": f"10{rem // 60:02d}{rem % 60:02d}", "tp": k + 1}
+    for number, (role, item) in enumerate(out.items(), start=2):
+        uid = derived_uid(study_uid, role)
+        item["uid"] = uid
+        item["files"] = write_dicom_series(
+            item["image"], root / item["folder"], series_uid=uid, study_uid=study_uid,
+            frame_of_reference_uid=frame, series_number=number, description=item.pop("desc"),
+            acquisition_time=item.pop("time"), temporal_position=item.pop("tp"),
+            patient=patient)
+    if zip_path is not None:
+        with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as z:
+            for item in out.values():
+                for f in item["files"]:
+                    z.write(f, f.relative_to(root))
+    return out
+
+
 def read_series_datasets(files: Sequence[str | Path]) -> list[pydicom.Dataset]:
     """pydicom Datasets (with pixels) of the given files."""
     return [pydicom.dcmread(str(f)) for f in files]
 
 
 __all__ = ["MR_IMAGE_STORAGE", "FAKE_PATIENT", "derived_uid", "rotation", "write_dicom_series",
-           "write_study", "read_series_datasets"]
+           "write_study", "write_case_study", "read_series_datasets"]

@@ -881,6 +881,11 @@ _HEADER_TAGS = ["SeriesInstanceUID", "ImagePositionPatient", "ImageOrientationPa
                 "WindowCenter", "WindowWidth", "SliceThickness", *deid.IDENTIFYING_VALUES]
 
 
+#: written by ``pacs fetch`` beside the series it retrieved (her2core.pacs.UID_MAP_NAME):
+#: not a stray file worth a "skipped" line
+FETCH_UID_MAP = "uid_map.json"
+
+
 def _scan_dicom(root: Path, shown: Path, *, images_only: bool = True
                 ) -> dict[str, list[tuple[Path, pydicom.Dataset]]]:
     """SeriesInstanceUID -> [(file, header)], reading headers only; non-DICOM files skipped
@@ -890,7 +895,7 @@ def _scan_dicom(root: Path, shown: Path, *, images_only: bool = True
     for file in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = file.relative_to(root)
         if any(part.startswith(".") or part == "__MACOSX" for part in rel.parts) or \
-                file.name.upper() == "DICOMDIR":
+                file.name.upper() == "DICOMDIR" or file.name == FETCH_UID_MAP:
             continue
         ds = _read_header(file)
         if ds is None:
@@ -976,7 +981,9 @@ def _choose_series(series: dict, series_uid: str | None, path: Path) -> str:
     if len(series) > 1:
         raise ImageLoadError(
             f"{len(series)} DICOM series found: {_list_uids(series)}", file=path,
-            hint="choose one with series_uid=, or keep one series per folder")
+            hint="choose one (--series-uid on the command line, series_uid= in Python; "
+                 "`python -m her2core series list --dicom PATH` lists them), or keep one "
+                 "series per folder")
     return next(iter(series))
 
 

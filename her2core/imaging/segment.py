@@ -74,6 +74,8 @@ N_LEVELS = 18
 #: Refusal thresholds: radial gradient index and border contrast / spread of the best contour.
 MIN_RGI = 0.40
 MIN_CNR = 0.25
+#: A region spanning this share of a box's width / height fits the box fully (see _box_fit).
+BOX_MIN_SPAN = 0.6
 POLARITIES = ("bright", "dark")
 
 
@@ -585,15 +587,19 @@ def _best_contour(a, sp, seed, sigmas, faces, box_w, flat_axis):
                 continue
             score = f["contrast"] * max(f["rgi"], 0.0) * f["r_eq"] ** 0.25
             if box_w is not None:
-                score *= _box_fit(region, box_w, flat_axis) ** 2
+                score *= _box_fit(region, box_w, flat_axis)
             if best is None or score > best["score"]:
                 best = dict(f, score=score, sigma=sig, level=float(t), h=h, region=region)
     return best
 
 
 def _box_fit(region, box_w, flat_axis) -> float:
-    """Overlap (IoU) of the region's bounding box with the user's box, in the box's plane
-    for a one-slice box: a box is drawn around the whole lesion."""
+    """How well a region fits the user's box, in the box's plane for a one-slice box: the
+    share of the region's bounding box inside the box, times, per axis, how far the
+    region spans at least ``BOX_MIN_SPAN`` of the box. A box is drawn around the whole
+    lesion, usually with a margin: a region filling the box is not preferred over one
+    that fills most of it (an IoU with the box pulled loose boxes out to their edges,
+    Dice 0.51 for a 3 mm margin on a 20 mm lesion)."""
     lo_b, hi_b = box_w
     reg = region
     axes = list(range(region.ndim))
@@ -607,9 +613,11 @@ def _box_fit(region, box_w, flat_axis) -> float:
     lo_r = np.array([b.start for b in bb], float)
     hi_r = np.array([b.stop - 1 for b in bb], float)
     lo_u, hi_u = np.asarray(lo_b)[axes], np.asarray(hi_b)[axes]
-    inter = np.prod(np.clip(np.minimum(hi_r, hi_u) - np.maximum(lo_r, lo_u) + 1, 0, None))
-    union = np.prod(hi_r - lo_r + 1) + np.prod(hi_u - lo_u + 1) - inter
-    return float(inter / union) if union > 0 else 0.0
+    ext_r, ext_u = hi_r - lo_r + 1, hi_u - lo_u + 1
+    inter = np.clip(np.minimum(hi_r, hi_u) - np.maximum(lo_r, lo_u) + 1, 0, None)
+    inside = float(np.prod(inter) / np.prod(ext_r))
+    span = float(np.prod(np.minimum(1.0, ext_r / (BOX_MIN_SPAN * ext_u))))
+    return inside * span
 
 
 def _features(a, region, sp, radial, gmag):

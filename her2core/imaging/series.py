@@ -254,7 +254,7 @@ def write_case(cohort_root: str | os.PathLike, case_id: str, images: Mapping[str
     clash = [p.name for p in targets.values() if p.exists()]
     if clash and not overwrite:
         raise CohortError(f"already has {', '.join(sorted(clash))}", case_id=case_id,
-                          file=case_dir, hint="choose another case id or pass overwrite")
+                          file=case_dir, hint="choose another case id, or pass --overwrite (overwrite=True in Python)")
     csv_path = root / CSV_NAME
     root.mkdir(parents=True, exist_ok=True)
     if csv_path.exists():

@@ -126,3 +126,44 @@ def test_demo_case_lasso_roi_and_one_screen_prediction(tmp_path, demo_bundle, mo
             assert "random-initialised" in body        # banner shown with model output
         shot_pred = _save(page, tmp_path, "prediction.png")
     assert shot_case.stat().st_size > 10_000 and shot_pred.stat().st_size > 10_000
+
+
+def test_a_seed_click_segments_the_lesion_in_3d(tmp_path):
+    # Streamlit lets a click select a point only when the chart's drag mode is not lasso /
+    # box: in Seed mode the chart pans on drag, so one click on the lesion is a seed
+    if B.chromium_path() is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    pytest.importorskip("playwright.sync_api")
+    k, fracs, _ = demo_tumour_polygon()
+    cx = float(np.mean([f[0] for f in fracs]))
+    cy = float(np.mean([f[1] for f in fracs]))
+    with B.running_app(log_path=tmp_path / "app.log") as url, B.browser_page(1400, 1000) as page:
+        B.goto_page(page, url, "case")
+        page.get_by_role("button", name="Open demo case").click()
+        page.wait_for_selector(".stPlotlyChart .nsewdrag", timeout=120_000)
+        B.wait_idle(page)
+        page.get_by_role("button", name="Clear", exact=True).click()
+        B.wait_idle(page)
+        page.locator(".st-key-case_roimode").get_by_text("Seed", exact=True).click()
+        B.wait_idle(page)
+        page.wait_for_timeout(1000)
+        chart = page.locator(".stPlotlyChart").first
+        assert chart.evaluate("e => e.querySelector('.js-plotly-plot')._fullLayout.clickmode") \
+            == "event+select"
+        chart.evaluate("e => e.scrollIntoView({block: 'center'})")
+        page.wait_for_timeout(500)
+        box = chart.locator(".nsewdrag").first.bounding_box()
+        x, y = box["x"] + cx * box["width"], box["y"] + cy * box["height"]
+        page.mouse.move(x, y)
+        page.wait_for_timeout(300)
+        page.mouse.click(x, y)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('[data-testid=stCaptionContainer]')]"
+            ".some(e => /Assisted ROI: [1-9]\\d* voxels/.test(e.innerText))", timeout=90_000)
+        B.wait_idle(page)
+        caps = page.locator('[data-testid="stCaptionContainer"]').all_inner_texts()
+        roi = next(t for t in caps if re.search(r"ROI on DCE: \d+ voxels", t))
+        m = re.search(r"on (\d+) axial slices", roi)
+        assert m and int(m.group(1)) >= 2, roi            # a 3-D mask, not one slice
+        assert roi.endswith("source: assisted")
+        _save(page, tmp_path, "case_seed_click.png")

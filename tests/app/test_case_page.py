@@ -82,6 +82,8 @@ def test_seed_on_the_slice_segments_the_lesion_and_a_bad_seed_loses_nothing():
     at.button(key="case_undo").click()
     _run(at)
     assert at.session_state["editors"]["DCE"].voxels == 0
+    # and the caption about the assisted ROI goes with it
+    assert not any(t.startswith("Assisted ROI:") for t in _texts(at.caption))
 
 
 def test_box_on_the_slice_segments_the_lesion():
@@ -227,6 +229,7 @@ def test_roi_goes_out_as_dicom_seg_and_comes_back_voxel_for_voxel(study_zip, tmp
     _run(at)
     np.testing.assert_array_equal(at.session_state["editors"]["DCE"].mask, roi)
     assert at.session_state["roi_source"]["DCE"] == "DICOM SEG"
+    assert not any(t.startswith("Assisted ROI:") for t in _texts(at.caption))
     # a SEG of another series (T1) is refused while DCE is shown; the ROI stays
     from her2core.imaging import load_image
     from her2core.imaging.dicom_seg import export_dicom_seg

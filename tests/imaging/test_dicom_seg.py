@@ -2,6 +2,8 @@
 references checked on import; RTSTRUCT contours rasterised at pixel centres."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pydicom
 import pytest
@@ -150,14 +152,18 @@ def test_rtstruct_contours_become_pixel_centre_masks(study, tmp_path):
         import_rtstruct(s["T1"]["files"][0], root / "t1")
 
 
-def test_cli_export_import(study, tmp_path, capsys):
+def test_cli_export_import(study, tmp_path, capsys, caplog):
     root, _ = study
     ref = load_image(root / "t1")
     mask = _mask(ref)
     mpath = save_image(mask, tmp_path / "mask.nii.gz")
-    assert main(["dicom-seg", "export", "--mask", str(mpath), "--reference", str(root / "t1"),
-                 "--out", str(tmp_path / "seg.dcm")]) == 0
+    with caplog.at_level(logging.INFO):
+        assert main(["dicom-seg", "export", "--mask", str(mpath), "--reference",
+                     str(root / "t1"), "--out", str(tmp_path / "seg.dcm")]) == 0
     assert "5 frames" in capsys.readouterr().out
+    # highdicom's per-module "copy attributes" INFO lines do not reach the user
+    assert not [r for r in caplog.records if r.name.startswith("highdicom")]
+    assert logging.getLogger("highdicom").level == logging.NOTSET    # level restored
     assert main(["dicom-seg", "import", "--seg", str(tmp_path / "seg.dcm"), "--reference",
                  str(root / "t1"), "--out", str(tmp_path / "back.nii.gz")]) == 0
     np.testing.assert_array_equal(load_image(tmp_path / "back.nii.gz").array, mask.array)

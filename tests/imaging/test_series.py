@@ -140,3 +140,26 @@ def test_series_cli_lists_and_builds(study, tmp_path, capsys):
     assert main(["series", "list", "--dicom", str(empty)]) == 2
     assert "no DICOM image files" in capsys.readouterr().err
     shutil.rmtree(empty)
+
+
+def test_a_demo_case_written_as_a_dicom_study_comes_back_voxel_for_voxel(tmp_path):
+    # what the evidence and screenshot scripts do: demo-cohort case -> DICOM study (zip)
+    # -> series picker -> cohort case equal to the demo's files, grid and voxels
+    from her2core.imaging.dicom_synth import write_case_study
+    from her2core.synthetic import make_cohort
+    make_cohort(tmp_path / "demo", n=1, seed=3, centres=1, modalities="mri")
+    case = tmp_path / "demo" / "cases" / "syn-0000"
+    written = write_case_study(case, tmp_path / "study", zip_path=tmp_path / "study.zip")
+    assert list(written) == ["T1", "T2", "DCE_0", "DCE_1", "DCE_2", "DCE_3"]
+    infos = list_series(tmp_path / "study.zip")
+    assert [i.description for i in infos] == ["t1_fl3d_tra_nonfs", "t2_tse_tra"] + [
+        f"fl3d_dyn_ph{k}" for k in range(4)]
+    guess = suggest_mapping(infos)
+    assert guess["T1"] == written["T1"]["uid"] and guess["T2"] == written["T2"]["uid"]
+    assert guess["DCE_phases"] == [written[f"DCE_{k}"]["uid"] for k in range(4)]
+    built = build_case(tmp_path / "study.zip", guess)
+    for role in ("T1", "T2", "DCE_phases"):
+        ref = load_image(case / f"{role}.nii.gz")
+        np.testing.assert_array_equal(built[role].array, ref.array)
+        assert built[role].same_grid(ref), role
+    assert deid.find_identifiers(written["T1"]["files"][:1], [FAKE_PATIENT["PatientID"]])
