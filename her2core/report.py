@@ -203,6 +203,11 @@ def _probability_lines(pred: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("HER2-low vs HER2-zero [caveat]", txt))
     elif pred.get("p_her2_low") is not None:
         rows.append(("HER2-low vs HER2-zero [caveat]", _pct(pred["p_her2_low"])))
+    tw = pred.get("three_way")
+    if tw:
+        rows.append(("Three-way call", " · ".join(f"{k} {_pct(tw[k])}" for k in
+                                                  ("positive", "low", "zero"))
+                     + f" (likeliest: {max(tw, key=tw.get)}; the two models in sequence)"))
     if pred.get("total_points") is not None:
         rows.append(("Nomogram total points", f"{float(pred['total_points']):.1f}"))
     if pred.get("imputed"):
@@ -696,6 +701,9 @@ def build_case_report(case_id: str, *, views: Mapping[str, Any], rois: Mapping[s
         if cp_low.no_predictors:
             caveat += " Its model kept no predictor: it gives every case the training rate."
         pred["her2_low_caveat"] = caveat
+        if cp is not None and task == "her2" and not cp_low.no_predictors:
+            from her2core.predictor import three_way
+            pred["three_way"] = three_way(cp.probability, cp_low.probability)
     if part is not None:
         ts = part.tasks.get(task)
         if ts is not None:

@@ -75,9 +75,63 @@ def pick_scores(pred: pd.DataFrame, wanted: list[str] | None, path: Path) -> lis
         if bad:
             raise CohortError(f"column {', '.join(bad)} is not numeric", file=path)
         return list(wanted)
+    # the three-way call's class probabilities are evaluated per class (three_way_roc)
+    # (and the predictions' flag columns, numeric only when empty, are no scores)
+    numeric = [c for c in numeric if c not in _THREE_WAY and c not in ("imputed", "out_of_range")]
     if not numeric:
         raise CohortError("no numeric score column besides case_id", file=path)
     return numeric
+
+
+_THREE_WAY = ("p_positive", "p_low", "p_zero")
+
+
+def three_way_labels(truth: Path) -> pd.Series:
+    """positive / low / zero of every case whose HER2 status is known that far (a negative
+    without an IHC score has no three-way label), indexed by case_id."""
+    her2, _, _ = read_labels(truth, "her2")
+    try:
+        low, _, _ = read_labels(truth, "her2_low")
+    except CohortError:
+        low = pd.Series(dtype=int)
+    out = pd.Series("positive", index=her2.index[her2 == 1], dtype=object)
+    neg = low.reindex(her2.index[her2 == 0]).dropna()
+    out = pd.concat([out, neg.map({1: "low", 0: "zero"})])
+    return out.rename("her2_three_way")
+
+
+def three_way_roc(pred: pd.DataFrame, truth: Path, *, with_figures: bool = False):
+    """Per-class ROC of the three-way call (one class against the other two, each with its
+    own probability column; DeLong 95 % CI as pROC), or (None, None) when the predictions lack
+    the columns. Cases without a three-way label are left out and counted."""
+    from her2core.metrics.delong import ci_auc_delong
+    from her2core.metrics.roc import roc_curve
+    if not all(c in pred.columns for c in _THREE_WAY):
+        return None, None
+    labels = three_way_labels(truth)
+    have = pred[list(_THREE_WAY)].dropna()
+    ids = [c for c in have.index if c in labels.index]
+    lab = labels.loc[ids]
+    out = {"n": len(ids), "excluded": int(len(pred) - len(ids)),
+           "method": "one-vs-rest ROC of each class probability (p_positive, p_low, p_zero); "
+                     "DeLong 95 % CI", "classes": {}}
+    curves = {}
+    for cls in ("positive", "low", "zero"):
+        y = (lab == cls).astype(int).to_numpy()
+        entry = {"n_class": int(y.sum())}
+        if 0 < y.sum() < len(y):
+            s = have.loc[ids, f"p_{cls}"].to_numpy(float)
+            ci = ci_auc_delong(y, s)
+            entry.update(auc=float(ci.auc), ci95=[float(ci.lower), float(ci.upper)])
+            if with_figures:
+                curves[cls] = roc_curve(y, s)
+        else:
+            entry["note"] = "one class only among the labelled cases: no ROC"
+        out["classes"][cls] = entry
+    called = pred.loc[ids, "three_way_call"] if "three_way_call" in pred.columns else None
+    if called is not None:
+        out["accuracy_of_call"] = float(np.mean(called.to_numpy() == lab.to_numpy())) if ids else None
+    return out, curves
 
 
 def read_labels(truth: Path, task: str) -> tuple[pd.Series, list[str], pd.DataFrame]:
@@ -291,6 +345,10 @@ def evaluation_html(figs: dict, summary: dict) -> str:
         parts.append(plots.calibration_figure(figs["binned"], figs["smooth"], figs["fits"]))
     if figs.get("dca") is not None:
         parts.append(plots.decision_curve_figure(figs["dca"]))
+    if figs.get("three_way_roc"):
+        fig = plots.roc_figure({f"{k} vs the rest": v for k, v in figs["three_way_roc"].items()})
+        fig.update_layout(title="Three-way call: one ROC per class")
+        parts.append(fig)
     html = ["<html><head><meta charset='utf-8'><title>HER2 evaluation</title></head><body>",
             f"<p><b>{DISCLAIMER}</b></p>",
             f"<p>n = {summary['n']}, positives = {summary['positives']}, "
@@ -393,6 +451,14 @@ def evaluate_predictions(predictions, truth, *, task: str = "her2", scores=None,
     if compare_groups_by:
         result["group_comparisons"] = compare_groups(y, pred, scores, table, compare_groups_by,
                                                      Path(truth))
+    three, three_curves = three_way_roc(pred, Path(truth), with_figures=with_figures)
+    if three is not None:
+        result["three_way"] = three
+        if with_figures:
+            figs["three_way_roc"] = three_curves
+        say("three-way call: per-class AUC " + ", ".join(
+            f"{k} {v['auc']:.3f}" for k, v in three["classes"].items() if "auc" in v)
+            + f" ({three['n']} cases with a three-way label)")
     from her2core import DISCLAIMER, __version__
     summary = {"n": int(len(y)), "positives": int(y.sum()), "task": task,
                "excluded": excluded, **result,

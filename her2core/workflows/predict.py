@@ -4,7 +4,9 @@ Columns of the predictions table (cohort-format.md "Predictions"): case_id, p_he
 p_her2_lo / p_her2_hi (95 % interval, see :data:`her2core.predictor.INTERVAL_METHOD`),
 the block scores ``dscore_*`` (log-odds), nomogram_total_points; the same with the
 suffix ``_her2_low`` (p_her2_low, p_her2_low_lo, ...) when the bundle has that task;
-``imputed`` (the final models' predictors that were missing for the case and took
+with both tasks, the three-way call p_positive / p_low / p_zero (summing to 1) and
+``three_way_call`` (the likeliest class); ``imputed`` (the final models' predictors that
+were missing for the case and took
 their training value, ";"-joined) and ``out_of_range`` (predictors outside the
 training ranges). Cases whose features fail are reported and left out; the others
 are written. A cohort in which no case has a sequence the model reads is one
@@ -51,6 +53,30 @@ def prediction_columns(task: str) -> dict[str, str]:
     p = "p_her2" if task == "her2" else f"p_{task}"
     return {"p": p, "lo": f"{p}_lo", "hi": f"{p}_hi", "points": f"nomogram_total_points{sfx}",
             "suffix": sfx}
+
+
+#: The three-way call's columns (class probabilities that sum to 1, and the likeliest class).
+THREE_WAY_COLUMNS = ("p_positive", "p_low", "p_zero", "three_way_call")
+
+
+def three_way_columns(out: pd.DataFrame, bundle, notes: list[str]) -> None:
+    """Add the three-way call (paper 002's readers' answer) to a predictions table in place:
+    p_positive / p_low / p_zero from the sequential pair of models
+    (:func:`her2core.predictor.three_way`) and ``three_way_call``, the likeliest class. Only for
+    a bundle with both tasks, and only when its HER2-low model keeps a predictor (otherwise low
+    vs zero would be the training prevalence for every case: a note says so)."""
+    from her2core.predictor import three_way
+    models = getattr(bundle, "models", {})
+    if not {"her2", "her2_low"} <= set(models) or "p_her2" not in out or "p_her2_low" not in out:
+        return
+    if not models["her2_low"].used_variables():
+        notes.append("the HER2-low model kept no predictor: no three-way call (low vs zero "
+                     "would be the training prevalence for every case)")
+        return
+    rows = [three_way(a, b) for a, b in zip(out["p_her2"], out["p_her2_low"])]
+    for k in ("positive", "low", "zero"):
+        out[f"p_{k}"] = [r[k] for r in rows]
+    out["three_way_call"] = [max(r, key=r.get) for r in rows]
 
 
 def _check_sequences(bundle, cohort, sequences) -> None:
@@ -135,6 +161,7 @@ def predict_cohort(bundle, cohort, *, weights_dir=None, cache_dir=None, device=N
         if dropped:
             notes.append(f"task {task}: the cohort has no column {', '.join(dropped)}: every case "
                          "takes the training value (column imputed)")
+    three_way_columns(out, bundle, notes)
     out["imputed"] = [";".join(sorted(imputed.get(str(c), ()))) for c in out.index]
     out["out_of_range"] = [";".join(sorted(flags.get(str(c), ()))) for c in out.index]
     lead = [c for c in ("p_her2", "p_her2_lo", "p_her2_hi") if c in out.columns]

@@ -197,6 +197,11 @@ def test_demo_case_report_fits_two_pages_with_every_section(demo_prediction):
     if cp_low is not None:
         assert "caveat" in text
     d = json.loads(R.to_json(rep))
+    if cp_low is not None and not cp_low.no_predictors:    # the demo's HER2-low model keeps some
+        tw = d["prediction"]["three_way"]
+        assert sum(tw.values()) == pytest.approx(1.0)
+        assert tw["low"] == pytest.approx((1 - cp.probability) * cp_low.probability)
+        assert "Three-way call" in text and f"zero {100 * tw['zero']:.1f} %" in text
     assert d["prediction"]["call"].startswith(call)
     shown = {c["predictor"] for c in d["prediction"]["contributions"]}
     assert shown <= set(cp.used)                            # no score outside the model
