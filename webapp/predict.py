@@ -375,12 +375,12 @@ def cam_overlay_rgb(case, seq: str, cam, size: int = 320, rois: dict | None = No
     if roi is not None and roi.any():
         k = V.MaskEditor(roi).middle_slice("axial", 0)  # roi.any(): never the default
     elif hc is not None:
-        k = int(np.argmax(hc.reshape(hc.shape[0], -1).max(axis=1)))
+        k = hc.peak_slice("axial")
     else:
         k = can.n_slices("axial") // 2
-    wl = V.window_presets(can.array)["Auto (1-99 %)"]
+    wl = can.window_presets()["Auto (1-99 %)"]        # the volume's percentiles once
     grey = V.apply_window(can.get_slice("axial", k), *wl)
-    heat = can.get_slice("axial", k, hc) if hc is not None else None
+    heat = hc.get_slice("axial", k) if hc is not None else None
     m_sl = can.get_slice("axial", k, roi) if roi is not None else None
     rgb = V.compose_rgb(grey, mask=m_sl, mask_opacity=0.0, heat=heat, heat_opacity=0.5,
                         heat_threshold=0.2)
