@@ -92,6 +92,10 @@ with tab_pacs:
     CP.pacs_tab()
 
 case = st.session_state.get("case")
+problem = st.session_state.get("last_error")
+if problem:
+    st.error(problem, icon=":material/error:")
+    st.session_state["last_error"] = None       # shown once
 if case is None:
     st.info("Open a demo case or upload one to start.")
     st.stop()
@@ -102,10 +106,6 @@ st.caption(f"{case.note or case.source} - sequences: "
               or "none")
            + (f" - ROI file: {', '.join(k for k in S.MASK_KEYS if k in case.files)}"
               if any(k in case.files for k in S.MASK_KEYS) else ""))
-problem = st.session_state.get("last_error")
-if problem:
-    st.error(problem, icon=":material/error:")
-    st.session_state["last_error"] = None       # shown once
 CP.model_needs(case)
 heat = None
 part = st.session_state.get("prediction")
