@@ -47,6 +47,46 @@ def _train(work: Path, n: int, device: str) -> Path:
     return out
 
 
+def same_run_ab(bundle, config, pred, images, masks, cid, rounds: int = 3) -> dict:
+    """The two runtime changes timed against their former form on this case, interleaved
+    in this process (the machine's load changes between runs, not within a round):
+    block scores of the feature row with / without the extraction's attrs, and roi_bbox
+    against the former argwhere box on each mask."""
+    import numpy as np
+    from her2core.features.extract import FeatureExtractor
+    from her2core.imaging import ops
+    row = FeatureExtractor(config, pred.backbones()).extract_case(images, masks, case_id=cid)
+    X_attrs = row.to_frame().T.astype(float)
+    X_plain = X_attrs.copy()
+    X_plain.attrs = {}
+    model = bundle.models["her2"]
+
+    def argwhere_box(mask):
+        idx = np.argwhere(mask.array > 0)[:, ::-1]
+        return tuple(int(v) for v in idx.min(axis=0)), tuple(int(v) for v in idx.max(axis=0) + 1)
+    t_a, t_p, b_old, b_new = [], [], [], []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        za = model.block_scores(X_attrs)
+        t_a.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        zp = model.block_scores(X_plain)
+        t_p.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        old = [argwhere_box(m) for m in masks.values()]
+        b_old.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        new = [ops.roi_bbox(m) for m in masks.values()]
+        b_new.append(time.perf_counter() - t)
+    med = statistics.median
+    return {"block_scores_s": {"with_attrs": med(t_a), "without": med(t_p),
+                               "same_scores": bool((za.to_numpy() == zp.to_numpy()).all())},
+            "roi_bbox_s_all_masks": {"argwhere": med(b_old), "projections": med(b_new),
+                                     "same_boxes": old == new},
+            "masks": {s: list(m.array.shape) for s, m in masks.items()},
+            "attrs_bytes": len(json.dumps(X_attrs.attrs, default=str))}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cpu")
@@ -58,12 +98,18 @@ def main(argv=None) -> int:
     ap.add_argument("--before", default=None, metavar="JSON",
                     help="a result of this benchmark before a change: kept under 'before' "
                          "with the ratios of the two")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: torch's own, i.e. the app's)")
+    ap.add_argument("--also", default=None, metavar="JSON",
+                    help="another run of this benchmark (other threads) kept under 'also'")
     ap.add_argument("--gpu-note", default=None,
                     help="what is known of a GPU run (e.g. none lent to this task)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "case_report_cpu.json"))
     a = ap.parse_args(argv)
     import numpy as np
     import torch
+    if a.threads:
+        torch.set_num_threads(a.threads)
 
     from her2core.bundle import load_bundle
     from her2core.cohort import read_cohort
@@ -117,6 +163,7 @@ def main(argv=None) -> int:
             deep.run_batch(batch, config, bbs)
         bare_s.append(time.perf_counter() - t)
     med = statistics.median
+    ab = same_run_ab(bundle, config, pred, images, masks, cid)
     out = {
         "settings": {"device": a.device, "repeats": a.repeats, "train_n": a.train_n,
                      "case_shape_zyx": shape, "case": cid,
@@ -136,6 +183,7 @@ def main(argv=None) -> int:
                  "gradcam_grid_12": grid_s, "bare_forward_12": bare_s,
                  "image_part_timings": parts_t, "load_average": loads_avg},
         "random_init": bundle.random_init,
+        "same_run_ab": ab,
         "meets_target": bool(med(full_s) <= (0.5 if a.device.startswith("cuda") else 3.0)),
         "when_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -147,6 +195,10 @@ def main(argv=None) -> int:
         pass
     if a.gpu_note:
         out["gpu"] = a.gpu_note
+    if a.also:
+        also = json.loads(Path(a.also).read_text())
+        out["also"] = {k: also.get(k) for k in ("settings", "seconds_median", "same_run_ab",
+                                                  "meets_target", "when_utc")}
     if a.before:
         before = json.loads(Path(a.before).read_text())
         before.pop("before", None)
