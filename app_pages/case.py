@@ -7,6 +7,7 @@ from webapp import clinical as clin
 from webapp import services as S
 from webapp import widgets as W
 from webapp import case_panels as CP
+from webapp import predict as P
 
 from her2core.errors import Her2Error, ImageLoadError
 
@@ -108,13 +109,14 @@ st.caption(f"{case.note or case.source} - sequences: "
               if any(k in case.files for k in S.MASK_KEYS) else ""))
 CP.model_needs(case)
 heat = None
-part = st.session_state.get("prediction")
-if part is not None and part.case_key == case.key and part.gradcam:
-    bbs = sorted({b for _, b in part.gradcam})
+part = P.cached_part(case) if st.session_state.get("prediction") is not None else None
+maps = part.maps(st.session_state.get("task") or "her2") if part is not None else {}
+if maps:                         # the prediction of this case and these ROIs has Grad-CAM maps
+    bbs = sorted({b for _, b in maps})
     pick = st.selectbox("Heat-map overlay (Grad-CAM of the last prediction)", ["none"] + bbs,
                         key="case_heat")
     if pick != "none":
-        heat = {s: m for (s, b), m in part.gradcam.items() if b == pick}
+        heat = {s: m for (s, b), m in maps.items() if b == pick}
 W.viewer(case, key="case", draw=True, heat=heat)
 
 st.subheader("Clinical values")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import itertools
 import logging
 import struct
 import zlib
@@ -726,6 +727,9 @@ def interpolate_mask(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
     return d < 0
 
 
+_EDITOR_IDS = itertools.count(1)
+
+
 @dataclass
 class MaskEditor:
     """Canonical boolean ROI with an undo stack (bounded).
@@ -739,6 +743,7 @@ class MaskEditor:
     max_history: int = 30
     history: list = field(default_factory=list)
     version: int = field(default=0, compare=False)
+    uid: int = field(default_factory=lambda: next(_EDITOR_IDS), init=False, compare=False)
     _facts: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
@@ -761,9 +766,10 @@ class MaskEditor:
         return self._facts[name]
 
     @property
-    def token(self) -> tuple[int, int, int]:
-        """Changes whenever the mask does (a key for what is derived from it)."""
-        return (id(self), self.version, id(self.mask))
+    def token(self) -> tuple[int, int]:
+        """Changes whenever the mask does, unique to this editor in the process (never
+        reused, unlike ``id``): a key for what is derived from the ROI."""
+        return (self.uid, self.version)
 
     def undo(self) -> bool:
         """Restore the state before the last operation; False when nothing to undo."""

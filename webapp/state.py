@@ -21,6 +21,7 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "roi_nonce": (0, "bumped after each applied lasso/box so the chart's selection resets"),
     "roi_last": (None, "signature of the last selection applied (never applied twice)"),
     "roi_source": ({}, "sequence -> where its ROI came from: 'drawn', 'file', 'case'"),
+    "roi_hash_memo": (None, "((case key, editor tokens), hash) of the ROIs: hashed once per change"),
     "prediction": (None, "her2core.predictor.ImagePart of the case's last run, or None"),
     "task": ("her2", "task shown on the Prediction / Export pages: her2 or her2_low"),
     "bundle_path": (None, "path of the model bundle this session uses (None: the default)"),

@@ -120,13 +120,18 @@ def current_mask(case: "S.CaseData") -> tuple[str | None, np.ndarray | None]:
     return ref[1], eds[ref[1]].mask
 
 
-def case_rois(case: "S.CaseData") -> dict[str, np.ndarray]:
-    """Every ROI of the case with voxels: sequence -> canonical mask (MRI first)."""
+def case_editors(case: "S.CaseData") -> dict[str, V.MaskEditor]:
+    """The editors of the case's ROIs that have voxels: sequence -> MaskEditor (MRI first)."""
     ref = st.session_state.get("editor_ref")
     if ref is None or ref[0] != case.key:
         return {}
     eds = st.session_state.get("editors") or {}
-    return {s: e.mask for s, e in sorted(eds.items(), key=lambda kv: kv[0] == "US") if e.voxels}
+    return {s: e for s, e in sorted(eds.items(), key=lambda kv: kv[0] == "US") if e.voxels}
+
+
+def case_rois(case: "S.CaseData") -> dict[str, np.ndarray]:
+    """Every ROI of the case with voxels: sequence -> canonical mask (MRI first)."""
+    return {s: e.mask for s, e in case_editors(case).items()}
 
 
 def open_case_rois(case: "S.CaseData") -> list[str]:

@@ -79,3 +79,25 @@ def test_idle_timeout_closes_the_uploaded_case_with_a_message(tmp_path, monkeypa
                for e in errors), errors
     at.run()                                          # said once
     assert not any("without use" in e.value for e in at.error)
+
+
+def test_image_part_cache_is_bounded_by_bytes_and_keeps_the_newest():
+    from types import SimpleNamespace
+    from webapp.predict import _BoundedCache, part_nbytes
+
+    def part(mb):
+        cam = SimpleNamespace(map_image=SimpleNamespace(array=np.zeros(int(mb * 2**20), np.uint8)))
+        return SimpleNamespace(tasks={"her2": SimpleNamespace(gradcam=[cam])}, features=None)
+    assert part_nbytes(part(3)) == 3 * 2**20
+    c = _BoundedCache(4, max_bytes=10 * 2**20, weigh=part_nbytes)
+    for k, mb in enumerate((3, 3, 3)):
+        c.put(k, part(mb))
+    assert len(c) == 3 and c.nbytes == 9 * 2**20
+    c.get(0)                                   # used: the least recently used is now 1
+    c.put(3, part(3))
+    assert c.get(1) is None and c.get(0) is not None and c.nbytes == 9 * 2**20
+    big = part(40)                             # heavier than the bound alone: kept, alone
+    assert c.put(4, big) is big and len(c) == 1 and c.get(4) is big
+    for k in range(5, 12):
+        c.put(k, part(0.001))
+    assert len(c) == 4                         # and the count bound still holds
