@@ -24,15 +24,21 @@ sys.path.insert(0, str(ROOT))
 
 
 def make_bundle(out: Path) -> Path:
-    """Recipe "demo" on assets/demo_cohort with its D-scores forced into the nomogram
-    (random-init networks, no bootstrap): a model whose prediction has Grad-CAM maps."""
+    """Recipe "demo" narrowed to a ResNet18 D-score on the DCE slice (random-init, 64 px,
+    no radiomics, no bootstrap) with the score forced into the nomogram, trained on
+    assets/demo_cohort: a model whose prediction has a DCE Grad-CAM map to overlay (the
+    shipped demo model keeps no image score, so it has none)."""
     import json
     import tempfile
     from her2core.workflows.train import TrainSettings, train_bundle
     if (out / "MANIFEST").is_file():
         return out
-    cfg = Path(tempfile.mkdtemp(prefix="her2_force_")) / "force.json"
-    cfg.write_text(json.dumps({"score_selection": "force"}))
+    cfg = Path(tempfile.mkdtemp(prefix="her2_force_")) / "dce_force.json"
+    cfg.write_text(json.dumps({
+        "score_selection": "force",
+        "features": {"sequences": ["DCE"], "backbones": {"DCE": ["resnet18"]}, "input_size": 64,
+                     "radiomics": False, "batch_size": 16, "device": "cpu"},
+        "scorers": [{"name": "resnet18", "block": "resnet18"}]}))
     train_bundle(TrainSettings(cohort=ROOT / "assets" / "demo_cohort", out=out, recipe="demo",
                                config=cfg, tasks=("her2",), bootstrap=0, random_init=True,
                                device="cpu", cache_dir=str(out.parent / (out.name + "_cache")),
@@ -45,7 +51,8 @@ def main() -> int:
     ap.add_argument("--cache", default=None, help="cache folder of the clinical demo cohort")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "screenshots"))
     ap.add_argument("--width", type=int, default=1366)
-    ap.add_argument("--height", type=int, default=900)
+    ap.add_argument("--height", type=int, default=1150)
+    ap.add_argument("--zoom", type=float, default=2.0, help="viewer zoom (1-4, steps of 0.25)")
     ap.add_argument("--bundle", default=None,
                     help="model bundle for the app (HER2_BUNDLE); its final model must keep an "
                          "image score for a Grad-CAM map (the shipped demo bundle keeps none: "
@@ -107,23 +114,40 @@ def main() -> int:
         for _ in range(3):
             pick.click()
             try:
-                opts = page.get_by_role("option")
-                opts.filter(has_not_text="none").first.click(timeout=10_000)
-                break
+                page.get_by_role("option").first.wait_for(timeout=10_000)
+                names = [t.strip() for t in page.get_by_role("option").all_inner_texts()]
+                choice = next(n for n in names if n and n != "none")
+                page.get_by_role("option", name=choice, exact=True).click(timeout=10_000)
+                B.wait_idle(page, timeout=300_000)
+                box = page.locator(".st-key-case_heat")
+                shown = box.inner_text() + " ".join(
+                    i.input_value() for i in box.locator("input").all())
+                if choice in shown:
+                    print("heat-map overlay:", choice)
+                    break
             except Exception:  # noqa: BLE001
                 page.keyboard.press("Escape")
                 B.wait_idle(page)
+        else:
+            raise RuntimeError("could not choose a heat-map overlay")
         B.wait_idle(page, timeout=300_000)
+        if a.zoom > 1:           # the Zoom slider (steps of 0.25), centred on the ROI by the page
+            thumb = page.locator(".st-key-case_zoom input[type=range]").first
+            thumb.focus()
+            for _ in range(int(round((a.zoom - 1) / 0.25))):
+                thumb.press("ArrowRight")
+            B.wait_idle(page, timeout=300_000)
         page.wait_for_selector(".stPlotlyChart .nsewdrag", timeout=300_000)
         page.wait_for_timeout(1500)
         chart = page.locator(".stPlotlyChart").first
-        chart.evaluate(
+        page.locator(".st-key-case_heat").first.evaluate(   # the overlay chooser at the top
             "e => { e.scrollIntoView({block: 'start'});"
             " for (let p = e.parentElement; p; p = p.parentElement)"
-            "   if (p.scrollTop > 0) { p.scrollTop -= 150; break; } }")
+            "   if (p.scrollTop > 0) { p.scrollTop -= 72; break; } }")
         page.wait_for_timeout(800)
         page.screenshot(path=str(out / "clinical_roi_gradcam.png"))
         chart.screenshot(path=str(out / "clinical_roi_gradcam_chart.png"))
+        page.screenshot(path="/tmp/shot_clinical_roi_gradcam_full.png", full_page=True)
         caps = page.locator('[data-testid="stCaptionContainer"]').all_inner_texts()
         print("captions:", [c for c in caps if "ROI on" in c or "pixels of" in c])
     return 0
