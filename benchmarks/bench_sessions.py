@@ -205,14 +205,21 @@ async def what_if(page, er: int, before: str) -> str:
     if box is None:
         raise RuntimeError("the what-if ER input is not on the page")
     new = "no" if er == 1 else "yes"
-    for _ in range(4):
+    changed_js = ("(b) => { const e = document.querySelector('[data-testid=\"stMetricValue\"]');"
+                  " return e && e.innerText.trim() !== b; }")
+    for _ in range(4):                       # a pick made during a rerun can be lost: retry
         await box.locator("[role=combobox], input").first.click()
         try:
             await page.get_by_role("option", name=new, exact=True).click(timeout=10_000)
-            break
         except Exception:  # noqa: BLE001
             await page.keyboard.press("Escape")
             await page.wait_for_timeout(1000)
+            continue
+        try:   # the new probability is on the page (the second level recomputed)
+            await page.wait_for_function(changed_js, arg=before, timeout=120_000)
+            break
+        except Exception:  # noqa: BLE001
+            await wait_idle(page)
     await wait_idle(page)
     await page.wait_for_function(
         "() => document.body.innerText.includes('Second level recomputed in')", timeout=600_000)
