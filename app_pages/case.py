@@ -7,6 +7,7 @@ from webapp import clinical as clin
 from webapp import services as S
 from webapp import widgets as W
 from webapp import case_panels as CP
+from webapp import predict as P
 
 from her2core.errors import Her2Error, ImageLoadError
 
@@ -92,6 +93,10 @@ with tab_pacs:
     CP.pacs_tab()
 
 case = st.session_state.get("case")
+problem = st.session_state.get("last_error")
+if problem:
+    st.error(problem, icon=":material/error:")
+    st.session_state["last_error"] = None       # shown once
 if case is None:
     st.info("Open a demo case or upload one to start.")
     st.stop()
@@ -102,19 +107,16 @@ st.caption(f"{case.note or case.source} - sequences: "
               or "none")
            + (f" - ROI file: {', '.join(k for k in S.MASK_KEYS if k in case.files)}"
               if any(k in case.files for k in S.MASK_KEYS) else ""))
-problem = st.session_state.get("last_error")
-if problem:
-    st.error(problem, icon=":material/error:")
-    st.session_state["last_error"] = None       # shown once
 CP.model_needs(case)
 heat = None
-part = st.session_state.get("prediction")
-if part is not None and part.case_key == case.key and part.gradcam:
-    bbs = sorted({b for _, b in part.gradcam})
+part = P.cached_part(case) if st.session_state.get("prediction") is not None else None
+maps = part.maps(st.session_state.get("task") or "her2") if part is not None else {}
+if maps:                         # the prediction of this case and these ROIs has Grad-CAM maps
+    bbs = sorted({b for _, b in maps})
     pick = st.selectbox("Heat-map overlay (Grad-CAM of the last prediction)", ["none"] + bbs,
                         key="case_heat")
     if pick != "none":
-        heat = {s: m for (s, b), m in part.gradcam.items() if b == pick}
+        heat = {s: m for (s, b), m in maps.items() if b == pick}
 W.viewer(case, key="case", draw=True, heat=heat)
 
 st.subheader("Clinical values")

@@ -47,16 +47,69 @@ def _train(work: Path, n: int, device: str) -> Path:
     return out
 
 
+def same_run_ab(bundle, config, pred, images, masks, cid, rounds: int = 3) -> dict:
+    """The two runtime changes timed against their former form on this case, interleaved
+    in this process (the machine's load changes between runs, not within a round):
+    block scores of the feature row with / without the extraction's attrs, and roi_bbox
+    against the former argwhere box on each mask."""
+    import numpy as np
+    from her2core.features.extract import FeatureExtractor
+    from her2core.imaging import ops
+    row = FeatureExtractor(config, pred.backbones()).extract_case(images, masks, case_id=cid)
+    X_attrs = row.to_frame().T.astype(float)
+    X_plain = X_attrs.copy()
+    X_plain.attrs = {}
+    model = bundle.models["her2"]
+
+    def argwhere_box(mask):
+        idx = np.argwhere(mask.array > 0)[:, ::-1]
+        return tuple(int(v) for v in idx.min(axis=0)), tuple(int(v) for v in idx.max(axis=0) + 1)
+    t_a, t_p, b_old, b_new = [], [], [], []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        za = model.block_scores(X_attrs)
+        t_a.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        zp = model.block_scores(X_plain)
+        t_p.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        old = [argwhere_box(m) for m in masks.values()]
+        b_old.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        new = [ops.roi_bbox(m) for m in masks.values()]
+        b_new.append(time.perf_counter() - t)
+    med = statistics.median
+    return {"block_scores_s": {"with_attrs": med(t_a), "without": med(t_p),
+                               "same_scores": bool((za.to_numpy() == zp.to_numpy()).all())},
+            "roi_bbox_s_all_masks": {"argwhere": med(b_old), "projections": med(b_new),
+                                     "same_boxes": old == new},
+            "masks": {s: list(m.array.shape) for s, m in masks.items()},
+            "attrs_bytes": len(json.dumps(X_attrs.attrs, default=str))}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--train-n", type=int, default=40)
     ap.add_argument("--work", default="/tmp/her2_bench_case_report")
+    ap.add_argument("--grid-repeats", type=int, default=1,
+                    help="repeats of the 12-map Grad-CAM grid (slow on a CPU)")
+    ap.add_argument("--before", default=None, metavar="JSON",
+                    help="a result of this benchmark before a change: kept under 'before' "
+                         "with the ratios of the two")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: torch's own, i.e. the app's)")
+    ap.add_argument("--also", default=None, metavar="JSON",
+                    help="another run of this benchmark (other threads) kept under 'also'")
+    ap.add_argument("--gpu-note", default=None,
+                    help="what is known of a GPU run (e.g. none lent to this task)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "case_report_cpu.json"))
     a = ap.parse_args(argv)
     import numpy as np
     import torch
+    if a.threads:
+        torch.set_num_threads(a.threads)
 
     from her2core.bundle import load_bundle
     from her2core.cohort import read_cohort
@@ -80,23 +133,27 @@ def main(argv=None) -> int:
     clin = case_clinical_values(coh, cid)
     shape = list(images["DCE"].shape)
     load, image_s, clinical_s, full_s, grid_s, bare_s = [], [], [], [], [], []
-    for _ in range(a.repeats):
+    parts_t, loads_avg = [], []
+    for rep in range(a.repeats):
+        loads_avg.append([round(v, 2) for v in os.getloadavg()])
         t = time.perf_counter()
         images, masks = load_case(coh.files(cid), config)
         load.append(time.perf_counter() - t)
         t = time.perf_counter()
         part = pred.image_part(images, masks, case_id=cid)
         image_s.append(time.perf_counter() - t)
+        parts_t.append(dict(part.timings))
         t = time.perf_counter()
         cp = pred.clinical_part(part, clin)
         clinical_s.append(time.perf_counter() - t)
         full_s.append(load[-1] + image_s[-1] + clinical_s[-1])
         # the explain grid: Grad-CAM of all 12 (sequence, backbone) blocks
         from her2core.explain.case import case_gradcam
-        t = time.perf_counter()
-        cams = case_gradcam(bundle.models["her2"], config, pred.backbones(), images, masks,
-                            part.features)
-        grid_s.append(time.perf_counter() - t)
+        if rep < a.grid_repeats:
+            t = time.perf_counter()
+            cams = case_gradcam(bundle.models["her2"], config, pred.backbones(), images, masks,
+                                part.features)
+            grid_s.append(time.perf_counter() - t)
         # reference: the 12 bare forward passes on the prepared inputs
         bbs = pred.backbones()
         plan = deep.input_plan(config, bbs)
@@ -106,6 +163,7 @@ def main(argv=None) -> int:
             deep.run_batch(batch, config, bbs)
         bare_s.append(time.perf_counter() - t)
     med = statistics.median
+    ab = same_run_ab(bundle, config, pred, images, masks, cid)
     out = {
         "settings": {"device": a.device, "repeats": a.repeats, "train_n": a.train_n,
                      "case_shape_zyx": shape, "case": cid,
@@ -120,10 +178,34 @@ def main(argv=None) -> int:
         "used_scores": part.tasks["her2"].used, "maps_in_report": len(part.tasks["her2"].gradcam),
         "grid_maps": len(cams), "probability": cp.probability,
         "target_s": 0.5 if a.device.startswith("cuda") else 3.0,
+        "ratio_full_report_over_bare_forward": med(full_s) / max(med(bare_s), 1e-9),
         "runs": {"load": load, "image_part": image_s, "clinical_part": clinical_s,
-                 "gradcam_grid_12": grid_s, "bare_forward_12": bare_s},
+                 "gradcam_grid_12": grid_s, "bare_forward_12": bare_s,
+                 "image_part_timings": parts_t, "load_average": loads_avg},
         "random_init": bundle.random_init,
+        "same_run_ab": ab,
+        "meets_target": bool(med(full_s) <= (0.5 if a.device.startswith("cuda") else 3.0)),
+        "when_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    try:
+        import subprocess
+        out["settings"]["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT,
+                                                   capture_output=True, text=True).stdout.strip()
+    except OSError:
+        pass
+    if a.gpu_note:
+        out["gpu"] = a.gpu_note
+    if a.also:
+        also = json.loads(Path(a.also).read_text())
+        out["also"] = {k: also.get(k) for k in ("settings", "seconds_median", "same_run_ab",
+                                                  "meets_target", "when_utc")}
+    if a.before:
+        before = json.loads(Path(a.before).read_text())
+        before.pop("before", None)
+        out["before"] = before
+        bm, am = before["seconds_median"], out["seconds_median"]
+        out["speedup_before_over_after"] = {k: bm[k] / am[k] for k in am
+                                            if k in bm and am[k] > 0}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1, default=float) + "\n", encoding="utf-8")
     print(json.dumps(out["seconds_median"], indent=1), "ratio", out["ratio_image_part_over_bare_forward"])

@@ -14,6 +14,12 @@ voxels of 0.75 x 0.75 x 1.5 mm, 6 DCE phases, T2 on its own 3 mm grid), in one r
   ``slice_figure`` and its JSON for the browser (plotly ``to_json``). Target < 100 ms.
   The floor it is compared with: slicing + windowing + PNG encoding of the same three
   slices (what any server-rendered viewer must do).
+* ``page``: the Case page itself through streamlit's AppTest (app.py, its widgets and
+  caches; the case set in the session): a slice change's server time measured inside the
+  script thread (wall and CPU, from app.py's first call to the end of the page), for the
+  three sequences side by side and for the large view; target < 100 ms.
+* ``app_memory``: RSS of one AppTest session opening ``--opens`` cases one after another
+  on the Case page through the app's caches (bounded: flat once they are full).
 * ``memory``: ``--opens`` cases opened one after another (load + canonical of T1, T2,
   DCE, DCE_phases and the mask, the previous case released, as a page switching cases),
   RSS after each; flat = no growth from case to case (slope MB per case, last - first).
@@ -125,8 +131,10 @@ def slice_change(cans, masks_can, view, idx, memo=True):
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
 
     ref = cans["DCE"]
+    editor = masks_can if isinstance(masks_can, V.MaskEditor) else V.MaskEditor(masks_can)
+    masks_can = editor.mask
     t = time.perf_counter()
-    presets = ref.window_presets(masks_can) if memo else V.window_presets(ref.array, masks_can)
+    presets = ref.window_presets(editor) if memo else V.window_presets(ref.array, masks_can)
     tick("window_presets", t)
     n_ref = ref.n_slices(view)
     frac = idx / max(n_ref - 1, 1)
@@ -187,7 +195,7 @@ def bench_viewer(cohort, cid, moves):
     cans = {s: V.canonical(imgs[s]) for s in imgs}
     t_canonical = time.perf_counter() - t
     mask = load_mask(paths["mask"], imgs["DCE"])
-    mask_can = cans["DCE"].to_canonical(mask.array > 0)
+    mask_can = V.MaskEditor(cans["DCE"].to_canonical(mask.array > 0))   # as the page holds it
     t = time.perf_counter()
     wls = {s: cans[s].window_presets()["Auto (1-99 %)"] for s in cans}  # memoized from here on
     t_presets = time.perf_counter() - t
@@ -233,6 +241,163 @@ def bench_viewer(cohort, cid, moves):
             "target_ms": 100, "views": out}
 
 
+def _app_case(cohort, cid):
+    """The Case page's CaseData of a clinical-size case (as a demo case of that cohort)."""
+    from webapp import services as S
+    files = {k: str(v) for k, v in case_paths(cohort, cid).items() if k in ("T1", "T2", "DCE", "mask")}
+    return S.CaseData(case_id=cid, source="demo", files=files,
+                      hashes={k: S.file_sha256(v) for k, v in files.items()}, clinical={},
+                      note="clinical-size synthetic case (no patient)")
+
+
+class _ScriptClock:
+    """Wall and CPU time of each run of app.py, measured inside the script thread: from
+    app.py's init_state() to the end of the page it runs (StreamlitPage.run)."""
+
+    def __init__(self):
+        import webapp.state as WS
+        from streamlit.navigation.page import StreamlitPage
+        self.runs: list[tuple[float, float]] = []
+        self._start = None
+        orig_init, orig_run = WS.init_state, StreamlitPage.run
+        clock = self
+
+        def init_state(*a, **k):
+            if k.get("allow_during_reading"):           # app.py's call: the run starts
+                clock._start = (time.perf_counter(), time.thread_time())
+            return orig_init(*a, **k)
+
+        def run(page_self, *a, **k):
+            try:
+                return orig_run(page_self, *a, **k)
+            finally:
+                if clock._start is not None:
+                    w, c = clock._start
+                    clock.runs.append((time.perf_counter() - w, time.thread_time() - c))
+                    clock._start = None
+        WS.init_state, StreamlitPage.run = init_state, run
+        self._undo = lambda: (setattr(WS, "init_state", orig_init),
+                              setattr(StreamlitPage, "run", orig_run))
+
+    def close(self):
+        self._undo()
+
+
+def bench_page(cohort, cid, moves):
+    """The served Case page itself (streamlit AppTest: the real script, widgets and caches):
+    server time of a slice change with the three sequences side by side (Large view off),
+    and with the large view clinical-size cases open in."""
+    from streamlit.testing.v1 import AppTest
+    clock = _ScriptClock()
+    try:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=900)
+        at.run()
+        at.switch_page("app_pages/case.py")
+        at.run()
+        at.session_state["case"] = _app_case(cohort, cid)
+        t = time.perf_counter()
+        at.run()
+        t_open = time.perf_counter() - t
+        if at.exception:
+            raise RuntimeError([e.value for e in at.exception])
+        out = {"open_first_case_s": t_open}
+        for layout, large in (("three_columns", False), ("large_view", True)):
+            at.toggle(key="case_large").set_value(large)
+            at.run()
+            charts = len(at.get("plotly_chart"))
+            sl = at.slider(key="case_slice_axial")
+            n = sl.max + 1
+            idxs = [int(v) for v in np.linspace(n * 0.3, n * 0.7, moves)]
+            at.slider(key="case_slice_axial").set_value(idxs[-1])
+            at.run()                                     # warm-up move
+            wall, script, cpu = [], [], []
+            for i in idxs:
+                at.slider(key="case_slice_axial").set_value(i)
+                clock.runs.clear()
+                t = time.perf_counter()
+                at.run()
+                wall.append(time.perf_counter() - t)
+                if at.exception:
+                    raise RuntimeError([e.value for e in at.exception])
+                script.append(clock.runs[-1][0])
+                cpu.append(clock.runs[-1][1])
+            med = statistics.median
+            out[layout] = {
+                "charts": charts, "moves": len(idxs),
+                "script_ms": {"median": 1e3 * med(script), "min": 1e3 * min(script),
+                              "max": 1e3 * max(script)},
+                "script_cpu_ms_median": 1e3 * med(cpu),
+                "apptest_run_ms_median": 1e3 * med(wall),
+                "below_target": bool(1e3 * med(script) < 100)}
+        return out
+    finally:
+        clock.close()
+
+
+def page_at_commit(rev: str, a) -> dict:
+    """bench_page on the app as it was at ``rev`` (this benchmark file run in that tree)."""
+    import subprocess
+    import tempfile
+    commit = subprocess.run(["git", "rev-parse", rev], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout.strip()
+    with tempfile.TemporaryDirectory(prefix="her2_bench_rev_") as tmp:
+        tree = Path(tmp) / "tree"
+        tree.mkdir()
+        arch = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=arch.stdout, check=True)
+        (tree / "benchmarks").mkdir(exist_ok=True)
+        (tree / "benchmarks" / "bench_clinical_size.py").write_bytes(Path(__file__).read_bytes())
+        if not (tree / "assets" / "demo_bundle").exists() and (ROOT / "assets" / "demo_bundle").exists():
+            (tree / "assets").mkdir(exist_ok=True)
+            (tree / "assets" / "demo_bundle").symlink_to(ROOT / "assets" / "demo_bundle")
+        out = Path(tmp) / "page.json"
+        cmd = [sys.executable, str(tree / "benchmarks" / "bench_clinical_size.py"),
+               "--page-only", str(out), "--moves", str(a.moves), "--distinct", str(a.distinct)]
+        if a.cache_dir:
+            cmd += ["--cache-dir", a.cache_dir]
+        r = subprocess.run(cmd, cwd=tree, capture_output=True, text=True)
+        if r.returncode != 0:
+            return {"commit": commit, "error": r.stderr[-2000:]}
+        return {"commit": commit, **json.loads(out.read_text())}
+
+
+def bench_app_memory(cohort, ids, opens):
+    """RSS of this process while one AppTest session opens ``opens`` cases one after another
+    on the Case page (three columns drawn), through the app's own caches."""
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=900)
+    at.run()
+    at.switch_page("app_pages/case.py")
+    at.run()
+    gc.collect()
+    base = rss_mb()
+    rows = []
+    for k in range(opens):
+        cid = ids[k % len(ids)]
+        at.session_state["case"] = _app_case(cohort, cid)
+        at.session_state["editors"] = {}
+        t = time.perf_counter()
+        at.run()
+        if k == 0:
+            at.toggle(key="case_large").set_value(False)
+            at.run()
+        dt = time.perf_counter() - t
+        gc.collect()
+        rows.append({"case": cid, "open_s": dt, "rss_mb": rss_mb()})
+    rss = [r["rss_mb"] for r in rows]
+    d = len(ids)
+    tail = rss[d:] if len(rss) > d else rss
+    slope = float(np.polyfit(np.arange(len(tail)), tail, 1)[0]) if len(tail) > 1 else 0.0
+    return {"opens": opens, "distinct_cases": d, "baseline_rss_mb": base,
+            "rss_after_first_round_mb": rss[min(d, len(rss)) - 1], "rss_last_mb": rss[-1],
+            "rss_max_mb": max(rss),
+            "slope_mb_per_case_after_first_round": slope,
+            "flat_after_first_round": bool(abs(slope) < 5 and max(tail) - min(tail) < 150),
+            "note": "the app's image caches are shared and bounded (24 images, 24 canonical "
+                    "copies): RSS grows while distinct cases fill them, then stays",
+            "per_case": rows}
+
+
 def bench_memory(cohort, ids, opens):
     from her2core import viewer as V
     from her2core.imaging import load_image
@@ -275,6 +440,11 @@ def main(argv=None) -> int:
     ap.add_argument("--moves", type=int, default=9, help="slice changes timed per view")
     ap.add_argument("--repeats", type=int, default=3, help="load timings (interleaved)")
     ap.add_argument("--cache-dir", default=None, help="cache of the generated cases")
+    ap.add_argument("--no-page", action="store_true", help="skip the AppTest page parts")
+    ap.add_argument("--compare-commit", default=None, metavar="REV",
+                    help="also time the Case page of the app as it was at REV (git archive "
+                         "into a temp folder, same cases, this run): the before of a change")
+    ap.add_argument("--page-only", default=None, metavar="JSON", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     a = ap.parse_args(argv)
     import SimpleITK as sitk
@@ -282,6 +452,11 @@ def main(argv=None) -> int:
     from her2core.cohort import read_cohort
     from her2core.synthetic import clinical_demo_cases
 
+    if a.page_only:                 # (the --compare-commit child, in the old tree)
+        coh = read_cohort(clinical_demo_cases(a.cache_dir, n=a.distinct))
+        Path(a.page_only).write_text(json.dumps(bench_page(coh, coh.case_ids[0], a.moves),
+                                                default=float))
+        return 0
     t = time.perf_counter()
     root = clinical_demo_cases(a.cache_dir, n=a.distinct,
                                progress=lambda d, n, m: print(f"  {m}", flush=True))
@@ -296,6 +471,14 @@ def main(argv=None) -> int:
     loads.append(load_average())
     res["memory"] = bench_memory(cohort, ids, a.opens)
     loads.append(load_average())
+    if not a.no_page:
+        res["page"] = bench_page(cohort, ids[0], a.moves)
+        loads.append(load_average())
+        res["app_memory"] = bench_app_memory(cohort, ids, a.opens)
+        loads.append(load_average())
+        if a.compare_commit:
+            res["page_at_commit"] = page_at_commit(a.compare_commit, a)
+            loads.append(load_average())
     res.update({
         "threads": {"SimpleITK": sitk.ProcessObject.GetGlobalDefaultNumberOfThreads(),
                     "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
@@ -320,6 +503,19 @@ def main(argv=None) -> int:
           f"{vw['axial']['floor_ms_median']:.0f} ms) | memory over {mem['opens']} opens: "
           f"{mem['slope_mb_per_case']:+.1f} MB/case, last-first "
           f"{mem['growth_last_minus_first_mb']:+.0f} MB, flat={mem['flat']} | {path}")
+    if "page_at_commit" in res and "three_columns" in res["page_at_commit"]:
+        pb = res["page_at_commit"]
+        print(f"  at {pb['commit'][:10]}: three columns {pb['three_columns']['script_ms']['median']:.0f} ms "
+              f"({pb['three_columns']['script_cpu_ms_median']:.0f} ms CPU), large view "
+              f"{pb['large_view']['script_ms']['median']:.0f} ms")
+    if "page" in res:
+        pg, am = res["page"], res["app_memory"]
+        print(f"  Case page (AppTest) slice change: three columns "
+              f"{pg['three_columns']['script_ms']['median']:.0f} ms script "
+              f"({pg['three_columns']['script_cpu_ms_median']:.0f} ms CPU), large view "
+              f"{pg['large_view']['script_ms']['median']:.0f} ms | app memory over "
+              f"{am['opens']} opens: {am['rss_after_first_round_mb']:.0f} -> {am['rss_last_mb']:.0f} MB, "
+              f"flat after the first round={am['flat_after_first_round']}")
     return 0
 
 

@@ -29,6 +29,8 @@ distance, never linear on labels).
 from __future__ import annotations
 
 import base64
+import functools
+import itertools
 import logging
 import struct
 import zlib
@@ -43,7 +45,7 @@ log = logging.getLogger(__name__)
 VIEWS = ("axial", "coronal", "sagittal")
 
 __all__ = [
-    "VIEWS", "Canonical", "canonical", "window_presets", "apply_window", "compose_rgb",
+    "VIEWS", "Canonical", "HeatVolume", "canonical", "window_presets", "apply_window", "compose_rgb",
     "polygon_to_mask", "box_to_mask", "interpolate_mask", "MaskEditor", "slice_figure",
     "rgb_to_png_bytes", "mask_to_nifti_bytes", "heat_colormap", "axis_labels",
     "crop_for_zoom", "view_title", "view_labels", "geometry_caption", "window_step",
@@ -52,6 +54,8 @@ __all__ = [
 
 #: name of the window preset read from the DICOM header (WindowCenter / WindowWidth)
 HEADER_PRESET = "DICOM header"
+#: name of the window preset centred on the ROI's intensities
+LESION_PRESET = "Lesion (ROI 1-99 %)"
 
 
 # --------------------------------------------------------------------------- orientation
@@ -85,17 +89,34 @@ class Canonical:
     spacing_known: bool = True
     integer: bool = False
     _stats: dict | None = field(default=None, init=False, repr=False, compare=False)
+    _roi_memo: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     # -- window / level
-    def window_presets(self, mask: np.ndarray | None = None) -> dict[str, tuple[float, float]]:
+    def window_presets(self, mask: "np.ndarray | MaskEditor | None" = None
+                       ) -> dict[str, tuple[float, float]]:
         """:func:`window_presets` of this volume, its percentiles computed once.
 
         A slice change then costs nothing here (at 448 x 448 x 100 the volume's
-        percentiles take a second); only the "Lesion" preset follows ``mask``.
+        percentiles take a second); only the "Lesion" preset follows ``mask``. Given
+        the :class:`MaskEditor` itself, that preset is computed once per change of the
+        ROI (from the voxels of its bounding box), not on every call.
         """
         if self._stats is None:
             self._stats = volume_stats(self.array)
-        presets = window_presets(self.array, mask, stats=self._stats)
+        if isinstance(mask, MaskEditor):
+            ed = mask
+            if self._roi_memo is None or self._roi_memo[0] != ed.token:
+                box = ed.bbox()
+                pre = None
+                if box is not None:
+                    sub = self.array[box]
+                    pre = window_presets(sub, ed.mask[box], stats=self._stats).get(LESION_PRESET)
+                self._roi_memo = (ed.token, pre)
+            presets = window_presets(self.array, None, stats=self._stats)
+            if self._roi_memo[1] is not None:
+                presets[LESION_PRESET] = self._roi_memo[1]
+        else:
+            presets = window_presets(self.array, mask, stats=self._stats)
         if self.header_window is not None:
             w, c = self.header_window
             presets = {f"{HEADER_PRESET} (C {_num(c)} / W {_num(w)})": (w, c), **presets}
@@ -121,6 +142,25 @@ class Canonical:
         for ax in self.flips:
             a = np.flip(a, axis=ax)
         return np.ascontiguousarray(a)
+
+    def canonical_view(self, arr: np.ndarray) -> np.ndarray:
+        """:meth:`to_canonical` without the copy: a (strided) view of ``arr`` in canonical
+        order, for reading a slice or two of a large array (a heat map) on every rerun."""
+        a = np.asarray(arr)
+        if a.shape != tuple(self.original_shape):
+            raise ValueError(f"array shape {a.shape} is not the image grid {self.original_shape}")
+        if self.is_2d:
+            a = a[None]
+        a = np.transpose(a, self.order)
+        for ax in self.flips:
+            a = np.flip(a, axis=ax)
+        return a
+
+    def heat(self, arr: np.ndarray) -> "HeatVolume":
+        """A heat map on this image's grid, shown scaled to 0..1 by its maximum (no copy)."""
+        a = np.asarray(arr)
+        hi = float(np.nanmax(a)) if a.size else 0.0
+        return HeatVolume(self.canonical_view(a), hi)
 
     def from_canonical(self, arr: np.ndarray) -> np.ndarray:
         """Canonical-order array -> the original image's array order."""
@@ -182,6 +222,29 @@ class Canonical:
         """Distance (mm) of the slice from the first one along its axis."""
         sx, sy, sz = self.spacing
         return float(index) * {"axial": sz, "coronal": sy, "sagittal": sx}[_check_view(view)]
+
+
+@dataclass
+class HeatVolume:
+    """A heat map in canonical order (a view of its own array) and the maximum it is
+    divided by for display: a slice costs a slice, not a float copy of the volume."""
+    array: np.ndarray
+    scale: float
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.array.shape
+
+    def get_slice(self, view: str, index: int) -> np.ndarray:
+        """Display slice in 0..1 (float64), as the whole map divided by its maximum."""
+        sl = np.asarray(get_slice(self.array, view, index), float)
+        return sl / self.scale if self.scale > 0 else sl
+
+    def peak_slice(self, view: str = "axial") -> int:
+        """Index of the slice holding the map's maximum."""
+        ax = _view_axis(view)
+        other = tuple(i for i in range(3) if i != ax)
+        return int(np.argmax(np.max(self.array, axis=other)))
 
 
 def _check_view(view: str) -> str:
@@ -314,15 +377,18 @@ def index_ranges(indices) -> str:
 
 def roi_caption(can: Canonical, mask: np.ndarray, sequence: str, view: str = "axial",
                 source: str | None = None) -> str:
-    """One readable line about an ROI: voxels, volume (mL) or area (mm^2), slices."""
-    m = np.asarray(mask, bool)
-    n = int(np.count_nonzero(m))
+    """One readable line about an ROI: voxels, volume (mL) or area (mm^2), slices.
+
+    ``mask``: a canonical array, or the :class:`MaskEditor` holding it (its counts are
+    then reused from the last change instead of scanning the volume again)."""
+    ed = mask if isinstance(mask, MaskEditor) else MaskEditor(np.asarray(mask, bool))
+    n = ed.voxels
     sx, sy, sz = can.spacing
     if can.is_2d:
         size = f"{n} pixels" + (f" ({n * sx * sy:.1f} mm\u00b2)" if can.spacing_known else "")
         text = f"ROI on {sequence}: {size}"
     else:
-        drawn = MaskEditor(m).drawn_slices(view)
+        drawn = ed.drawn_slices(view)
         text = (f"ROI on {sequence}: {n} voxels ({n * sx * sy * sz / 1000.0:.2f} mL), on "
                 f"{len(drawn)} {view} slice{'s' if len(drawn) != 1 else ''} ({index_ranges(drawn)})"
                 if drawn else f"ROI on {sequence}: {n} voxels")
@@ -470,7 +536,7 @@ def window_presets(arr: np.ndarray, mask: np.ndarray | None = None, *,
     if mask is not None and np.any(mask):
         roi = np.asarray(arr)[np.asarray(mask, bool)].astype(float)
         q = np.percentile(roi, [1, 99])
-        presets["Lesion (ROI 1-99 %)"] = wl(min(q[0], p[1]), q[1])
+        presets[LESION_PRESET] = wl(min(q[0], p[1]), q[1])
     return presets
 
 
@@ -505,17 +571,31 @@ def compose_rgb(grey: np.ndarray, *, mask: np.ndarray | None = None,
     g = np.asarray(grey)
     if g.dtype != np.uint8:
         raise ValueError("compose_rgb expects a uint8 grey slice (use apply_window)")
+    if heat is None:
+        # no heat map: the grey pixels are exact in uint8; only the ROI's pixels are blended
+        # (in float, as below), and its outline found in its own bounding box
+        rgb = np.repeat(g[..., None], 3, axis=-1)
+        if mask is not None:
+            m = _slice_mask(mask, g.shape)
+            box = _box2d(m)
+            if box is not None:
+                mb = m[box]
+                sub = rgb[box]
+                col = np.asarray(mask_color, float)
+                a = float(mask_opacity)
+                sub[mb] = np.clip(np.rint(sub[mb] * (1 - a) + col * a), 0, 255).astype(np.uint8)
+                if outline:
+                    edge = mb & ~ndimage.binary_erosion(mb, border_value=0)
+                    sub[edge] = np.clip(np.rint(col), 0, 255).astype(np.uint8)
+        return rgb
     rgb = np.repeat(g[..., None].astype(float), 3, axis=-1)
-    if heat is not None:
-        h = np.clip(np.asarray(heat, float), 0, 1)
-        if h.shape != g.shape:
-            raise ValueError(f"heat map {h.shape} does not match slice {g.shape}")
-        alpha = (h >= heat_threshold) * float(heat_opacity)
-        rgb = rgb * (1 - alpha[..., None]) + heat_colormap(h, heat_cmap) * alpha[..., None]
+    h = np.clip(np.asarray(heat, float), 0, 1)
+    if h.shape != g.shape:
+        raise ValueError(f"heat map {h.shape} does not match slice {g.shape}")
+    alpha = (h >= heat_threshold) * float(heat_opacity)
+    rgb = rgb * (1 - alpha[..., None]) + heat_colormap(h, heat_cmap) * alpha[..., None]
     if mask is not None:
-        m = np.asarray(mask, bool)
-        if m.shape != g.shape:
-            raise ValueError(f"mask {m.shape} does not match slice {g.shape}")
+        m = _slice_mask(mask, g.shape)
         col = np.asarray(mask_color, float)
         a = float(mask_opacity)
         rgb[m] = rgb[m] * (1 - a) + col * a
@@ -523,6 +603,26 @@ def compose_rgb(grey: np.ndarray, *, mask: np.ndarray | None = None,
             edge = m & ~ndimage.binary_erosion(m, border_value=0)
             rgb[edge] = col
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+def _slice_mask(mask, shape) -> np.ndarray:
+    m = np.asarray(mask, bool)
+    if m.shape != tuple(shape):
+        raise ValueError(f"mask {m.shape} does not match slice {tuple(shape)}")
+    return m
+
+
+def _box2d(m: np.ndarray) -> tuple[slice, slice] | None:
+    """Bounding box of a 2-D mask grown by one pixel (inside the slice), None if empty.
+
+    The pixel of margin keeps the outline exact: an erosion with a zero border inside
+    the box is the erosion of the whole slice restricted to it."""
+    rows = np.flatnonzero(m.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(m.any(axis=0))
+    return (slice(max(int(rows[0]) - 1, 0), min(int(rows[-1]) + 2, m.shape[0])),
+            slice(max(int(cols[0]) - 1, 0), min(int(cols[-1]) + 2, m.shape[1])))
 
 
 def zoom_to_roi(rgb: np.ndarray, mask: np.ndarray | None, pixel_size=(1.0, 1.0), *,
@@ -627,15 +727,24 @@ def interpolate_mask(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
     return d < 0
 
 
+_EDITOR_IDS = itertools.count(1)
+
+
 @dataclass
 class MaskEditor:
     """Canonical boolean ROI with an undo stack (bounded).
 
-    All operations act on display slices (view, index) and are undoable.
+    All operations act on display slices (view, index) and are undoable. Change the
+    mask through these methods (or :meth:`set_mask`): what a page asks on every rerun
+    (voxel count, drawn slices, bounding box) is computed once per change, not once per
+    slice move (at 448 x 448 x 100 each question scans 20 M voxels).
     """
     mask: np.ndarray
     max_history: int = 30
     history: list = field(default_factory=list)
+    version: int = field(default=0, compare=False)
+    uid: int = field(default_factory=lambda: next(_EDITOR_IDS), init=False, compare=False)
+    _facts: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def empty(cls, shape: tuple[int, int, int]) -> "MaskEditor":
@@ -645,6 +754,22 @@ class MaskEditor:
         self.history.append(np.packbits(self.mask))
         if len(self.history) > self.max_history:
             del self.history[0]
+        self.version += 1
+
+    def _fact(self, name, compute):
+        """``compute()`` memoised for the mask as it is now (its version and array)."""
+        key = (self.version, id(self.mask))
+        if self._facts.get("key") != key:
+            self._facts = {"key": key}
+        if name not in self._facts:
+            self._facts[name] = compute()
+        return self._facts[name]
+
+    @property
+    def token(self) -> tuple[int, int]:
+        """Changes whenever the mask does, unique to this editor in the process (never
+        reused, unlike ``id``): a key for what is derived from the ROI."""
+        return (self.uid, self.version)
 
     def undo(self) -> bool:
         """Restore the state before the last operation; False when nothing to undo."""
@@ -652,6 +777,7 @@ class MaskEditor:
             return False
         packed = self.history.pop()
         self.mask = np.unpackbits(packed, count=self.mask.size).astype(bool).reshape(self.mask.shape)
+        self.version += 1
         return True
 
     def set_mask(self, mask: np.ndarray) -> None:
@@ -716,9 +842,32 @@ class MaskEditor:
         return changed
 
     def drawn_slices(self, view: str) -> list[int]:
+        """Slice indices of ``view`` that hold ROI voxels."""
         ax = _view_axis(view)
-        other = tuple(i for i in range(3) if i != ax)
-        return np.flatnonzero(self.mask.any(axis=other)).tolist()
+
+        def compute():
+            if ax == 0:   # one pass over the volume; the other views from its bounding box
+                return np.flatnonzero(self.mask.reshape(self.mask.shape[0], -1).any(axis=1)).tolist()
+            box = self.bbox()
+            if box is None:
+                return []
+            sub = self.mask[box]
+            other = tuple(i for i in range(3) if i != ax)
+            return (np.flatnonzero(sub.any(axis=other)) + box[ax].start).tolist()
+        return list(self._fact(("drawn", ax), compute))
+
+    def bbox(self) -> tuple[slice, slice, slice] | None:
+        """Bounding box of the ROI (canonical index slices), None when it is empty."""
+        def compute():
+            zs = self.drawn_slices("axial")
+            if not zs:
+                return None
+            sub = self.mask[zs[0]:zs[-1] + 1]
+            rows = np.flatnonzero(sub.any(axis=(0, 2)))
+            cols = np.flatnonzero(sub.any(axis=(0, 1)))
+            return (slice(zs[0], zs[-1] + 1), slice(int(rows[0]), int(rows[-1]) + 1),
+                    slice(int(cols[0]), int(cols[-1]) + 1))
+        return self._fact("bbox", compute)
 
     def middle_slice(self, view: str, default: int) -> int:
         """The middle of the slices holding the ROI in ``view`` (``default`` when it is empty)."""
@@ -727,7 +876,10 @@ class MaskEditor:
 
     @property
     def voxels(self) -> int:
-        return int(np.count_nonzero(self.mask))
+        def compute():
+            box = self.bbox()
+            return 0 if box is None else int(np.count_nonzero(self.mask[box]))
+        return self._fact("voxels", compute)
 
 
 # --------------------------------------------------------------------------- figures
@@ -747,7 +899,7 @@ def slice_figure(rgb: np.ndarray, pixel_size: tuple[float, float] = (1.0, 1.0), 
                  title: str | None = None, labels: dict[str, str] | None = None,
                  selectable: bool = True, max_points: int = 6000, zoom: float = 1.0,
                  zoom_center: tuple[float, float] | None = None, height: int = 420,
-                 dragmode: str | None = None):
+                 dragmode: str | None = None, validate: bool = False):
     """Plotly figure of one composited slice.
 
     Axes are in pixel index units (column, row) so a lasso path maps directly
@@ -763,15 +915,17 @@ def slice_figure(rgb: np.ndarray, pixel_size: tuple[float, float] = (1.0, 1.0), 
     import plotly.graph_objects as go
     h, w = rgb.shape[:2]
     png = base64.b64encode(rgb_to_png_bytes(rgb)).decode("ascii")
+    # built without plotly's property validation unless ``validate`` (it cost more than the
+    # image at clinical size): every property is a fixed literal or a number, and
+    # tests/app/test_viewer_speed_paths.py checks the JSON equals the validated figure's
     traces = [go.Image(source="data:image/png;base64," + png, x0=0, dx=1, y0=0, dy=1,
-                       hoverinfo="skip", name="slice")]
+                       hoverinfo="skip", name="slice", _validate=validate)]
     if selectable:
-        step = max(1, int(np.ceil(np.sqrt(h * w / max_points))))
-        rr, cc = np.mgrid[0:h:step, 0:w:step]
-        traces.append(go.Scattergl(x=cc.ravel(), y=rr.ravel(), mode="markers",
+        cc, rr = _point_grid(h, w, max_points)
+        traces.append(go.Scattergl(x=cc, y=rr, mode="markers",
                                    marker=dict(size=3, opacity=0.01, color="white"),
                                    hovertemplate="col %{x}, row %{y}<extra></extra>",
-                                   name="pixels", showlegend=False))
+                                   name="pixels", showlegend=False, _validate=validate))
     xr, yr = crop_for_zoom((h, w), zoom, zoom_center)
     aspect = pixel_size[1] / pixel_size[0]
     ann = []
@@ -790,12 +944,25 @@ def slice_figure(rgb: np.ndarray, pixel_size: tuple[float, float] = (1.0, 1.0), 
                    constrain="domain"),
         yaxis=dict(range=[yr[1], yr[0]], showgrid=False, zeroline=False, showticklabels=False,
                    scaleanchor="x", scaleratio=aspect, constrain="domain"),
-        title=dict(text=title or "", x=0.5, font=dict(size=13)), annotations=ann,
+        title=dict(text=title or "", x=0.5, font=dict(size=13)),
         margin=dict(l=22, r=22, t=58 if title else 30, b=22), height=height,
         dragmode=dragmode or ("lasso" if selectable else "pan"), modebar=dict(orientation="v"),
         paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="#000",
         newselection=dict(line=dict(color="#ffd166", width=2)))
-    return go.Figure(data=traces, layout=layout)
+    if ann:
+        layout["annotations"] = ann
+    return go.Figure(data=traces, layout=layout, _validate=validate)
+
+
+@functools.lru_cache(maxsize=8)
+def _point_grid(h: int, w: int, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """(columns, rows) of the selectable marker grid of an h x w slice (read-only)."""
+    step = max(1, int(np.ceil(np.sqrt(h * w / max_points))))
+    rr, cc = np.mgrid[0:h:step, 0:w:step]
+    cc, rr = cc.ravel(), rr.ravel()
+    cc.flags.writeable = False
+    rr.flags.writeable = False
+    return cc, rr
 
 
 # --------------------------------------------------------------------------- saving

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -58,11 +59,40 @@ def case_inputs(case, predictor) -> tuple[dict, dict]:
     return images, case_masks(images, rois, case_id=case.case_id, sequences=need)
 
 
-class _BoundedCache:
-    """Thread-safe LRU of finished results (read-only once stored)."""
+def part_nbytes(part) -> int:
+    """Bytes an ImagePart holds in arrays: its Grad-CAM maps (each a float32 volume on its
+    sequence's grid: 80 MB at 448 x 448 x 100) and its feature rows."""
+    n = 0
+    for ts in getattr(part, "tasks", {}).values():
+        for r in getattr(ts, "gradcam", []):
+            for a in (getattr(getattr(r, "map_image", None), "array", None),
+                      getattr(r, "image_slice", None), getattr(r, "map_slice", None)):
+                n += int(getattr(a, "nbytes", 0) or 0)
+    feats = getattr(part, "features", None)
+    if feats is not None:
+        n += int(feats.memory_usage(index=False, deep=False).sum())
+    return n
 
-    def __init__(self, size: int):
+
+#: bytes of image parts the process keeps (HER2_PART_CACHE_MB, default 2048)
+PART_CACHE_MB_ENV = "HER2_PART_CACHE_MB"
+
+
+def _part_cache_bytes() -> int:
+    try:
+        return int(float(os.environ.get(PART_CACHE_MB_ENV, 2048)) * 2**20)
+    except ValueError:
+        return 2048 * 2**20
+
+
+class _BoundedCache:
+    """Thread-safe LRU of finished results (read-only once stored), bounded by count and,
+    with ``weigh``, by bytes: clinical-size Grad-CAM maps make one result weigh a GB, so a
+    count alone bounded nothing. The newest result is always kept."""
+
+    def __init__(self, size: int, max_bytes: int | None = None, weigh=None):
         self.size, self._d, self._lock = size, OrderedDict(), threading.Lock()
+        self.max_bytes, self._weigh, self._w = max_bytes, weigh, {}
 
     def get(self, key):
         with self._lock:
@@ -76,19 +106,44 @@ class _BoundedCache:
             if key in self._d:            # another session finished first: keep one object
                 return self._d[key]
             self._d[key] = value
-            while len(self._d) > self.size:
-                self._d.popitem(last=False)
+            self._w[key] = int(self._weigh(value)) if self._weigh else 0
+            while len(self._d) > 1 and (len(self._d) > self.size or (
+                    self.max_bytes is not None and sum(self._w.values()) > self.max_bytes)):
+                old, _ = self._d.popitem(last=False)
+                self._w.pop(old, None)
             return value
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return sum(self._w.values())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._d)
 
 
 @st.cache_resource(show_spinner=False)
 def _image_parts() -> _BoundedCache:
-    return _BoundedCache(16)
+    return _BoundedCache(16, max_bytes=_part_cache_bytes(), weigh=part_nbytes)
+
+
+def case_roi_hash(case) -> str:
+    """roi_hash of the case's ROIs, computed once per change of an ROI (hashing a clinical
+    -size mask costs tens of ms; this runs on every rerun of the Case and Prediction pages)."""
+    eds = W.case_editors(case)
+    tok = (case.key, tuple((s, e.token) for s, e in sorted(eds.items())))
+    memo = st.session_state.get("roi_hash_memo")
+    if memo is not None and memo[0] == tok:
+        return memo[1]
+    h = roi_hash({s: e.mask for s, e in eds.items()})
+    st.session_state["roi_hash_memo"] = (tok, h)
+    return h
 
 
 def part_key(case) -> tuple:
     pred = S.current_predictor()
-    return (pred.bundle.checksum if pred else "", case.key, roi_hash(W.case_rois(case)))
+    return (pred.bundle.checksum if pred else "", case.key, case_roi_hash(case))
 
 
 def run_image_part(case, progress=None):
@@ -375,12 +430,12 @@ def cam_overlay_rgb(case, seq: str, cam, size: int = 320, rois: dict | None = No
     if roi is not None and roi.any():
         k = V.MaskEditor(roi).middle_slice("axial", 0)  # roi.any(): never the default
     elif hc is not None:
-        k = int(np.argmax(hc.reshape(hc.shape[0], -1).max(axis=1)))
+        k = hc.peak_slice("axial")
     else:
         k = can.n_slices("axial") // 2
-    wl = V.window_presets(can.array)["Auto (1-99 %)"]
+    wl = can.window_presets()["Auto (1-99 %)"]        # the volume's percentiles once
     grey = V.apply_window(can.get_slice("axial", k), *wl)
-    heat = can.get_slice("axial", k, hc) if hc is not None else None
+    heat = hc.get_slice("axial", k) if hc is not None else None
     m_sl = can.get_slice("axial", k, roi) if roi is not None else None
     rgb = V.compose_rgb(grey, mask=m_sl, mask_opacity=0.0, heat=heat, heat_opacity=0.5,
                         heat_threshold=0.2)

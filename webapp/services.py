@@ -17,7 +17,9 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,16 +203,42 @@ UPLOAD_NAMES_KEY = "upload_names"
 STALE_UPLOAD_S = 24 * 3600
 
 
+#: minutes without a rerun after which a session's uploads are deleted (0: never)
+UPLOAD_IDLE_MIN_ENV = "HER2_UPLOAD_IDLE_MIN"
+DEFAULT_UPLOAD_IDLE_MIN = 120
+#: seconds between two passes of the sweeper (ended and idle sessions)
+SWEEP_EVERY_S = 5.0
+
+
 class UploadFolder:
-    """A session's temporary upload folder; removed when the object is garbage-collected
-    (the session ended and streamlit dropped its state) or :meth:`remove` is called."""
+    """A session's temporary upload folder.
 
-    def __init__(self) -> None:
-        import weakref
+    Removed when :meth:`remove` is called, when the object is garbage-collected, and by
+    the sweeper (:func:`sweep_session_uploads`): once its session has ended (not active
+    for longer than the server keeps a disconnected session to resume it) or after
+    ``HER2_UPLOAD_IDLE_MIN`` minutes without a rerun of its session. A session's state is
+    not reliably collected when it ends (Streamlit keeps a disconnected session for
+    reconnection and drops it without a collection), so the finalizer alone left uploads
+    on disk (benchmarks/bench_sessions.py found them there).
+    """
+
+    def __init__(self, session_id: str | None = None) -> None:
         self.path = Path(tempfile.mkdtemp(prefix=UPLOAD_PREFIX))
+        self.session_id = session_id
+        self.last_used = time.time()
+        self.inactive_since: float | None = None
+        self.removed_because: str | None = None
         self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.path), True)
+        with _FOLDERS_LOCK:
+            _FOLDERS.add(self)
 
-    def remove(self) -> None:
+    def touch(self) -> None:
+        self.last_used = time.time()
+
+    def remove(self, because: str | None = None) -> None:
+        if self._finalizer.alive and because:
+            self.removed_because = because
+            log.info("upload folder of a session removed: %s", because)
         self._finalizer()
 
     @property
@@ -219,6 +247,102 @@ class UploadFolder:
 
     def __deepcopy__(self, memo):   # session-state copies share the one folder
         return self
+
+
+#: every live UploadFolder of this server (weak: a collected session's goes by itself)
+_FOLDERS: "weakref.WeakSet[UploadFolder]" = weakref.WeakSet()
+_FOLDERS_LOCK = threading.Lock()
+
+
+def upload_idle_s() -> float:
+    """Idle timeout of a session's uploads (s), from HER2_UPLOAD_IDLE_MIN; 0: none."""
+    try:
+        return max(float(os.environ.get(UPLOAD_IDLE_MIN_ENV, DEFAULT_UPLOAD_IDLE_MIN)), 0.0) * 60
+    except ValueError:
+        return DEFAULT_UPLOAD_IDLE_MIN * 60.0
+
+
+def sweep_session_uploads(is_active, *, grace_s: float, idle_s: float,
+                          now: float | None = None) -> list[tuple[str, str]]:
+    """Remove the upload folders of ended and idle sessions; [(folder, why)].
+
+    ``is_active(session_id)``: the session is connected (the server's own answer). A
+    folder whose session has not been active for ``grace_s`` (the time a disconnected
+    session may still come back) goes as "ended"; one not used for ``idle_s`` (> 0)
+    goes as "idle".
+    """
+    now = time.time() if now is None else now
+    with _FOLDERS_LOCK:
+        folders = [f for f in _FOLDERS if f.alive]
+    gone = []
+    for f in folders:
+        active = True if f.session_id is None else bool(is_active(f.session_id))
+        if not active:
+            if f.inactive_since is None:
+                f.inactive_since = now
+            if now - f.inactive_since >= grace_s:
+                f.remove("ended")
+                gone.append((str(f.path), "ended"))
+            continue
+        f.inactive_since = None
+        if idle_s > 0 and now - f.last_used >= idle_s:
+            f.remove("idle")
+            gone.append((str(f.path), "idle"))
+    return gone
+
+
+def _runtime():
+    try:
+        from streamlit import runtime
+        return runtime.get_instance() if runtime.exists() else None
+    except Exception:  # noqa: BLE001 - bare mode (tests, scripts): no sweeper
+        return None
+
+
+@st.cache_resource(show_spinner=False)
+def _session_sweeper() -> "threading.Thread | None":
+    """One daemon thread per server: :func:`sweep_session_uploads` every few seconds."""
+    rt = _runtime()
+    if rt is None:
+        return None
+    try:
+        grace = float(st.get_option("server.disconnectedSessionTTL"))
+    except Exception:  # noqa: BLE001
+        grace = 120.0
+
+    def loop():
+        while True:
+            time.sleep(SWEEP_EVERY_S)
+            try:
+                sweep_session_uploads(rt.is_active_session, grace_s=grace + SWEEP_EVERY_S,
+                                      idle_s=upload_idle_s())
+            except Exception:  # noqa: BLE001 - never stop sweeping
+                log.exception("the upload sweeper failed once")
+    t = threading.Thread(target=loop, name="her2-upload-sweeper", daemon=True)
+    t.start()
+    return t
+
+
+def _session_id() -> str | None:
+    try:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+        ctx = get_script_run_ctx()
+        return ctx.session_id if ctx is not None and _runtime() is not None else None
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def touch_session_uploads() -> str | None:
+    """Called on every rerun: the session is in use (its uploads are not idle). Returns
+    why its uploads were removed since the last rerun ("idle", "ended"), once, else None."""
+    owner = st.session_state.get(UPLOAD_OWNER_KEY)
+    if not isinstance(owner, UploadFolder):
+        return None
+    if owner.alive:
+        owner.touch()
+        return None
+    why, owner.removed_because = owner.removed_because, None
+    return why
 
 
 def sweep_stale_uploads(max_age_s: float = STALE_UPLOAD_S) -> int:
@@ -243,9 +367,10 @@ def _swept_at_start() -> int:
 def session_upload_dir() -> Path:
     """The session's temp folder (created on first use, removed when the session ends)."""
     _swept_at_start()
+    _session_sweeper()
     owner = st.session_state.get(UPLOAD_OWNER_KEY)
     if not isinstance(owner, UploadFolder) or not owner.alive:
-        owner = UploadFolder()
+        owner = UploadFolder(_session_id())
         st.session_state[UPLOAD_OWNER_KEY] = owner
     st.session_state["upload_dir"] = str(owner.path)
     return owner.path

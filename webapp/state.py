@@ -21,6 +21,7 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "roi_nonce": (0, "bumped after each applied lasso/box so the chart's selection resets"),
     "roi_last": (None, "signature of the last selection applied (never applied twice)"),
     "roi_source": ({}, "sequence -> where its ROI came from: 'drawn', 'file', 'case'"),
+    "roi_hash_memo": (None, "((case key, editor tokens), hash) of the ROIs: hashed once per change"),
     "prediction": (None, "her2core.predictor.ImagePart of the case's last run, or None"),
     "task": ("her2", "task shown on the Prediction / Export pages: her2 or her2_low"),
     "bundle_path": (None, "path of the model bundle this session uses (None: the default)"),
@@ -56,12 +57,30 @@ def init_state(*, allow_during_reading: bool = False) -> None:
     for key, (default, _) in DEFAULTS.items():
         if key not in st.session_state:
             st.session_state[key] = copy.deepcopy(default)
+    _uploads_in_use()
     if not allow_during_reading and st.session_state.get(READING_LOCK_KEY):
         st.warning("A reader-study reading session is open in this browser: other pages are "
                    "closed until you sign out of the reading screen.")
         st.page_link("app_pages/reader_study.py", label="Back to the reading screen",
                      icon=":material/assignment_ind:")
         st.stop()
+
+
+def _uploads_in_use() -> None:
+    """Every rerun: the session's uploads are in use (not idle). When the sweeper has
+    deleted them meanwhile (idle timeout), an uploaded case is closed with a message."""
+    from . import services as S
+    why = S.touch_session_uploads()
+    if why is None:
+        return
+    case = st.session_state.get("case")
+    if case is not None and getattr(case, "folder", None):
+        reset_case()
+        minutes = S.upload_idle_s() / 60
+        st.session_state["last_error"] = (
+            f"Your uploaded case {case.case_id} was closed and its files deleted after "
+            f"{minutes:g} minutes without use ({why}). Upload the files again to go on.")
+    st.session_state["picker"] = None
 
 
 def reset_case() -> None:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
+import weakref
 from pathlib import Path
 from contextlib import contextmanager
 from typing import Any
@@ -118,13 +120,18 @@ def current_mask(case: "S.CaseData") -> tuple[str | None, np.ndarray | None]:
     return ref[1], eds[ref[1]].mask
 
 
-def case_rois(case: "S.CaseData") -> dict[str, np.ndarray]:
-    """Every ROI of the case with voxels: sequence -> canonical mask (MRI first)."""
+def case_editors(case: "S.CaseData") -> dict[str, V.MaskEditor]:
+    """The editors of the case's ROIs that have voxels: sequence -> MaskEditor (MRI first)."""
     ref = st.session_state.get("editor_ref")
     if ref is None or ref[0] != case.key:
         return {}
     eds = st.session_state.get("editors") or {}
-    return {s: e.mask for s, e in sorted(eds.items(), key=lambda kv: kv[0] == "US") if e.voxels}
+    return {s: e for s, e in sorted(eds.items(), key=lambda kv: kv[0] == "US") if e.voxels}
+
+
+def case_rois(case: "S.CaseData") -> dict[str, np.ndarray]:
+    """Every ROI of the case with voxels: sequence -> canonical mask (MRI first)."""
+    return {s: e.mask for s, e in case_editors(case).items()}
 
 
 def open_case_rois(case: "S.CaseData") -> list[str]:
@@ -144,22 +151,36 @@ def open_case_rois(case: "S.CaseData") -> list[str]:
     return problems
 
 
-def _heat_canonical(heat_image, can: V.Canonical, reference) -> np.ndarray | None:
-    """A heat map Image (or array on the grid) -> canonical array, or None if on another grid."""
+#: heat map Image -> {id(Canonical): (weakref to it, HeatVolume)}; entries go with the maps
+_HEAT_VIEWS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_HEAT_LOCK = threading.Lock()      # sessions run in their own threads
+
+
+def _heat_canonical(heat_image, can: V.Canonical, reference) -> V.HeatVolume | None:
+    """A heat map Image (or array on the grid) -> its canonical HeatVolume (scaled 0..1 for
+    display), or None if on another grid. A map Image's view is made once, not per rerun
+    (its maximum scans the whole volume; the view copies nothing)."""
+    cacheable = hasattr(heat_image, "same_grid")
+    if cacheable:
+        with _HEAT_LOCK:
+            hit = _HEAT_VIEWS.get(heat_image, {}).get(id(can))
+        if hit is not None and hit[0]() is can:
+            return hit[1]
     arr = getattr(heat_image, "array", heat_image)
-    arr = np.asarray(arr, float)
-    if hasattr(heat_image, "same_grid") and not heat_image.same_grid(reference):
+    if cacheable and not heat_image.same_grid(reference):
         try:
             from her2core.imaging.ops import resample_to_reference
-            arr = np.asarray(resample_to_reference(heat_image, reference).array, float)
+            arr = resample_to_reference(heat_image, reference).array
         except Exception:  # noqa: BLE001
             return None
+    arr = np.asarray(arr)
     if arr.shape != tuple(can.original_shape):
         return None
-    hi = float(np.nanmax(arr)) if arr.size else 0.0
-    if hi > 0:
-        arr = arr / hi
-    return can.to_canonical(arr)
+    hv = can.heat(arr)
+    if cacheable:
+        with _HEAT_LOCK:
+            _HEAT_VIEWS.setdefault(heat_image, {})[id(can)] = (weakref.ref(can), hv)
+    return hv
 
 
 def viewer(case: "S.CaseData", *, key: str = "case", draw: bool = True,
@@ -214,7 +235,8 @@ def viewer(case: "S.CaseData", *, key: str = "case", draw: bool = True,
     n = ref_can.n_slices(view)
     default_slice = n // 2
     if mask_can is not None:
-        default_slice = V.MaskEditor(mask_can).middle_slice(view, default_slice)
+        default_slice = (editor if editor is not None else V.MaskEditor(mask_can)
+                         ).middle_slice(view, default_slice)
     k1, k2, k3, k4 = st.columns(4)
     with k1:
         if n > 1:
@@ -222,7 +244,9 @@ def viewer(case: "S.CaseData", *, key: str = "case", draw: bool = True,
         else:   # st.slider refuses min == max: a one-slice view has nothing to scroll
             idx = 0
             st.caption("Slice: 1 of 1")
-    presets = ref_can.window_presets(mask_can)   # the volume's percentiles computed once
+    # the volume's percentiles computed once; the ROI's once per change of the ROI
+    presets = ref_can.window_presets(editor if mask_can is not None and editor is not None
+                                     else mask_can)
     auto = next(k for k in presets if k.startswith("Auto"))
     with k2:
         preset = st.selectbox("Window / level preset", list(presets) + ["Manual"],
@@ -273,7 +297,7 @@ def viewer(case: "S.CaseData", *, key: str = "case", draw: bool = True,
             if heat and seq in heat and heat[seq] is not None:
                 hc = _heat_canonical(heat[seq], can, img)
                 if hc is not None:
-                    h = can.get_slice(v, j, hc)
+                    h = hc.get_slice(v, j)
             rgb = V.compose_rgb(grey, mask=m, mask_opacity=mask_op, heat=h, heat_opacity=heat_op)
             title = V.view_title(can, seq, v, j)
             if seq != draw_seq and not can.is_2d and not img.same_grid(ref_img):
@@ -450,14 +474,14 @@ def roi_tools(case, seq, editor: V.MaskEditor, ref_img, can: V.Canonical, view: 
             st.rerun()
     with t6:
         if editor.voxels:
-            try:
-                data = V.mask_to_nifti_bytes(editor.mask, can, ref_img)
-                st.download_button("Save mask (NIfTI)", data, file_name=f"{case.case_id}_{seq}_mask.nii.gz",
-                                   mime="application/gzip", key=f"{key}_dl",
-                                   icon=":material/download:")
-            except Exception as err:  # noqa: BLE001
-                show_error(err)
-    st.caption(V.roi_caption(can, editor.mask, seq, view,
+            # written when the button is pressed (a .nii.gz of the whole grid costs tens of
+            # ms at clinical size: not on every slice change); the ROI as it is then
+            mask = editor.mask
+            st.download_button("Save mask (NIfTI)", lambda: V.mask_to_nifti_bytes(mask, can, ref_img),
+                               file_name=f"{case.case_id}_{seq}_mask.nii.gz",
+                               mime="application/gzip", key=f"{key}_dl",
+                               icon=":material/download:")
+    st.caption(V.roi_caption(can, editor, seq, view,
                              (st.session_state.get("roi_source") or {}).get(seq)))
     l1, l2 = st.columns(2)
     mkey = case.mask_key_for(seq)

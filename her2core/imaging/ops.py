@@ -261,10 +261,10 @@ def roi_bbox(mask: Image, margin_mm: float | Sequence[float] | None = None,
     if margin_mm is not None and margin_px is not None:
         raise ValueError("give margin_mm or margin_px, not both")
     d = mask.ndim
-    idx = np.argwhere(mask.array > 0)
-    if idx.size == 0:
+    lo_hi = _nonzero_box(np.asarray(mask.array) > 0)
+    if lo_hi is None:
         raise MaskError("mask is empty; there is no ROI to crop to", file=mask.source)
-    idx = idx[:, ::-1]  # (x, y[, z])
+    lo, hi = lo_hi[0][::-1], lo_hi[1][::-1]  # (x, y[, z])
     if margin_mm is not None:
         mm = _per_axis(margin_mm, d, "margin_mm")
         margin = np.ceil(mm / np.asarray(mask.spacing) - 1e-9).astype(int)
@@ -272,9 +272,30 @@ def roi_bbox(mask: Image, margin_mm: float | Sequence[float] | None = None,
         margin = _per_axis(margin_px, d, "margin_px").astype(int)
     else:
         margin = np.zeros(d, int)
-    start = np.maximum(idx.min(axis=0) - margin, 0)
-    stop = np.minimum(idx.max(axis=0) + 1 + margin, np.asarray(mask.size))
+    start = np.maximum(lo - margin, 0)
+    stop = np.minimum(hi + 1 + margin, np.asarray(mask.size))
     return tuple(int(v) for v in start), tuple(int(v) for v in stop)
+
+
+def _nonzero_box(m: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(first, last) index along each numpy axis of the True voxels, or None if none.
+
+    The same as the min / max of ``np.argwhere(m)`` without listing every ROI voxel (a
+    large clinical-size ROI has millions): the first axis from one projection, the
+    others inside the slab it spans."""
+    if m.ndim == 0 or not m.size:
+        return None
+    first = np.flatnonzero(m.reshape(m.shape[0], -1).any(axis=1))
+    if first.size == 0:
+        return None
+    lo, hi = [int(first[0])], [int(first[-1])]
+    slab = m[lo[0]:hi[0] + 1]
+    for ax in range(1, m.ndim):
+        other = tuple(i for i in range(m.ndim) if i != ax)
+        nz = np.flatnonzero(slab.any(axis=other))
+        lo.append(int(nz[0]))
+        hi.append(int(nz[-1]))
+    return np.asarray(lo), np.asarray(hi)
 
 
 def crop(image: Image, start: Sequence[int], stop: Sequence[int]) -> Image:

@@ -30,16 +30,23 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_app(port: int | None = None, timeout: float = 120.0, log_path: Path | None = None):
-    """Start ``streamlit run app.py`` on a free local port; yield its URL; stop it."""
+def running_app(port: int | None = None, timeout: float = 120.0, log_path: Path | None = None,
+                extra_args: tuple[str, ...] = (), procs: list | None = None):
+    """Start ``streamlit run app.py`` on a free local port; yield its URL; stop it.
+
+    ``extra_args``: more ``streamlit run`` options (``--server.disconnectedSessionTTL 5``);
+    ``procs``: a list the server's ``Popen`` is appended to (its pid, for memory readings).
+    """
     port = port or free_port()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
          "--server.headless", "true", "--server.address", "127.0.0.1",
-         "--browser.gatherUsageStats", "false"],
+         "--browser.gatherUsageStats", "false", *extra_args],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if procs is not None:
+        procs.append(proc)
     url = f"http://127.0.0.1:{port}"
     try:
         t0 = time.time()

@@ -125,3 +125,85 @@ def test_simultaneous_browser_sessions_predict_and_what_if_each_on_its_own_case(
         assert re.fullmatch(r"\d+\.\d%", value)
         assert value == _expected(demo_bundle, case_id)
         assert value2 == _expected(demo_bundle, case_id, er=1 if new == "yes" else 0)
+
+
+def test_simultaneous_sessions_never_see_an_upload_and_it_goes_with_its_session():
+    """Three browser sessions open at once: U uploads a case under its own id while V and W
+    have demo cases open; V and W never see U's case or files; U's upload folder is on disk
+    while U is open and is deleted once U's browser is gone and the server ends its session
+    (disconnectedSessionTTL set to 2 s here; the default keeps it 120 s for a reconnect)."""
+    import os
+    import tempfile
+    import time
+    if B.chromium_path() is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    pytest.importorskip("playwright.sync_api")
+    demo = ROOT / "assets" / "demo_cohort"
+    if not (demo / "cohort.csv").is_file():
+        pytest.skip("assets/demo_cohort is not in this checkout")
+    from playwright.sync_api import sync_playwright
+    uid = f"own-upload-{os.getpid()}"
+    src = demo / "cases" / "syn-0002"
+    tmp = Path(tempfile.gettempdir())
+
+    def folders():
+        return {d: sorted(p.name for p in d.rglob("*") if p.is_file())
+                for d in tmp.glob("her2_upload_*") if d.is_dir()}
+
+    before = set(folders())
+    with B.running_app(extra_args=("--server.disconnectedSessionTTL", "2")) as url, \
+            sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=B.chromium_path(), args=B.CHROMIUM_ARGS,
+                                    headless=True)
+        try:
+            ctxs = [browser.new_context(viewport={"width": 1500, "height": 1400}) for _ in range(3)]
+            pu, pv, pw = [c.new_page() for c in ctxs]
+            for page in (pu, pv, pw):                       # all three sessions open at once
+                B.goto_page(page, url, "")
+                page.get_by_role("link", name="Case").first.click()
+                B.wait_idle(page)
+            for page, case_id in ((pv, "syn-0003"), (pw, "syn-0004")):
+                page.locator(".st-key-demo_pick [role=combobox], .st-key-demo_pick input").first.click()
+                page.get_by_role("option", name=case_id, exact=True).click()
+                B.wait_idle(page)
+                page.get_by_role("button", name="Open demo case").click()
+                page.wait_for_function(f"() => document.body.innerText.includes('Case {case_id}')",
+                                       timeout=120_000)
+            pu.get_by_role("tab", name="Upload files").click()
+            up = pu.locator('[data-testid="stFileUploader"]')
+            up.filter(has=pu.get_by_text("DCE", exact=True)).locator("input[type=file]") \
+                .set_input_files(str(src / "DCE.nii.gz"))
+            B.wait_idle(pu)
+            up.filter(has=pu.get_by_text("ROI mask", exact=False)).locator("input[type=file]") \
+                .set_input_files(str(src / "mask.nii.gz"))
+            B.wait_idle(pu)
+            box = pu.locator(".st-key-up_case_id input").first
+            box.fill(uid)
+            box.press("Enter")
+            B.wait_idle(pu)
+            pu.get_by_role("button", name="Load uploaded case").click()
+            pu.wait_for_function(f"() => document.body.innerText.includes('Case {uid}')",
+                                 timeout=120_000)
+            B.wait_idle(pu)
+            mine = {d: f for d, f in folders().items() if d not in before and f}
+            assert len(mine) == 1 and set(next(iter(mine.values()))) == {"DCE.nii.gz", "mask.nii.gz"}
+            folder = next(iter(mine))
+            for page, case_id in ((pv, "syn-0003"), (pw, "syn-0004")):
+                seen = []
+                for name in ("Prediction", "Case"):
+                    page.get_by_role("link", name=name).first.click()
+                    B.wait_idle(page)
+                    seen.append(page.inner_text("body"))
+                page.wait_for_function(f"() => document.body.innerText.includes('Case {case_id}')",
+                                       timeout=60_000)
+                text = "\n".join(seen)
+                assert uid not in text and str(folder) not in text and folder.name not in text
+            assert f"Case {uid}" in pu.inner_text("body")
+            ctxs[0].close()                                 # U's browser goes
+            t0 = time.time()
+            while folder.exists() and time.time() - t0 < 60:
+                time.sleep(0.5)
+            assert not folder.exists(), "the upload folder outlived its session"
+            assert "Case syn-0003" in pv.inner_text("body")  # the others carry on
+        finally:
+            browser.close()
