@@ -9,11 +9,13 @@ import streamlit as st
 
 from her2core import deid
 from webapp.reader_study import READER_KEY, resume_from_url
+from webapp.auth import require_sign_in
 from webapp.state import init_state
 
 st.set_page_config(page_title="HER2 workbench", page_icon=":material/biotech:", layout="wide")
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 deid.install_log_redaction()      # DICOM identifiers seen on upload never reach the server log
+require_sign_in()                 # optional OpenID Connect sign-in ([auth] in secrets); off by default
 init_state(allow_during_reading=True)
 resume_from_url()                 # a reload keeps a reader signed in (random URL token)
 
