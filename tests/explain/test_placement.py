@@ -112,3 +112,74 @@ def test_3d_map_of_a_resized_volume_goes_back_by_physical_point():
     mask = np.zeros(ref.shape, bool)
     mask[1:6, 4:30, 8:38] = True
     assert placed.array[~mask].max() == 0
+
+
+class _IdentityBackbone:
+    """Stands in for a 2-D backbone: input size = the padded crop, no normalisation."""
+
+    def __init__(self, size):
+        self.spatial_size = (size, size)
+
+    def prepare(self, t):
+        return t
+
+
+def _non_square_roi_case():
+    """3-D image, oblique direction, odd origin; ROI bbox 32 rows x 40 cols (largest on z=6)."""
+    from types import SimpleNamespace
+    a = np.deg2rad(25)
+    d = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, -1.0]])
+    zz, yy, xx = np.mgrid[:12, :70, :90]
+    arr = (xx + 100.0 * yy + 7000.0 * zz).astype(np.float32)   # every voxel tells where it is
+    img = Image(arr, (0.75, 0.9, 1.5), (-60.3, 12.7, 33.0), tuple(d.ravel()), sequence="DCE",
+                modality="MR")
+    m = np.zeros(arr.shape, np.uint8)
+    m[6, 20:52, 30:70] = 1              # largest slice: rows 20-51, cols 30-69
+    m[4:9, 30:40, 40:60] = 1            # smaller on z 4-8, inside the same box
+    mask = img.replace(array=m, sequence="mask")
+    cfg = SimpleNamespace(slice_mode="largest", margin_px=10, square=True,
+                          intensity_percentiles=(0.0, 100.0))
+    return img, mask, cfg
+
+
+def test_case_crop_is_the_padded_square_centred_on_the_roi():
+    """ROI box + 10 px = rows 10-61 (52), cols 20-79 (60); padded symmetrically to 60 x 60:
+    rows 6-65, cols 20-79 on z = 6. A map covering the whole network input fills exactly
+    that box, whose centre (row 35.5, col 49.5) is the ROI box's centre."""
+    from her2core.explain.case import cam_input_2d
+    img, mask, cfg = _non_square_roi_case()
+    x, crop, z = cam_input_2d(_IdentityBackbone(60), img, mask, cfg)
+    assert z == 6 and tuple(x.shape) == (1, 1, 60, 60)
+    assert crop.size == (60, 60, 1)
+    assert_allclose(img.physical_to_index(crop.origin), (20, 6, 6), atol=1e-9)
+    placed = place_map(np.ones((64, 64), np.float32), crop, img)
+    expected = np.zeros(img.shape, np.float32)
+    expected[6, 6:66, 20:80] = 1
+    assert_allclose(placed.array, expected)
+    s = np.argwhere(placed.array > 0)
+    roi = np.argwhere(np.asarray(mask.array) > 0)
+    assert_allclose((s[:, 1].min() + s[:, 1].max()) / 2, (roi[:, 1].min() + roi[:, 1].max()) / 2)
+    assert_allclose((s[:, 2].min() + s[:, 2].max()) / 2, (roi[:, 2].min() + roi[:, 2].max()) / 2)
+
+
+def test_case_network_input_goes_back_onto_its_own_voxels():
+    """The network input itself, placed back, equals the (scaled) source voxels it was cut
+    from: rows / cols are not swapped or flipped, the 4 + 4 padding rows sit outside the ROI
+    box; and a map positive only on the input's lower-left 48 x 48 of 64 (one positive cell
+    of a 2 x 2 layer4 grid, upsampled bilinearly) lands on rows 21-65, cols 20-64: a 45 x 45
+    part of the 60 x 60 box, flush with its bottom and left edges."""
+    from her2core.explain.case import cam_input_2d
+    img, mask, cfg = _non_square_roi_case()
+    x, crop, z = cam_input_2d(_IdentityBackbone(60), img, mask, cfg)
+    net = np.asarray(x[0, 0], dtype=np.float32)
+    assert net[:4].max() == 0 and net[56:].max() == 0           # symmetric square padding
+    placed = place_map(net, crop, img)
+    assert_allclose(placed.array[6, 6:66, 20:80], net, atol=1e-6)
+    src = np.asarray(img.array)[6, 10:62, 20:80]
+    # _scale01 over the crop (z 3-9, rows 10-61, cols 20-79) is affine: recover it
+    lo, hi = np.asarray(img.array)[3:10, 10:62, 20:80].min(), np.asarray(img.array)[3:10, 10:62, 20:80].max()
+    assert_allclose(placed.array[6, 10:62, 20:80], (src - lo) / (hi - lo), atol=1e-6)
+    corner = np.zeros((64, 64), np.float32)
+    corner[16:, :48] = 1.0
+    s = np.argwhere(place_map(corner, crop, img).array > 0)
+    assert (s[:, 1].min(), s[:, 1].max(), s[:, 2].min(), s[:, 2].max()) == (21, 65, 20, 64)
