@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    # pyradiomics validates its settings with pykwalify, which logs "validation.valid" at INFO
+    logging.getLogger("pykwalify").setLevel(logging.WARNING)
     deid.install_log_redaction()
     if not getattr(args, "_run", None):
         parser.print_help()
