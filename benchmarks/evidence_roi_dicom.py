@@ -158,28 +158,12 @@ def write_rtstruct(mask_img, ref_uid: str, ref_series: dict, path: Path, name: s
     return path
 
 
-def sr_only_file(path: Path) -> str:
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.Modality, ds.PatientID, ds.PatientName = "SR", "SR-ONLY-77", "Report^Only"
-    ds.StudyDate, ds.ValueType, ds.StudyDescription = "20230101", "CONTAINER", "report only"
-    ds.save_as(str(path), enforce_file_format=True)
-    return str(ds.StudyInstanceUID)
-
-
 def main() -> int:
     from scipy import ndimage as ndi
 
     from her2core import deid, pacs
     from her2core.imaging import load_image
-    from her2core.imaging.dicom_synth import FAKE_PATIENT, write_case_study
+    from her2core.imaging.dicom_synth import FAKE_PATIENT, write_case_study, write_sr_only_study
 
     tmp = Path(tempfile.mkdtemp(prefix="roi_dicom_"))
     tr = Transcript(tmp)
@@ -285,7 +269,7 @@ def main() -> int:
     with pacs.local_orthanc(T / "orthanc") as srv:
         files = sorted(glob.glob(str(T / "study" / "*" / "*.dcm")))
         stored = pacs.store_instances(srv.url, files, client=srv.client())
-        sr_uid = sr_only_file(T / "sr.dcm")
+        sr_uid = write_sr_only_study(T / "sr.dcm", "report only")
         pacs.store_instances(srv.url, [str(T / "sr.dcm")], client=srv.client())
         tr.note(f"(python) local_orthanc: stored {stored} MR instances + 1 SR-only study")
         url = srv.url.replace("http://", "http://her2:her2-test@")

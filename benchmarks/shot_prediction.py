@@ -36,14 +36,7 @@ def main(argv=None) -> int:
     a.out.parent.mkdir(parents=True, exist_ok=True)
     with B.running_app(log_path=a.out.with_suffix(".log")) as url, \
             B.browser_page(width=a.width, height=a.height) as page:
-        B.goto_page(page, url, "")
-        page.get_by_role("link", name="Case").first.click()
-        B.wait_idle(page)
-        page.get_by_role("button", name="Open demo case").click()
-        B.wait_idle(page)
-        page.get_by_role("link", name="Prediction").first.click()
-        B.wait_idle(page)
-        page.get_by_role("button", name="Run prediction").click()
+        B.open_demo_and_predict(page, url)
         page.wait_for_selector(".st-key-panel_probability", timeout=600_000, state="visible")
         page.wait_for_selector(".st-key-panel_nomogram .stPlotlyChart .main-svg",
                                timeout=600_000, state="visible")

@@ -59,14 +59,7 @@ def main(argv=None) -> int:
     os.environ["HER2_BUNDLE"] = str(bundle)
     with B.running_app(log_path=a.out / "shot_recipes.log") as url, \
             B.browser_page(width=a.width, height=a.height) as page:
-        B.goto_page(page, url, "")
-        page.get_by_role("link", name="Case").first.click()
-        B.wait_idle(page)
-        page.get_by_role("button", name="Open demo case").click()
-        B.wait_idle(page)
-        page.get_by_role("link", name="Prediction").first.click()
-        B.wait_idle(page)
-        page.get_by_role("button", name="Run prediction").click()
+        B.open_demo_and_predict(page, url)
         page.wait_for_selector(".st-key-panel_three_way", timeout=600_000, state="visible")
         B.wait_idle(page, timeout=600_000)
         page.wait_for_timeout(1000)

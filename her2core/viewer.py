@@ -132,16 +132,8 @@ class Canonical:
 
     # -- conversions for arrays on the same grid (masks, heat maps)
     def to_canonical(self, arr: np.ndarray) -> np.ndarray:
-        """Original-order array (same spatial grid) -> canonical order."""
-        a = np.asarray(arr)
-        if a.shape != tuple(self.original_shape):
-            raise ValueError(f"array shape {a.shape} is not the image grid {self.original_shape}")
-        if self.is_2d:
-            a = a[None]
-        a = np.transpose(a, self.order)
-        for ax in self.flips:
-            a = np.flip(a, axis=ax)
-        return np.ascontiguousarray(a)
+        """Original-order array (same spatial grid) -> canonical order (a contiguous copy)."""
+        return np.ascontiguousarray(self.canonical_view(arr))
 
     def canonical_view(self, arr: np.ndarray) -> np.ndarray:
         """:meth:`to_canonical` without the copy: a (strided) view of ``arr`` in canonical

@@ -9,14 +9,12 @@ import glob
 import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from her2core import deid, pacs
 from her2core.cli import main
 from her2core.imaging import load_image
 from her2core.imaging.dicom_seg import export_dicom_seg, import_dicom_seg
-from her2core.imaging.dicom_synth import FAKE_PATIENT, write_study
+from her2core.imaging.dicom_synth import FAKE_PATIENT, write_sr_only_study, write_study
 from her2core.imaging.series import build_case, list_series, suggest_mapping
 
 pytestmark = pytest.mark.skipif(pacs.orthanc_binary() is None,
@@ -38,20 +36,6 @@ def server(tmp_path_factory):
         assert pacs.store_instances(srv.url, files, client=srv.client()) == len(files)
         study_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
         yield srv, study_dir, series, study_uid
-
-
-def _sr_only_study(path):
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.Modality, ds.PatientID, ds.PatientName = "SR", "SR-ONLY-77", "Report^Only"
-    ds.StudyDate, ds.ValueType = "20230101", "CONTAINER"
-    ds.save_as(str(path), enforce_file_format=True)
-    return str(ds.StudyInstanceUID)
 
 
 def test_find_studies_by_patient_and_date(server):
@@ -148,7 +132,7 @@ def test_unreachable_refusing_and_empty(server, tmp_path):
         pacs.connect("ftp://x")
     with pytest.raises(pacs.PacsError, match="not found"):
         pacs.fetch_study(srv.url, "1.2.3.4.5", tmp_path / "x", client=srv.client())
-    sr_study = _sr_only_study(tmp_path / "sr.dcm")
+    sr_study = write_sr_only_study(tmp_path / "sr.dcm")
     pacs.store_instances(srv.url, [tmp_path / "sr.dcm"], client=srv.client())
     with pytest.raises(pacs.PacsError, match="no image series .*SR only"):
         pacs.fetch_study(srv.url, sr_study, tmp_path / "sr", client=srv.client())

@@ -236,6 +236,24 @@ def write_case_study(case_dir: str | Path, root: str | Path, *,
     return out
 
 
+def write_sr_only_study(path: str | Path, description: str | None = None) -> str:
+    """One structured-report file (a study with no image series, for "no image series"
+    errors), with fake identifiers; returns its StudyInstanceUID."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality, ds.PatientID, ds.PatientName = "SR", "SR-ONLY-77", "Report^Only"
+    ds.StudyDate, ds.ValueType = "20230101", "CONTAINER"
+    if description is not None:
+        ds.StudyDescription = description
+    ds.save_as(str(path), enforce_file_format=True)
+    return str(ds.StudyInstanceUID)
+
+
 def read_series_datasets(files: Sequence[str | Path]) -> list[pydicom.Dataset]:
     """pydicom Datasets (with pixels) of the given files."""
     return [pydicom.dcmread(str(f)) for f in files]

@@ -101,6 +101,19 @@ def goto_page(page, url: str, name: str) -> None:
     wait_idle(page)
 
 
+def open_demo_and_predict(page, url: str) -> None:
+    """Home -> Case -> "Open demo case" -> Prediction -> "Run prediction" (returns at once:
+    the caller waits for the panels it needs)."""
+    goto_page(page, url, "")
+    page.get_by_role("link", name="Case").first.click()
+    wait_idle(page)
+    page.get_by_role("button", name="Open demo case").click()
+    wait_idle(page)
+    page.get_by_role("link", name="Prediction").first.click()
+    wait_idle(page)
+    page.get_by_role("button", name="Run prediction").click()
+
+
 def lasso(page, chart, points) -> None:
     """Drag the mouse along points (fractions of the chart's plot area) with the lasso tool."""
     area = chart.locator(".nsewdrag").first
