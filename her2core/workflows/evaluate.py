@@ -86,12 +86,13 @@ def pick_scores(pred: pd.DataFrame, wanted: list[str] | None, path: Path) -> lis
 _THREE_WAY = ("p_positive", "p_low", "p_zero")
 
 
-def three_way_labels(truth: Path) -> pd.Series:
+def three_way_labels(truth: Path, cohort=None) -> pd.Series:
     """positive / low / zero of every case whose HER2 status is known that far (a negative
     without an IHC score has no three-way label), indexed by case_id."""
-    her2, _, _ = read_labels(truth, "her2")
+    cohort = read_truth(truth) if cohort is None else cohort
+    her2, _, _ = read_labels(truth, "her2", cohort)
     try:
-        low, _, _ = read_labels(truth, "her2_low")
+        low, _, _ = read_labels(truth, "her2_low", cohort)
     except CohortError:
         low = pd.Series(dtype=int)
     out = pd.Series("positive", index=her2.index[her2 == 1], dtype=object)
@@ -100,7 +101,7 @@ def three_way_labels(truth: Path) -> pd.Series:
     return out.rename("her2_three_way")
 
 
-def three_way_roc(pred: pd.DataFrame, truth: Path, *, with_figures: bool = False):
+def three_way_roc(pred: pd.DataFrame, truth: Path, *, with_figures: bool = False, cohort=None):
     """Per-class ROC of the three-way call (one class against the other two, each with its
     own probability column; DeLong 95 % CI as pROC), or (None, None) when the predictions lack
     the columns. Cases without a three-way label are left out and counted."""
@@ -108,7 +109,7 @@ def three_way_roc(pred: pd.DataFrame, truth: Path, *, with_figures: bool = False
     from her2core.metrics.roc import roc_curve
     if not all(c in pred.columns for c in _THREE_WAY):
         return None, None
-    labels = three_way_labels(truth)
+    labels = three_way_labels(truth, cohort)
     have = pred[list(_THREE_WAY)].dropna()
     ids = [c for c in have.index if c in labels.index]
     lab = labels.loc[ids]
@@ -134,29 +135,32 @@ def three_way_roc(pred: pd.DataFrame, truth: Path, *, with_figures: bool = False
     return out, curves
 
 
-def read_labels(truth: Path, task: str) -> tuple[pd.Series, list[str], pd.DataFrame]:
-    """Labels (int Series indexed by case_id), the case_ids left out of the
-    cohort table because their row had problems, and the cohort table."""
+def read_truth(truth: Path):
+    """The Cohort of a truth argument: a cohort folder, its cohort.csv, or a CSV with labels."""
     from her2core.cohort import read_cohort
 
     truth = Path(truth)
     if truth.is_dir():
-        cohort = read_cohort(truth)
-    elif truth.is_file():
+        return read_cohort(truth)
+    if truth.is_file():
         if truth.name == "cohort.csv":
-            cohort = read_cohort(truth.parent)
-        else:
-            with tempfile.TemporaryDirectory() as tmp:
-                (Path(tmp) / "cohort.csv").write_bytes(truth.read_bytes())
-                try:
-                    cohort = read_cohort(tmp)
-                except CohortError as err:
-                    err.file = str(truth)
-                    err.args = (str(err),)
-                    raise
-    else:
-        raise CohortError("truth not found", file=truth,
-                          hint="give cohort.csv or the cohort folder")
+            return read_cohort(truth.parent)
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "cohort.csv").write_bytes(truth.read_bytes())
+            try:
+                return read_cohort(tmp)
+            except CohortError as err:
+                err.file = str(truth)
+                err.args = (str(err),)
+                raise
+    raise CohortError("truth not found", file=truth, hint="give cohort.csv or the cohort folder")
+
+
+def read_labels(truth: Path, task: str, cohort=None) -> tuple[pd.Series, list[str], pd.DataFrame]:
+    """Labels (int Series indexed by case_id), the case_ids left out of the
+    cohort table because their row had problems, and the cohort table
+    (``cohort``: the truth already read, else it is read here)."""
+    cohort = read_truth(truth) if cohort is None else cohort
     bad_rows = sorted({e.case_id for e in cohort.problems if e.case_id})
     try:
         labels = cohort.labels(task)
@@ -397,7 +401,8 @@ def evaluate_predictions(predictions, truth, *, task: str = "her2", scores=None,
                 if c not in scores:
                     raise CohortError(f"--compare column {c} is not an evaluated score",
                                       file=pred_path, hint=f"scores: {', '.join(scores)}")
-    labels, bad_rows, table = read_labels(Path(truth), task)
+    truth_cohort = read_truth(Path(truth))
+    labels, bad_rows, table = read_labels(Path(truth), task, truth_cohort)
     if hl_groups < 3:
         raise CohortError(f"--hl-groups must be at least 3, got {hl_groups}")
     if n_boot < 100:
@@ -451,7 +456,8 @@ def evaluate_predictions(predictions, truth, *, task: str = "her2", scores=None,
     if compare_groups_by:
         result["group_comparisons"] = compare_groups(y, pred, scores, table, compare_groups_by,
                                                      Path(truth))
-    three, three_curves = three_way_roc(pred, Path(truth), with_figures=with_figures)
+    three, three_curves = three_way_roc(pred, Path(truth), with_figures=with_figures,
+                                        cohort=truth_cohort)
     if three is not None:
         result["three_way"] = three
         if with_figures:
