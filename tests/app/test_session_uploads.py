@@ -18,7 +18,10 @@ ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
 
 
-def test_sweeper_removes_ended_sessions_after_the_grace_and_idle_ones():
+def test_sweeper_removes_ended_sessions_after_the_grace_and_idle_ones(monkeypatch):
+    # the sweeper walks every live folder of the process: keep other tests' out of this one
+    import weakref
+    monkeypatch.setattr(S, "_FOLDERS", weakref.WeakSet())
     alive = {"a": True, "b": False, "c": True}
     fa, fb, fc, fn = (S.UploadFolder("a"), S.UploadFolder("b"), S.UploadFolder("c"),
                       S.UploadFolder(None))
